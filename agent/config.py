@@ -1,0 +1,156 @@
+"""The agent's configuration: one TOML file, validated at start-up, unknown keys rejected.
+
+Each section's schema is a pydantic model with bounds and descriptions. Runtime state never lives here.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agent.errors import ConfigError
+from models.motion import MotionSettings
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CameraSettings(Section):
+    backend: Literal["replay", "synthetic", "picamera2", "opencv"] = Field(
+        "synthetic", description="Which camera driver produces frames (see drivers/camera).")
+    source: str = Field("", description="Replay: video file, image folder or glob. opencv: device index or URL.")
+    fps: float = Field(10.0, gt=0, le=120, description="Frame rate; for image sequences and synthetic scenes, "
+                                                        "the rate frames are timed at.")
+    realtime: bool = Field(True, description="Replay: pace frames at fps (True) or run as fast as possible.")
+    detect_width: int = Field(320, ge=32, le=1920, description="Width in pixels of the luma image used for detection.")
+    width: int = Field(1280, ge=64, le=4096, description="Full-size frame width (live and synthetic cameras).")
+    height: int = Field(720, ge=48, le=4096, description="Full-size frame height (live and synthetic cameras).")
+    duration_s: float = Field(20.0, gt=0, description="Synthetic camera: length of the rendered scene.")
+
+
+class EventSettings(Section):
+    armed: bool = Field(True, description="Whether intrusion alarms are raised at start-up.")
+    min_motion_frames: int = Field(3, ge=1, le=100, description="Consecutive motion frames needed to raise an alarm.")
+    event_gap_s: float = Field(2.0, ge=0, le=60, description="Motion that pauses for less than this stays one alarm.")
+    max_alarm_s: float = Field(120.0, gt=0, le=3600, description="Longest an alarm may stay active before it is ended.")
+
+
+class RecorderSettings(Section):
+    pre_roll_s: float = Field(5.0, ge=0, le=60, description="Seconds of video kept before the alarm is raised.")
+    post_roll_s: float = Field(10.0, ge=0, le=120, description="Seconds recorded after the alarm's motion ends.")
+    codec: str = Field("libx264", description="PyAV encoder; 'h264_v4l2m2m' uses a Pi 4's hardware encoder.")
+    crf: int = Field(26, ge=0, le=51, description="x264 constant rate factor (lower = better quality, larger file).")
+    preset: str = Field("veryfast", description="x264 speed preset.")
+    buffer_jpeg_quality: int = Field(85, ge=30, le=100, description="JPEG quality of frames held in the pre-roll ring.")
+    snapshot_jpeg_quality: int = Field(90, ge=30, le=100, description="JPEG quality of the alarm snapshot.")
+
+
+class TlsSettings(Section):
+    ca_file: Path | None = Field(None, description="CA bundle that signs the broker's certificate.")
+    cert_file: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    key_file: Path | None = Field(None, description="Client private key (mutual TLS).")
+    insecure: bool = Field(False, description="Skip hostname verification (bench testing only).")
+
+
+class BrokerSettings(Section):
+    url: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:]+(:\d+)?/?$",
+                     description="Broker address, mqtt://host:port or mqtts://host:port.")
+    topic_root: str = Field("pids/{device_id}", description="Topic prefix; {device_id} is replaced.")
+    username: str | None = Field(None, description="MQTT username.")
+    password: str | None = Field(None, description="MQTT password.")
+    tls: TlsSettings | None = Field(None, description="TLS settings; required for mqtts:// unless defaults suffice.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive; the Last Will fires after ~1.5x this.")
+    reconnect_min_s: float = Field(1.0, gt=0, le=60, description="First reconnect delay.")
+    reconnect_max_s: float = Field(60.0, gt=0, le=3600, description="Cap of the exponential reconnect delay.")
+    chunk_bytes: int = Field(256 * 1024, ge=1024, le=16 * 1024 * 1024, description="Media chunk size.")
+    inflight: int = Field(16, ge=1, le=1000, description="QoS 1 messages in flight before waiting for acks.")
+
+    @property
+    def host(self) -> str:
+        return self.url.split("://", 1)[1].rstrip("/").split(":")[0]
+
+    @property
+    def port(self) -> int:
+        rest = self.url.split("://", 1)[1].rstrip("/")
+        if ":" in rest:
+            return int(rest.split(":")[1])
+        return 8883 if self.url.startswith("mqtts") else 1883
+
+    @property
+    def use_tls(self) -> bool:
+        return self.url.startswith("mqtts") or self.tls is not None
+
+
+class OutboxSettings(Section):
+    max_bytes: int = Field(2 * 1024**3, ge=1024 * 1024, description="Most bytes the outbox may hold on disk; "
+                                                                      "oldest heartbeats are dropped first, alarms last.")
+
+
+class HeartbeatSettings(Section):
+    interval_s: float = Field(60.0, ge=1, le=86400, description="Seconds between heartbeats.")
+
+
+class AgentConfig(Section):
+    device_id: str = Field("pid-demo-001", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+                           description="Unique unit id; used in topics and client id.")
+    site_ref: str = Field("DEMO", max_length=128, description="Site reference of the current loan.")
+    data_dir: Path = Field(Path("var/pid-agent"), description="Where the outbox database and media live.")
+    camera: CameraSettings = CameraSettings()
+    detection: MotionSettings = MotionSettings()
+    events: EventSettings = EventSettings()
+    recorder: RecorderSettings = RecorderSettings()
+    broker: BrokerSettings = BrokerSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    heartbeat: HeartbeatSettings = HeartbeatSettings()
+
+    @model_validator(mode="after")
+    def _replay_needs_source(self) -> "AgentConfig":
+        if self.camera.backend == "replay" and not self.camera.source:
+            raise ValueError("camera.source is required when camera.backend is 'replay'")
+        return self
+
+    @property
+    def topic_root(self) -> str:
+        return self.broker.topic_root.format(device_id=self.device_id).rstrip("/")
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{where}: {error['msg']}{shown}"
+
+
+def parse_config(data: dict, origin: str = "<config>") -> AgentConfig:
+    """Validate a config mapping; raise ConfigError naming every bad key."""
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = "\n  ".join(_describe(err) for err in exc.errors())
+        raise ConfigError(f"invalid config {origin}:\n  {lines}") from None
+
+
+def load_config(path: str | Path | None) -> AgentConfig:
+    """Read and validate a TOML config file; None gives the built-in defaults."""
+    if path is None:
+        return AgentConfig()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    return parse_config(data, origin=str(path))

@@ -1,0 +1,1 @@
+"""Hardware and file drivers: cameras and GPIO, each behind one interface."""

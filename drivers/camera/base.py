@@ -1,0 +1,65 @@
+"""The camera interface every backend implements, and the frame it yields."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One captured frame.
+
+    ts: seconds on the camera's own timeline (monotonic; for a replay, index / fps from 0).
+    index: frame number from the start of the stream.
+    image: full-size BGR uint8 image, the one that is recorded.
+    luma: small single-channel uint8 image, the one detection works on.
+    """
+
+    ts: float
+    index: int
+    image: np.ndarray
+    luma: np.ndarray
+
+
+class Camera(abc.ABC):
+    """A source of timestamped frames. Use as a context manager or call open()/close()."""
+
+    #: nominal frames per second of the stream (used for pacing, clip timing and replay time)
+    fps: float = 10.0
+    #: total number of frames when known in advance (recordings), else None
+    frame_count: int | None = None
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Acquire the device or file; raise SourceError/HardwareError with a clear message."""
+
+    @abc.abstractmethod
+    def frames(self) -> Iterator[Frame]:
+        """Yield frames until the source ends (recordings) or close() is called (live)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the device or file. Safe to call twice."""
+
+    def __enter__(self) -> "Camera":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def make_luma(image: np.ndarray, width: int) -> np.ndarray:
+    """Downscale a BGR or grey image to a grey image `width` pixels wide (aspect kept), like a lores stream."""
+    import cv2
+
+    grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    height_px, width_px = grey.shape[:2]
+    if width >= width_px:
+        return np.ascontiguousarray(grey)
+    out_h = max(1, round(height_px * width / width_px))
+    return cv2.resize(grey, (width, out_h), interpolation=cv2.INTER_AREA)
