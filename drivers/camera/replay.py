@@ -1,0 +1,109 @@
+"""Replay camera: a video file, an image folder or a glob of images, played as if it were a live camera.
+
+Frame time is index / fps, so a replay gives identical results run to run; `realtime` only adds pacing.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import time
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from agent.errors import SourceError
+from drivers.camera.base import Camera, Frame, make_luma
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
+
+
+def natural_key(path: str) -> list:
+    """Sort key that orders 'in2' before 'in10'."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(path))]
+
+
+def list_images(source: str) -> list[str]:
+    """Image files of a folder or glob, in natural order."""
+    if Path(source).is_dir():
+        names = [str(p) for p in Path(source).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        names = glob.glob(source)
+    return sorted(names, key=natural_key)
+
+
+class ReplayCamera(Camera):
+    """Plays a recording. `fps` is used for image sequences, and for videos whose rate cannot be read."""
+
+    def __init__(self, source: str | Path, fps: float = 10.0, realtime: bool = False, detect_width: int = 320,
+                 sleep=time.sleep, monotonic=time.monotonic) -> None:
+        self.source = str(source)
+        self.fps = float(fps)
+        self.realtime = realtime
+        self.detect_width = detect_width
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._images: list[str] | None = None
+        self._container = None
+
+    def open(self) -> None:
+        path = Path(self.source)
+        if path.is_file():
+            self._open_video(path)
+            return
+        images = list_images(self.source)
+        if not images:
+            raise SourceError(f"replay source not found or empty: {self.source} "
+                              "(expected a video file, an image folder or a glob matching images)")
+        self._images = images
+        self.frame_count = len(images)
+
+    def _open_video(self, path: Path) -> None:
+        import av
+
+        try:
+            self._container = av.open(str(path))
+            stream = self._container.streams.video[0]
+        except (av.error.FFmpegError, IndexError) as exc:
+            self.close()
+            raise SourceError(f"cannot open video {path}: {exc}") from None
+        if stream.average_rate:
+            self.fps = float(stream.average_rate)
+        self.frame_count = stream.frames or None
+
+    def frames(self) -> Iterator[Frame]:
+        images = self._images if self._images is not None else None
+        decoded = self._image_frames(images) if images is not None else self._video_frames()
+        started = self._monotonic()
+        for index, image in enumerate(decoded):
+            ts = index / self.fps
+            if self.realtime:
+                delay = started + ts - self._monotonic()
+                if delay > 0:
+                    self._sleep(delay)
+            yield Frame(ts=ts, index=index, image=image, luma=make_luma(image, self.detect_width))
+
+    def _image_frames(self, images: list[str]) -> Iterator[np.ndarray]:
+        for name in images:
+            image = cv2.imread(name, cv2.IMREAD_COLOR)
+            if image is None:
+                raise SourceError(f"cannot decode image {name}")
+            yield image
+
+    def _video_frames(self) -> Iterator[np.ndarray]:
+        import av
+
+        if self._container is None:
+            raise SourceError(f"replay source {self.source} is not open")
+        try:
+            for frame in self._container.decode(video=0):
+                yield frame.to_ndarray(format="bgr24")
+        except av.error.FFmpegError as exc:
+            raise SourceError(f"video {self.source} is corrupt or truncated: {exc}") from None
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
