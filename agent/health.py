@@ -1,0 +1,63 @@
+"""Health: what the heartbeat reports about the unit."""
+
+from __future__ import annotations
+
+import collections
+import shutil
+from pathlib import Path
+
+from agent import __version__
+from agent.clock import Clock, iso_utc
+
+THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
+
+
+def cpu_temperature_c(path: Path = THERMAL_ZONE) -> float | None:
+    """The SoC temperature where the kernel exposes it (a Pi does; many laptops and CI machines do not)."""
+    try:
+        return round(int(path.read_text().strip()) / 1000.0, 1)
+    except (OSError, ValueError):
+        return None
+
+
+class Health:
+    """Counts frames and measures real throughput with the injected clock."""
+
+    def __init__(self, clock: Clock, data_dir: Path, window: int = 50) -> None:
+        self.clock = clock
+        self.data_dir = data_dir
+        self.started = clock.monotonic()
+        self.frames = 0
+        self.last_event_id: str | None = None
+        self._arrivals: collections.deque[float] = collections.deque(maxlen=window)
+
+    def frame_done(self) -> None:
+        self.frames += 1
+        self._arrivals.append(self.clock.monotonic())
+
+    @property
+    def fps(self) -> float:
+        if len(self._arrivals) < 2:
+            return 0.0
+        span = self._arrivals[-1] - self._arrivals[0]
+        return round((len(self._arrivals) - 1) / span, 2) if span > 0 else 0.0
+
+    def heartbeat(self, identity: dict, armed: bool, outbox_depth: int, outbox_bytes: int) -> dict:
+        try:
+            disk_free = shutil.disk_usage(self.data_dir).free
+        except OSError:
+            disk_free = None
+        return {
+            **identity,
+            "ts": iso_utc(self.clock.wall()),
+            "uptime_s": round(self.clock.monotonic() - self.started, 1),
+            "frames": self.frames,
+            "fps": self.fps,
+            "armed": armed,
+            "outbox_depth": outbox_depth,
+            "outbox_bytes": outbox_bytes,
+            "disk_free_bytes": disk_free,
+            "cpu_temp_c": cpu_temperature_c(),
+            "version": __version__,
+            "last_event_id": self.last_event_id,
+        }

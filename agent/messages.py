@@ -1,0 +1,68 @@
+"""Payloads of the `event` topic: built in one place so MQTT, the outbox and --events JSONL carry the same thing."""
+
+from __future__ import annotations
+
+from agent.clock import iso_utc
+from agent.events import AlarmEnded, AlarmStarted
+from agent.recorder import MediaFile
+
+
+def scaled_boxes(boxes, scale: float) -> list[list[int]]:
+    """Boxes from detection-image pixels to full-image pixels, as [x, y, w, h]."""
+    return [[int(round(value * scale)) for value in box.as_list()] for box in boxes]
+
+
+def alarm_start(identity: dict, seq: int, event: AlarmStarted, wall_ts: float, scale: float,
+                image_size: tuple[int, int]) -> dict:
+    return {
+        **identity,
+        "event_id": event.event_id,
+        "seq": seq,
+        "kind": "intrusion",
+        "phase": "start",
+        "ts": iso_utc(wall_ts),
+        "frame": event.frame,
+        "score": round(float(event.score), 5),
+        "boxes": scaled_boxes(event.boxes, scale),
+        "image_size": list(image_size),
+    }
+
+
+def alarm_end(identity: dict, seq: int, event: AlarmEnded, wall_ts: float, duration_s: float,
+              clip: MediaFile | None, snapshot: MediaFile | None) -> dict:
+    return {
+        **identity,
+        "event_id": event.event_id,
+        "seq": seq,
+        "kind": "intrusion",
+        "phase": "end",
+        "ts": iso_utc(wall_ts),
+        "frame": event.frame,
+        "started_frame": event.started_frame,
+        "score": round(float(event.peak_score), 5),
+        "boxes": [],
+        "reason": event.reason,
+        "duration_s": round(duration_s, 3),
+        "clip": clip.describe() if clip else None,
+        "snapshot": snapshot.describe() if snapshot else None,
+    }
+
+
+def incomplete_end(identity: dict, seq: int, start_payload: dict, wall_ts: float) -> dict:
+    """The honest end of an alarm whose clip was lost because the agent stopped abruptly."""
+    return {
+        **identity,
+        "event_id": start_payload["event_id"],
+        "seq": seq,
+        "kind": start_payload.get("kind", "intrusion"),
+        "phase": "end",
+        "ts": iso_utc(wall_ts),
+        "frame": None,
+        "started_frame": start_payload.get("frame"),
+        "score": start_payload.get("score", 0.0),
+        "boxes": [],
+        "reason": "agent stopped abruptly; clip incomplete and discarded",
+        "incomplete": True,
+        "clip": None,
+        "snapshot": None,
+    }

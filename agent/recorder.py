@@ -1,0 +1,194 @@
+"""Recorder: a time-based pre-roll ring of JPEG-encoded frames, and each alarm's H.264 MP4 clip and JPEG snapshot.
+
+Files are written as `<name>.part`, flushed to disk and renamed, so a crash never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from agent.config import RecorderSettings
+from agent.errors import StorageError
+from drivers.camera.base import Frame
+
+CLIP_NAME = "clip.mp4"
+SNAPSHOT_NAME = "snapshot.jpg"
+PTS_PER_SECOND = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class MediaFile:
+    name: str
+    path: Path
+    size: int
+    sha256: str
+    content_type: str
+
+    def describe(self) -> dict:
+        return {"name": self.name, "bytes": self.size, "sha256": self.sha256}
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def finalize(part: Path, final: Path, content_type: str) -> MediaFile:
+    """fsync a finished .part file, rename it into place and fingerprint it."""
+    with part.open("rb") as stream:
+        os.fsync(stream.fileno())
+    os.replace(part, final)
+    return MediaFile(final.name, final, final.stat().st_size, sha256_of(final), content_type)
+
+
+class PreRollBuffer:
+    """The last `seconds` of frames as JPEG bytes, so memory stays bounded whatever the resolution."""
+
+    def __init__(self, seconds: float, jpeg_quality: int) -> None:
+        self.seconds = seconds
+        self._params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
+        self._frames: collections.deque[tuple[float, bytes]] = collections.deque()
+        self.bytes = 0
+
+    def push(self, ts: float, image: np.ndarray) -> None:
+        if self.seconds <= 0:
+            return
+        ok, encoded = cv2.imencode(".jpg", image, self._params)
+        if not ok:
+            raise StorageError("JPEG encoding of a pre-roll frame failed")
+        data = encoded.tobytes()
+        self._frames.append((ts, data))
+        self.bytes += len(data)
+        while self._frames and self._frames[0][0] < ts - self.seconds:
+            self.bytes -= len(self._frames.popleft()[1])
+
+    def drain(self) -> list[tuple[float, np.ndarray]]:
+        """Decode and hand over every buffered frame, oldest first, leaving the buffer empty."""
+        frames = [(ts, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)) for ts, data in self._frames]
+        self._frames.clear()
+        self.bytes = 0
+        return frames
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+
+class ClipWriter:
+    """Encodes frames into an H.264 MP4 with PyAV; pts come from frame time, so gaps and jitter are kept honest."""
+
+    def __init__(self, final_path: Path, settings: RecorderSettings, fps: float, width: int, height: int) -> None:
+        import av
+
+        self.final_path = final_path
+        self.part_path = final_path.with_name(final_path.name + ".part")
+        self._size = (width - width % 2, height - height % 2)
+        self._first_ts: float | None = None
+        self._last_pts = -1
+        self.frames_written = 0
+        try:
+            self._container = av.open(str(self.part_path), mode="w", format="mp4")
+            self._stream = self._container.add_stream(settings.codec, rate=Fraction(round(fps * 1000), 1000))
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise StorageError(f"cannot start clip {self.part_path} with codec {settings.codec}: {exc}") from None
+        self._stream.width, self._stream.height = self._size
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.codec_context.time_base = Fraction(1, PTS_PER_SECOND)
+        if settings.codec == "libx264":
+            self._stream.options = {"crf": str(settings.crf), "preset": settings.preset}
+
+    def add(self, ts: float, image: np.ndarray) -> None:
+        import av
+
+        if self._first_ts is None:
+            self._first_ts = ts
+        pts = int(round((ts - self._first_ts) * PTS_PER_SECOND))
+        if pts <= self._last_pts:
+            return  # a duplicate timestamp would make the muxer reject the stream
+        width, height = self._size
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="bgr24")
+        frame.pts, frame.time_base = pts, Fraction(1, PTS_PER_SECOND)
+        self._last_pts = pts
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames_written += 1
+
+    def close(self) -> MediaFile:
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        return finalize(self.part_path, self.final_path, "video/mp4")
+
+    def abandon(self) -> None:
+        self._container.close()
+        self.part_path.unlink(missing_ok=True)
+
+
+def draw_boxes(image: np.ndarray, boxes, scale: float) -> np.ndarray:
+    marked = image.copy()
+    for box in boxes:
+        x, y, w, h = (int(round(v * scale)) for v in box.as_list())
+        cv2.rectangle(marked, (x, y), (x + w, y + h), (0, 0, 255), max(1, int(round(2 * scale))))
+    return marked
+
+
+class Recorder:
+    """Keeps the pre-roll and writes one clip (and snapshot) per alarm into media_dir/<event_id>/."""
+
+    def __init__(self, settings: RecorderSettings, media_dir: Path, fps: float) -> None:
+        self.settings = settings
+        self.media_dir = media_dir
+        self.fps = fps
+        self.pre_roll = PreRollBuffer(settings.pre_roll_s, settings.buffer_jpeg_quality)
+        self._writer: ClipWriter | None = None
+        self._event_id: str | None = None
+
+    @property
+    def recording(self) -> bool:
+        return self._writer is not None
+
+    def push(self, frame: Frame) -> None:
+        if self._writer is not None:
+            self._writer.add(frame.ts, frame.image)
+        else:
+            self.pre_roll.push(frame.ts, frame.image)
+
+    def start(self, event_id: str, frame: Frame, boxes) -> MediaFile:
+        """Open the clip with the pre-roll and the triggering frame; write and return the snapshot."""
+        folder = self.media_dir / event_id
+        folder.mkdir(parents=True, exist_ok=True)
+        snapshot = self._write_snapshot(folder, frame, boxes)
+        height, width = frame.image.shape[:2]
+        self._writer = ClipWriter(folder / CLIP_NAME, self.settings, self.fps, width, height)
+        self._event_id = event_id
+        for ts, image in self.pre_roll.drain():
+            self._writer.add(ts, image)
+        self._writer.add(frame.ts, frame.image)
+        return snapshot
+
+    def _write_snapshot(self, folder: Path, frame: Frame, boxes) -> MediaFile:
+        scale = frame.image.shape[1] / frame.luma.shape[1]
+        ok, encoded = cv2.imencode(".jpg", draw_boxes(frame.image, boxes, scale),
+                                   [cv2.IMWRITE_JPEG_QUALITY, self.settings.snapshot_jpeg_quality])
+        if not ok:
+            raise StorageError(f"JPEG encoding of the snapshot for {folder.name} failed")
+        part = folder / (SNAPSHOT_NAME + ".part")
+        part.write_bytes(encoded.tobytes())
+        return finalize(part, folder / SNAPSHOT_NAME, "image/jpeg")
+
+    def finish(self) -> MediaFile:
+        """Close the clip of the current alarm and return it, fingerprinted."""
+        if self._writer is None:
+            raise StorageError("no clip is being recorded")
+        writer, self._writer, self._event_id = self._writer, None, None
+        return writer.close()
