@@ -183,8 +183,8 @@ class Agent:
         duration = self._wall(frame) - self._started_wall.pop(event.event_id, self._wall(frame))
         payload = messages.alarm_end(self.identity, self.outbox.next_seq(), event, self._wall(frame), duration,
                                      clip, snapshot)
-        self._publish_media(event.event_id, clip)
         self._publish_event(payload)
+        self._publish_media(event.event_id, clip)
         self.outbox.close_alarm(event.event_id)
 
     def _publish_event(self, payload: dict) -> None:

@@ -1,0 +1,161 @@
+"""Command line: `pid-agent run|replay|check-config|monitor|eval|make-demo`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from agent import __version__
+from agent.clock import SystemClock
+from agent.config import AgentConfig, load_config
+from agent.errors import AgentError
+
+log = logging.getLogger("pid-agent")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pid-agent", description="Edge agent of a loaned intrusion-detection unit.")
+    parser.add_argument("--version", action="version", version=f"pid-agent {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the unit from its config (live camera or configured source)")
+    run.add_argument("--config", required=True, type=Path, help="TOML config file")
+
+    replay = commands.add_parser("replay", help="run the same pipeline on a recording")
+    replay.add_argument("source", help="video file, image folder or glob of images")
+    replay.add_argument("--config", type=Path, help="TOML config file (defaults if omitted)")
+    replay.add_argument("--fast", action="store_true", help="as fast as possible; time = frame index / fps")
+    replay.add_argument("--fps", type=float, help="frame rate of an image sequence (default: config camera.fps)")
+    replay.add_argument("--events", type=Path, help="write one JSON line per event to this file")
+    replay.add_argument("--offline", action="store_true", help="do not contact the broker; everything stays spooled")
+
+    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("file", type=Path)
+
+    monitor = commands.add_parser("monitor", help="receive a unit's status, heartbeats, events and media")
+    monitor.add_argument("--broker", required=True, help="mqtt://host:port")
+    monitor.add_argument("--device", help="one unit's device id (default: all units)")
+    monitor.add_argument("--out", type=Path, help="save reassembled, verified media here")
+
+    evaluate = commands.add_parser("eval", help="score detection on a manifest of recordings")
+    evaluate.add_argument("manifest", type=Path)
+    evaluate.add_argument("--config", type=Path)
+    evaluate.add_argument("--clip", action="append", dest="clips", help="only this clip id (repeatable)")
+    evaluate.add_argument("--json", type=Path, help="write the report as JSON")
+    evaluate.add_argument("--plot", type=Path, help="write one PNG per clip into this folder")
+
+    demo = commands.add_parser("make-demo", help="render the bundled demo recording (a figure crossing a yard)")
+    demo.add_argument("out", type=Path, help="MP4 file to write")
+    demo.add_argument("--seconds", type=float, default=20.0)
+    return parser
+
+
+def cmd_check_config(args) -> int:
+    config = load_config(args.file)
+    print(f"{args.file}: OK (device {config.device_id}, camera {config.camera.backend}, broker {config.broker.url})")
+    return 0
+
+
+def _progress(total: int | None):
+    """A progress bar on a terminal, nothing when output is redirected."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", disable=not sys.stderr.isatty(), file=sys.stderr)
+
+
+def _run_agent(config: AgentConfig, *, upload: bool, events_path: Path | None, show_progress: bool) -> int:
+    from agent.pipeline import Agent
+    from drivers.camera import open_camera
+
+    camera = open_camera(config.camera)
+    with contextlib.ExitStack() as stack:
+        events_out = stack.enter_context(events_path.open("w", encoding="utf-8")) if events_path else None
+        bar = stack.enter_context(_progress(camera.frame_count)) if show_progress else None
+        agent = Agent(config, camera, SystemClock(), upload=upload, events_out=events_out,
+                      on_frame=(lambda frame: bar.update(1)) if bar is not None else None)
+        _stop_on_signals(agent)
+        summary = agent.run()
+    print(f"frames: {summary.frames}, alarms: {summary.alarms}, events: {len(summary.events_published)}")
+    if summary.outbox_depth:
+        print(f"{summary.outbox_depth} messages wait in the outbox at {summary.outbox_path} "
+              f"(broker {config.broker.url} {'unreachable' if upload else 'not contacted'}); "
+              "they are sent when the agent next connects")
+    else:
+        print(f"everything delivered to {config.broker.url}")
+    return 0
+
+
+def _stop_on_signals(agent) -> None:
+    def request_stop(signum, _frame):
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        agent.stop_event.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+
+def cmd_run(args) -> int:
+    config = load_config(args.config)
+    return _run_agent(config, upload=True, events_path=None, show_progress=False)
+
+
+def cmd_replay(args) -> int:
+    config = load_config(args.config)
+    camera = config.camera.model_copy(update={
+        "backend": "replay", "source": args.source, "realtime": not args.fast,
+        "fps": args.fps if args.fps else config.camera.fps})
+    config = config.model_copy(update={"camera": camera})
+    return _run_agent(config, upload=not args.offline, events_path=args.events, show_progress=True)
+
+
+def cmd_monitor(args) -> int:
+    from agent.monitor import run_monitor
+
+    return run_monitor(args.broker, args.device, args.out)
+
+
+def cmd_eval(args) -> int:
+    from agent import evaluate
+
+    config = load_config(args.config)
+    report = evaluate.evaluate(args.manifest, config, args.clips)
+    print(evaluate.format_table(report))
+    if args.json:
+        evaluate.write_json(report, args.json)
+    if args.plot:
+        evaluate.write_plots(report, args.plot)
+    return 0
+
+
+def cmd_make_demo(args) -> int:
+    from agent.demo import write_demo
+
+    frames = write_demo(args.out, seconds=args.seconds)
+    print(f"wrote {args.out} ({frames} frames)")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config, "monitor": cmd_monitor,
+            "eval": cmd_eval, "make-demo": cmd_make_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except AgentError as exc:
+        print(f"pid-agent: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""The bundled demo recording: the synthetic yard scene written to an MP4, so `make run` needs no footage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.config import RecorderSettings
+from agent.recorder import ClipWriter
+from drivers.camera.synthetic import SyntheticCamera
+
+
+def write_demo(path: Path, seconds: float = 20.0, fps: float = 10.0, width: int = 640, height: int = 360) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    camera = SyntheticCamera(width=width, height=height, fps=fps, duration_s=seconds)
+    writer = ClipWriter(path, RecorderSettings(crf=20), fps, width, height)
+    with camera:
+        for frame in camera.frames():
+            writer.add(frame.ts, frame.image)
+    writer.close()
+    return camera.frame_count
