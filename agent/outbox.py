@@ -1,0 +1,362 @@
+"""Durable store-and-forward outbox: everything the unit sends waits here until the broker acknowledged it.
+
+SQLite in WAL mode holds messages and the media index; media bytes stay in their files under media_dir and
+chunk rows only reference (file, offset, length), so a 50 MB clip is never copied into the database.
+Every put commits before returning (synchronous=FULL), so a SIGKILL or power cut loses nothing that was put.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from agent.clock import Clock
+from agent.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- AUTOINCREMENT: ids are never reused, so the uplink's "after_id" cursor can never skip a new row.
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    kind TEXT NOT NULL,              -- event | heartbeat | manifest | chunk
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL DEFAULT 0,
+    payload BLOB,                    -- NULL for chunk rows (bytes live in the media file)
+    media_id INTEGER,
+    chunk_offset INTEGER,
+    chunk_length INTEGER,
+    nbytes INTEGER NOT NULL          -- bytes this row adds to size_bytes (0 for chunks: the file counts)
+);
+CREATE INDEX IF NOT EXISTS messages_kind ON messages (kind, id);
+CREATE INDEX IF NOT EXISTS messages_media ON messages (media_id);
+CREATE TABLE IF NOT EXISTS media (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    total_bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    remaining INTEGER NOT NULL       -- manifest + chunk rows not yet acknowledged
+);
+CREATE TABLE IF NOT EXISTS alarms (event_id TEXT PRIMARY KEY, payload TEXT NOT NULL, opened REAL NOT NULL);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
+"""
+
+_TOPIC_UNSAFE = set("/+#\0")
+_HASH_BLOCK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    id: int
+    topic: str        # relative to the topic root, e.g. "event" or "media/<event_id>/clip.mp4/0"
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_topic_part(label: str, value: str) -> None:
+    if not value or _TOPIC_UNSAFE & set(value):
+        raise ValueError(f"{label} {value!r} cannot be used in an MQTT topic (empty or contains / + # or NUL)")
+
+
+class Outbox:
+    def __init__(self, data_dir: Path, max_bytes: int, clock: Clock) -> None:
+        self.data_dir = Path(data_dir)
+        self.media_dir = self.data_dir / "media"
+        self.max_bytes = int(max_bytes)
+        self._clock = clock
+        self._lock = threading.RLock()
+        self.db_path = self.data_dir / "outbox.sqlite"
+        for folder in (self.data_dir, self.media_dir):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot create outbox directory {folder}: {exc.strerror or exc}") from None
+        self._media_root = self.media_dir.resolve()  # stored media paths are resolved; compare like with like
+        self._db = self._open_db()
+
+    def _open_db(self) -> sqlite3.Connection:
+        try:
+            # One connection shared by the pipeline and network threads, serialised by self._lock.
+            db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # survive power loss, not only process death
+            db.executescript(_SCHEMA)
+            probe = self.media_dir / ".write-probe"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(f"outbox at {self.db_path} is not writable: {exc}") from None
+        return db
+
+    # ---- sequence and plain messages -------------------------------------------------------------------------
+
+    def next_seq(self) -> int:
+        with self._lock, self._tx():
+            return self._db.execute("UPDATE meta SET value = value + 1 WHERE key = 'seq' RETURNING value"
+                                    ).fetchone()[0]
+
+    def put_message(self, topic: str, payload: dict, kind: Literal["event", "heartbeat"], qos: int = 1) -> int:
+        """Queue a JSON message; returns its row id, or 0 if a heartbeat was dropped because the outbox is full
+        of alarms and media (a heartbeat never pushes those out)."""
+        if kind not in ("event", "heartbeat"):
+            raise ValueError(f"message kind must be 'event' or 'heartbeat', got {kind!r}")
+        if qos not in (0, 1):
+            raise ValueError(f"qos must be 0 or 1, got {qos!r}")
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        with self._lock:
+            allowed = ("heartbeat",) if kind == "heartbeat" else ("heartbeat", "media", "event")
+            if not self._make_room(len(body), allowed, f"{kind} on {topic}"):
+                if kind == "heartbeat":
+                    log.warning("outbox full of alarms/media: heartbeat dropped (%d bytes)", len(body))
+                    return 0
+                raise StorageError(f"{kind} message of {len(body)} bytes does not fit in the outbox "
+                                   f"(max_bytes={self.max_bytes}) at {self.db_path}")
+            with self._tx():
+                cur = self._db.execute(
+                    "INSERT INTO messages (topic, kind, qos, payload, nbytes) VALUES (?, ?, ?, ?, ?)",
+                    (topic, kind, qos, body, len(body)))
+                return cur.lastrowid
+
+    # ---- media -----------------------------------------------------------------------------------------------
+
+    def put_media(self, event_id: str, name: str, path: Path, content_type: str, chunk_bytes: int,
+                  sha256: str | None = None) -> dict:
+        """Queue a finished file under media_dir as a manifest plus chunk rows; returns the manifest."""
+        _check_topic_part("event_id", event_id)
+        _check_topic_part("media name", name)
+        if chunk_bytes < 1:
+            raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
+        path = Path(path).resolve()
+        if not path.is_relative_to(self._media_root):
+            # The outbox deletes media once sent; it must never delete files it does not own.
+            raise StorageError(f"media file {path} is not under the outbox media directory {self.media_dir}")
+        try:
+            total = path.stat().st_size
+            digest = sha256 or file_sha256(path)
+        except OSError as exc:
+            raise StorageError(f"cannot read media file {path}: {exc.strerror or exc}") from None
+        chunks = (total + chunk_bytes - 1) // chunk_bytes
+        manifest = {"event_id": event_id, "name": name, "content_type": content_type, "total_bytes": total,
+                    "chunk_bytes": chunk_bytes, "chunks": chunks, "sha256": digest}
+        body = json.dumps(manifest, separators=(",", ":")).encode("utf-8")
+        base = f"media/{event_id}/{name}"
+        with self._lock:
+            if not self._make_room(total + len(body), ("heartbeat", "media"), f"media {path}"):
+                raise StorageError(f"media file {path} ({total} bytes) does not fit in the outbox "
+                                   f"(max_bytes={self.max_bytes})")
+            with self._tx():
+                media_id = self._db.execute(
+                    "INSERT INTO media (event_id, name, path, total_bytes, sha256, remaining) VALUES (?,?,?,?,?,?)",
+                    (event_id, name, str(path), total, digest, chunks + 1)).lastrowid
+                self._db.execute(
+                    "INSERT INTO messages (topic, kind, qos, payload, media_id, nbytes) VALUES (?,?,1,?,?,?)",
+                    (f"{base}/manifest", "manifest", body, media_id, len(body)))
+                self._db.executemany(
+                    "INSERT INTO messages (topic, kind, qos, media_id, chunk_offset, chunk_length, nbytes) "
+                    "VALUES (?, 'chunk', 1, ?, ?, ?, 0)",
+                    [(f"{base}/{i}", media_id, i * chunk_bytes, min(chunk_bytes, total - i * chunk_bytes))
+                     for i in range(chunks)])
+        return manifest
+
+    # ---- sending side ----------------------------------------------------------------------------------------
+
+    def pending(self, after_id: int, limit: int) -> list[OutboundMessage]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT m.id, m.topic, m.qos, m.retain, m.payload, m.chunk_offset, m.chunk_length, d.path, d.id "
+                "FROM messages m LEFT JOIN media d ON d.id = m.media_id "
+                "WHERE m.id > ? ORDER BY m.id LIMIT ?", (after_id, limit)).fetchall()
+            out = []
+            for row_id, topic, qos, retain, payload, offset, length, path, media_id in rows:
+                if payload is None:
+                    payload = self._read_chunk(media_id, path, offset, length)
+                    if payload is None:
+                        break  # media dropped; later rows re-read by the next call
+                out.append(OutboundMessage(row_id, topic, bytes(payload), qos, bool(retain)))
+            return out
+
+    def _read_chunk(self, media_id: int, path: str, offset: int, length: int) -> bytes | None:
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(length)
+        except OSError as exc:
+            data, why = b"", exc.strerror or str(exc)
+        else:
+            why = f"short read ({len(data)} of {length} bytes at offset {offset})"
+        if len(data) == length:
+            return data
+        log.error("media file %s unreadable (%s); dropping it from the outbox", path, why)
+        self._drop_media(media_id)
+        return None
+
+    def ack(self, message_id: int) -> None:
+        """The broker has the message: forget it; delete a media file once all its rows are acknowledged."""
+        with self._lock:
+            with self._tx():
+                row = self._db.execute("DELETE FROM messages WHERE id = ? RETURNING media_id",
+                                       (message_id,)).fetchone()
+                if row is None or row[0] is None:
+                    return  # already acked (duplicate PUBACK) or evicted meanwhile
+                done = self._db.execute(
+                    "UPDATE media SET remaining = remaining - 1 WHERE id = ? RETURNING remaining, path",
+                    (row[0],)).fetchone()
+                if done is None or done[0] > 0:
+                    return
+                self._db.execute("DELETE FROM media WHERE id = ?", (row[0],))
+            self._unlink(Path(done[1]))
+
+    def depth(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+
+    def size_bytes(self) -> int:
+        with self._lock:
+            return self._db.execute(
+                "SELECT (SELECT COALESCE(SUM(nbytes), 0) FROM messages) + "
+                "(SELECT COALESCE(SUM(total_bytes), 0) FROM media)").fetchone()[0]
+
+    # ---- alarm journal ---------------------------------------------------------------------------------------
+
+    def open_alarm(self, event_id: str, start_payload: dict) -> None:
+        with self._lock, self._tx():
+            self._db.execute("INSERT OR REPLACE INTO alarms (event_id, payload, opened) VALUES (?, ?, ?)",
+                             (event_id, json.dumps(start_payload), self._clock.wall()))
+
+    def close_alarm(self, event_id: str) -> None:
+        with self._lock, self._tx():
+            self._db.execute("DELETE FROM alarms WHERE event_id = ?", (event_id,))
+
+    def open_alarms(self) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT payload FROM alarms ORDER BY opened, rowid").fetchall()
+        return [json.loads(payload) for (payload,) in rows]
+
+    # ---- start-up repair -------------------------------------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Repair what a crash can leave behind; returns one description per repair."""
+        repairs = []
+        with self._lock:
+            for part in sorted(self._media_root.rglob("*.part")):
+                self._unlink(part)
+                repairs.append(f"removed half-written file {part}")
+            rows = self._db.execute("SELECT id, path, total_bytes FROM media ORDER BY id").fetchall()
+            queued = set()
+            for media_id, path, total in rows:
+                queued.add(Path(path))
+                try:
+                    size = Path(path).stat().st_size
+                except FileNotFoundError:
+                    size = None
+                if size != total:
+                    found = "missing" if size is None else f"{size} bytes"
+                    self._drop_media(media_id)
+                    repairs.append(f"dropped queued media {path}: expected {total} bytes, file {found}")
+            for orphan in sorted(p for p in self._media_root.rglob("*") if p.is_file() and p not in queued):
+                repairs.append(f"media file {orphan} is on disk but not queued (left in place)")
+        for line in repairs:
+            log.warning("outbox recovery: %s", line)
+        return repairs
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---- internals -------------------------------------------------------------------------------------------
+
+    def _tx(self):
+        """A write transaction committed on exit (rolled back on error)."""
+        return _Transaction(self._db, self.db_path)
+
+    def _make_room(self, incoming: int, allowed: tuple[str, ...], what: str) -> bool:
+        """Evict oldest heartbeats, then oldest media, then oldest events (as allowed) until incoming fits."""
+        used = self.size_bytes()
+        for victim_kind in ("heartbeat", "media", "event"):
+            while used + incoming > self.max_bytes and victim_kind in allowed:
+                freed = self._evict_oldest(victim_kind, what)
+                if freed is None:
+                    break
+                used -= freed
+        return used + incoming <= self.max_bytes
+
+    def _evict_oldest(self, kind: str, what: str) -> int | None:
+        if kind == "media":
+            row = self._db.execute("SELECT id, path, total_bytes FROM media ORDER BY id LIMIT 1").fetchone()
+            if row is None:
+                return None
+            freed = row[2] + self._drop_media(row[0])
+            log.warning("outbox full (max_bytes=%d): evicted media %s (%d bytes) to make room for %s",
+                        self.max_bytes, row[1], row[2], what)
+            return freed
+        with self._tx():
+            row = self._db.execute(
+                "DELETE FROM messages WHERE id = (SELECT id FROM messages WHERE kind = ? ORDER BY id LIMIT 1) "
+                "RETURNING id, topic, nbytes", (kind,)).fetchone()
+        if row is None:
+            return None
+        log.warning("outbox full (max_bytes=%d): evicted %s #%d on %s (%d bytes) to make room for %s",
+                    self.max_bytes, kind, row[0], row[1], row[2], what)
+        return row[2]
+
+    def _drop_media(self, media_id: int) -> int:
+        """Delete a media item's rows and its file; returns the message payload bytes freed."""
+        with self._tx():
+            freed = self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM messages WHERE media_id = ?",
+                                     (media_id,)).fetchone()[0]
+            self._db.execute("DELETE FROM messages WHERE media_id = ?", (media_id,))
+            row = self._db.execute("DELETE FROM media WHERE id = ? RETURNING path", (media_id,)).fetchone()
+        if row is not None:
+            self._unlink(Path(row[0]))
+        return freed
+
+    def _unlink(self, path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+            folder = path.parent
+            # Tidy the per-event folder once its last file is gone (never the media dir itself).
+            if folder != self._media_root and folder.is_relative_to(self._media_root) and not any(folder.iterdir()):
+                folder.rmdir()
+        except OSError as exc:
+            raise StorageError(f"cannot delete media file {path}: {exc.strerror or exc}") from None
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection, where: Path) -> None:
+        self._db, self._where = db, where
+
+    def __enter__(self) -> None:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"outbox {self._where}: cannot start a write: {exc}") from None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as err:
+                self._db.execute("ROLLBACK")
+                raise StorageError(f"outbox {self._where}: write failed: {err}") from None
+        else:
+            self._db.execute("ROLLBACK")
+        return False

@@ -1,0 +1,85 @@
+"""Shared fixtures: a real mosquitto broker on loopback that a test can stop and restart on the same port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _accepting(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class Broker:
+    """A mosquitto process; stop() and start() keep the port so clients reconnect to the same address."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = _free_port()
+        self.url = f"mqtt://127.0.0.1:{self.port}"
+        self.config = workdir / "mosquitto.conf"
+        self.log = workdir / "mosquitto.log"
+        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                               f"log_dest file {self.log}\nlog_type error\nlog_type warning\n")
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        if self.process is not None:
+            raise RuntimeError("broker already running")
+        self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout  # waiting on a real process, not timing logic
+        while not _accepting(self.port):
+            if self.process.poll() is not None:
+                err = self.process.stderr.read().decode(errors="replace")
+                self.process = None
+                raise RuntimeError(f"mosquitto exited at start-up: {err}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"mosquitto did not listen on port {self.port} within {timeout}s")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stderr.close()
+        self.process = None
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    if not (Path(MOSQUITTO).exists() or shutil.which("mosquitto")):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"mosquitto not installed at {MOSQUITTO}, and CI=true requires the broker tests")
+        pytest.skip(f"mosquitto not installed at {MOSQUITTO}")
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    broker = Broker(folder)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

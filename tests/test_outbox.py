@@ -1,0 +1,206 @@
+"""The durable outbox against a real SQLite file and real media files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+
+import pytest
+
+from agent.clock import ManualClock
+from agent.errors import StorageError
+from agent.outbox import Outbox
+
+
+def make(tmp_path, max_bytes=64 * 1024 * 1024):
+    return Outbox(tmp_path / "data", max_bytes, ManualClock())
+
+
+def write_media(box, event_id, name, size, seed=1):
+    folder = box.media_dir / event_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(bytes((i * 31 + seed) % 251 for i in range(size)))
+    return path
+
+
+def test_seq_persists_and_increases_across_reopen(tmp_path):
+    box = make(tmp_path)
+    first = [box.next_seq() for _ in range(3)]
+    box.close()
+    box = make(tmp_path)
+    assert first == [1, 2, 3]
+    assert box.next_seq() == 4
+    box.close()
+
+
+def test_put_pending_ack_keeps_id_order(tmp_path):
+    box = make(tmp_path)
+    ids = [box.put_message("event", {"n": n}, "event") for n in range(5)]
+    ids.append(box.put_message("heartbeat", {"hb": 1}, "heartbeat", qos=0))
+    assert ids == sorted(ids)
+    rows = box.pending(0, 100)
+    assert [r.id for r in rows] == ids
+    assert [json.loads(r.payload) for r in rows[:5]] == [{"n": n} for n in range(5)]
+    assert rows[-1].topic == "heartbeat" and rows[-1].qos == 0 and not rows[-1].retain
+    assert [r.id for r in box.pending(ids[1], 2)] == ids[2:4]
+    box.ack(ids[0])
+    box.ack(ids[0])  # a duplicate PUBACK is harmless
+    assert box.depth() == 5
+    assert box.pending(0, 1)[0].id == ids[1]
+    # rows survive reopening; ids are never reused after the table empties
+    box.close()
+    box = make(tmp_path)
+    assert [r.id for r in box.pending(0, 100)] == ids[1:]
+    for row_id in ids[1:]:
+        box.ack(row_id)
+    assert box.depth() == 0 and box.size_bytes() == 0
+    assert box.put_message("event", {"n": 9}, "event") > ids[-1]
+    box.close()
+
+
+def test_media_chunks_reassemble_and_file_deleted_after_last_ack(tmp_path):
+    box = make(tmp_path)
+    path = write_media(box, "ev1", "clip.mp4", 10_000)
+    manifest = box.put_media("ev1", "clip.mp4", path, "video/mp4", chunk_bytes=4096)
+    assert manifest == {"event_id": "ev1", "name": "clip.mp4", "content_type": "video/mp4", "total_bytes": 10_000,
+                        "chunk_bytes": 4096, "chunks": 3, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    rows = box.pending(0, 100)
+    assert [r.topic for r in rows] == ["media/ev1/clip.mp4/manifest"] + [f"media/ev1/clip.mp4/{i}" for i in range(3)]
+    assert json.loads(rows[0].payload) == manifest
+    data = b"".join(r.payload for r in rows[1:])
+    assert hashlib.sha256(data).hexdigest() == manifest["sha256"]
+    assert box.size_bytes() == 10_000 + len(rows[0].payload)
+    # bytes are referenced, not copied into SQLite
+    assert os.path.getsize(box.db_path) < 10_000 or all(r[0] is None for r in sqlite3.connect(box.db_path).execute(
+        "SELECT payload FROM messages WHERE kind='chunk'"))
+    for row in rows[:-1]:
+        box.ack(row.id)
+    assert path.exists()
+    box.ack(rows[-1].id)
+    assert not path.exists() and not path.parent.exists()
+    assert box.depth() == 0 and box.size_bytes() == 0
+    box.close()
+
+
+def test_precomputed_sha_and_empty_file(tmp_path):
+    box = make(tmp_path)
+    path = write_media(box, "ev2", "snapshot.jpg", 0)
+    manifest = box.put_media("ev2", "snapshot.jpg", path, "image/jpeg", 1024, sha256="ab" * 32)
+    assert manifest["chunks"] == 0 and manifest["sha256"] == "ab" * 32
+    (row,) = box.pending(0, 10)
+    box.ack(row.id)
+    assert not path.exists()
+    box.close()
+
+
+def test_media_must_live_under_media_dir(tmp_path):
+    box = make(tmp_path)
+    outside = tmp_path / "elsewhere.mp4"
+    outside.write_bytes(b"x" * 10)
+    with pytest.raises(StorageError, match="elsewhere.mp4"):
+        box.put_media("ev", "clip.mp4", outside, "video/mp4", 1024)
+    with pytest.raises(ValueError, match="media name"):
+        box.put_media("ev", "a/b", write_media(box, "ev", "x", 1), "video/mp4", 1024)
+    box.close()
+
+
+def test_eviction_heartbeats_then_media_then_events(tmp_path, caplog):
+    box = make(tmp_path, max_bytes=6000)
+    events = [box.put_message("event", {"e": n, "pad": "x" * 400}, "event") for n in range(3)]
+    beats = [box.put_message("heartbeat", {"h": n, "pad": "y" * 400}, "heartbeat") for n in range(3)]
+    m1 = write_media(box, "ev1", "clip.mp4", 1500, seed=1)
+    m2 = write_media(box, "ev2", "clip.mp4", 1500, seed=2)
+    box.put_media("ev1", "clip.mp4", m1, "video/mp4", 1024)
+    box.put_media("ev2", "clip.mp4", m2, "video/mp4", 1024)
+    assert box.size_bytes() <= 6000
+
+    def kinds():
+        return [(r.id, r.topic) for r in box.pending(0, 100)]
+
+    # A new event needing ~300 bytes more than is free: the oldest heartbeat goes first.
+    box.put_message("event", {"e": 3, "pad": "z" * 500}, "event")
+    left = kinds()
+    assert (beats[0], "heartbeat") not in left and (beats[2], "heartbeat") in left
+    assert all((e, "event") in left for e in events) and m1.exists()
+    # Another large event: remaining heartbeats go, then the oldest media (file deleted), events stay.
+    box.put_message("event", {"e": 4, "pad": "w" * 1500}, "event")
+    left = kinds()
+    assert not any(topic == "heartbeat" for _, topic in left)
+    assert not m1.exists() and m2.exists()
+    assert all((e, "event") in left for e in events)
+    # A heartbeat never pushes out alarms or media: it is dropped instead.
+    assert box.put_message("heartbeat", {"pad": "q" * 3000}, "heartbeat") == 0
+    # Events themselves are evicted last, oldest first.
+    box.put_message("event", {"e": 5, "pad": "v" * 3000}, "event")
+    left = kinds()
+    assert not m2.exists() and (events[0], "event") not in left
+    assert box.size_bytes() <= 6000
+    assert "evicted heartbeat" in caplog.text and "evicted media" in caplog.text and "evicted event" in caplog.text
+    box.close()
+
+
+def test_media_larger_than_outbox_is_refused(tmp_path):
+    box = make(tmp_path, max_bytes=1000)
+    big = write_media(box, "ev", "clip.mp4", 5000)
+    with pytest.raises(StorageError, match="does not fit"):
+        box.put_media("ev", "clip.mp4", big, "video/mp4", 1024)
+    box.close()
+
+
+def test_recover_repairs_part_files_and_inconsistent_media(tmp_path):
+    box = make(tmp_path)
+    good = write_media(box, "ev1", "clip.mp4", 3000)
+    gone = write_media(box, "ev2", "clip.mp4", 3000)
+    cut = write_media(box, "ev3", "clip.mp4", 3000)
+    for event_id, path in (("ev1", good), ("ev2", gone), ("ev3", cut)):
+        box.put_media(event_id, "clip.mp4", path, "video/mp4", 1024)
+    event = box.put_message("event", {"e": 1}, "event")
+    half = box.media_dir / "ev4" / "clip.mp4.part"
+    half.parent.mkdir()
+    half.write_bytes(b"half")
+    box.close()
+    gone.unlink()
+    with open(cut, "r+b") as handle:
+        handle.truncate(1000)
+
+    box = make(tmp_path)
+    repairs = box.recover()
+    assert any("half-written" in r and "clip.mp4.part" in r for r in repairs)
+    assert any("ev2" in r and "missing" in r for r in repairs)
+    assert any("ev3" in r and "1000 bytes" in r for r in repairs)
+    assert not half.exists() and not cut.exists() and good.exists()
+    topics = [r.topic for r in box.pending(0, 100)]
+    assert topics == [f"media/ev1/clip.mp4/{x}" for x in ("manifest", 0, 1, 2)] + ["event"]
+    assert box.pending(0, 100)[-1].id == event
+    assert box.recover() == []
+    box.close()
+
+
+def test_alarm_journal_survives_reopen(tmp_path):
+    box = make(tmp_path)
+    box.open_alarm("a1", {"event_id": "a1", "phase": "start"})
+    box.open_alarm("a2", {"event_id": "a2", "phase": "start"})
+    box.close_alarm("a1")
+    box.close()
+    box = make(tmp_path)
+    assert box.open_alarms() == [{"event_id": "a2", "phase": "start"}]
+    box.close()
+
+
+def test_unwritable_data_dir_names_the_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StorageError, match=str(blocker / "data")):
+        Outbox(blocker / "data", 1024 * 1024, ManualClock())
+    if os.geteuid() != 0:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o500)
+        try:
+            with pytest.raises(StorageError, match=str(locked)):
+                Outbox(locked / "data", 1024 * 1024, ManualClock())
+        finally:
+            locked.chmod(0o700)
