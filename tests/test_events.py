@@ -1,0 +1,92 @@
+"""Event engine timing, driven by frame times (no sleeping)."""
+
+import itertools
+
+from agent.config import EventSettings
+from agent.events import AlarmEnded, AlarmStarted, EventEngine, MotionStopped, Phase
+from models.motion import Box, MotionResult
+
+FPS = 10
+STILL = MotionResult(motion=False, score=0.0)
+MOVING = MotionResult(motion=True, score=0.05, boxes=(Box(1, 2, 3, 4, 12),))
+
+
+def make_engine(**overrides) -> EventEngine:
+    settings = EventSettings(**{"min_motion_frames": 3, "event_gap_s": 2.0, "max_alarm_s": 60.0, **overrides})
+    ids = (f"ev{n}" for n in itertools.count(1))
+    return EventEngine(settings, post_roll_s=5.0, new_id=lambda: next(ids))
+
+
+def feed(engine: EventEngine, pattern: list[bool], start_frame: int = 0) -> list[tuple[int, object]]:
+    out = []
+    for offset, moving in enumerate(pattern):
+        frame = start_frame + offset
+        for event in engine.update(frame / FPS, frame, MOVING if moving else STILL):
+            out.append((frame, event))
+    return out
+
+
+def test_alarm_needs_min_consecutive_motion_frames():
+    engine = make_engine()
+    assert feed(engine, [True, True, False, True, True, False]) == []
+    events = feed(engine, [True, True, True], start_frame=6)
+    assert [(frame, type(event)) for frame, event in events] == [(8, AlarmStarted)]
+    assert events[0][1].boxes == MOVING.boxes
+    assert engine.phase is Phase.ALARM
+
+
+def test_full_cycle_idle_alarm_post_roll_idle():
+    engine = make_engine()
+    events = feed(engine, [True] * 10 + [False] * 100)
+    kinds = [(frame, type(event).__name__) for frame, event in events]
+    # raised on the 3rd motion frame; quiet for 2.0 s after the last motion (frame 9) -> frame 29;
+    # post-roll of 5.0 s -> ends at frame 79
+    assert kinds == [(2, "AlarmStarted"), (29, "MotionStopped"), (79, "AlarmEnded")]
+    end = events[-1][1]
+    assert end.reason == "motion stopped" and end.started_frame == 2 and end.event_id == "ev1"
+    assert engine.phase is Phase.IDLE
+
+
+def test_bursts_within_event_gap_merge_into_one_alarm():
+    engine = make_engine()
+    pattern = ([True] * 5 + [False] * 15) * 3 + [False] * 100  # pauses of 1.5 s < gap of 2 s
+    events = feed(engine, pattern)
+    assert [type(e).__name__ for _, e in events] == ["AlarmStarted", "MotionStopped", "AlarmEnded"]
+
+
+def test_motion_during_post_roll_resumes_same_alarm():
+    engine = make_engine()
+    pattern = [True] * 5 + [False] * 30 + [True] * 5 + [False] * 100
+    events = feed(engine, pattern)
+    names = [type(e).__name__ for _, e in events]
+    assert names == ["AlarmStarted", "MotionStopped", "MotionStopped", "AlarmEnded"]
+    assert len({e.event_id for _, e in events}) == 1
+
+
+def test_max_alarm_length_ends_alarm_and_a_new_one_can_start():
+    engine = make_engine(max_alarm_s=3.0)
+    events = feed(engine, [True] * 50)
+    names = [(frame, type(e).__name__) for frame, e in events]
+    assert names[:3] == [(2, "AlarmStarted"), (32, "AlarmEnded"), (35, "AlarmStarted")]
+    assert events[1][1].reason == "max length"
+    assert events[0][1].event_id != events[2][1].event_id
+
+
+def test_disarmed_engine_never_alarms_and_disarming_ends_alarm():
+    engine = make_engine(armed=False)
+    assert feed(engine, [True] * 20) == []
+    engine.set_armed(True, 2.0, 20)
+    started = feed(engine, [True] * 3, start_frame=21)
+    assert isinstance(started[0][1], AlarmStarted)
+    ended = engine.set_armed(False, 2.5, 25)
+    assert isinstance(ended[0], AlarmEnded) and ended[0].reason == "disarmed"
+    assert engine.phase is Phase.IDLE
+
+
+def test_finish_ends_active_alarm_only():
+    engine = make_engine()
+    assert engine.finish(0.0, 0) == []
+    feed(engine, [True] * 3)
+    (end,) = engine.finish(0.3, 3)
+    assert isinstance(end, AlarmEnded) and end.reason == "shutdown"
+    assert not isinstance(end, MotionStopped)
