@@ -1,0 +1,110 @@
+"""Typed events from the GPIO inputs: PIR, external trigger, enclosure tamper, mains power.
+
+Each input is reported on its own (its id and zone), never grouped. `Sensors` polls the driver, turns debounced
+changes into these events, and keeps the current state for heartbeats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from drivers.gpio.base import Gpio, InputChange
+
+
+@dataclass(frozen=True, slots=True)
+class PirEvent:
+    """A PIR detector asserted (active=True) or released."""
+
+    ts: float
+    input_id: str
+    zone: str
+    active: bool
+    kind = "pir"
+
+    def payload(self) -> dict:
+        return {"kind": self.kind, "input": self.input_id, "zone": self.zone, "active": self.active}
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerEvent:
+    """An external alarm contact closed (active=True) or opened."""
+
+    ts: float
+    input_id: str
+    zone: str
+    active: bool
+    kind = "trigger"
+
+    def payload(self) -> dict:
+        return {"kind": self.kind, "input": self.input_id, "zone": self.zone, "active": self.active}
+
+
+@dataclass(frozen=True, slots=True)
+class TamperEvent:
+    """The enclosure was opened (open=True) or closed again."""
+
+    ts: float
+    input_id: str
+    zone: str
+    open: bool
+    kind = "tamper"
+
+    def payload(self) -> dict:
+        return {"kind": self.kind, "input": self.input_id, "zone": self.zone, "open": self.open}
+
+
+@dataclass(frozen=True, slots=True)
+class PowerEvent:
+    """Mains power failed (mains_ok=False; the unit runs on its battery) or came back."""
+
+    ts: float
+    input_id: str
+    mains_ok: bool
+    kind = "power"
+
+    def payload(self) -> dict:
+        return {"kind": self.kind, "input": self.input_id, "mains_ok": self.mains_ok}
+
+
+SensorEvent = PirEvent | TriggerEvent | TamperEvent | PowerEvent
+
+
+def to_event(gpio: Gpio, change: InputChange) -> SensorEvent:
+    """The typed event for one debounced input change (active = the input is asserted)."""
+    line = gpio.inputs[change.input_id]
+    if line.kind == "pir":
+        return PirEvent(change.ts, line.id, line.zone, change.active)
+    if line.kind == "trigger":
+        return TriggerEvent(change.ts, line.id, line.zone, change.active)
+    if line.kind == "tamper":
+        return TamperEvent(change.ts, line.id, line.zone, open=change.active)
+    return PowerEvent(change.ts, line.id, mains_ok=not change.active)  # the power input asserts on mains failure
+
+
+class Sensors:
+    """Polls the GPIO inputs and keeps their state."""
+
+    def __init__(self, gpio: Gpio) -> None:
+        self.gpio = gpio
+        self.events_seen = 0
+
+    def poll(self, now: float) -> list[SensorEvent]:
+        events = [to_event(self.gpio, change) for change in self.gpio.poll(now)]
+        self.events_seen += len(events)
+        return events
+
+    def pir_zones(self) -> dict[str, str]:
+        """PIR input id -> zone, for models.fusion.Fusion."""
+        return {line.id: line.zone for line in self.gpio.settings.inputs if line.kind == "pir"}
+
+    def state(self) -> dict:
+        """Current input states for the heartbeat: each input by id."""
+        inputs = self.gpio.settings.inputs
+        power = [i.id for i in inputs if i.kind == "power"]
+        return {
+            "pir_active": sorted(i.id for i in inputs if i.kind == "pir" and self.gpio.is_active(i.id)),
+            "triggers_active": sorted(i.id for i in inputs if i.kind == "trigger" and self.gpio.is_active(i.id)),
+            "tamper_open": sorted(i.id for i in inputs if i.kind == "tamper" and self.gpio.is_active(i.id)),
+            # None: no mains-fail input is wired, so the state is unknown
+            "mains_ok": (not any(self.gpio.is_active(i) for i in power)) if power else None,
+        }
