@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("make-demo", help="render the bundled demo recording (a figure crossing a yard)")
     demo.add_argument("out", type=Path, help="MP4 file to write")
-    demo.add_argument("--seconds", type=float, default=20.0)
+    demo.add_argument("--seconds", type=float, default=30.0)
     return parser
 
 

@@ -9,7 +9,7 @@ from agent.recorder import ClipWriter
 from drivers.camera.synthetic import SyntheticCamera
 
 
-def write_demo(path: Path, seconds: float = 20.0, fps: float = 10.0, width: int = 640, height: int = 360) -> int:
+def write_demo(path: Path, seconds: float = 30.0, fps: float = 10.0, width: int = 640, height: int = 360) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     camera = SyntheticCamera(width=width, height=height, fps=fps, duration_s=seconds)
     writer = ClipWriter(path, RecorderSettings(crf=20), fps, width, height)
