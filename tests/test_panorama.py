@@ -1,0 +1,230 @@
+"""Panorama unwrapping, bearings and sectors: real CEPDOF fisheye annotations and drawn people detected on the strip."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from drivers.camera.base import make_luma
+from models.bearing import SectorSettings, angle_diff, sectors_at, sectors_in_span
+from models.motion import Box, MotionDetector, MotionSettings
+from models.panorama import (FisheyePanorama, MultiPanorama, PanoramaSettings, make_panorama, merge_seam,
+                             scaled_strip_size)
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+CEPDOF = DATA / "10_fisheye_cepdof_sample_indoor"
+DETECT_WIDTH = 320
+
+
+def _need_cepdof() -> None:
+    if not (CEPDOF / "annotations" / "video_0.json").is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CEPDOF sample missing at {CEPDOF} (required when CI=true)")
+        pytest.skip(f"CEPDOF sample not found at {CEPDOF}")
+
+
+def _annotations() -> tuple[dict, list[dict]]:
+    data = json.loads((CEPDOF / "annotations" / "video_0.json").read_text())
+    sizes = {image["id"]: (image["width"], image["height"]) for image in data["images"]}
+    return sizes, data["annotations"]
+
+
+def _angle_around(x: float, y: float, cx: float, cy: float) -> float:
+    """The reference: angle of a point around a centre, clockwise from image-up (computed here, not by the agent)."""
+    return math.degrees(math.atan2(x - cx, cy - y)) % 360
+
+
+# --- real data: CEPDOF overhead fisheye ---------------------------------------------------------------------
+
+def test_cepdof_bearings_match_box_centre_angles():
+    _need_cepdof()
+    sizes, annotations = _annotations()
+    settings = PanoramaSettings(enabled=True)  # centre = image centre, north = image-up, looking down
+    checked = 0
+    for note in annotations:
+        width, height = sizes[note["image_id"]]
+        scale = DETECT_WIDTH / width            # the agent sees the luma image, not the 2048 px original
+        panorama = FisheyePanorama(settings, (DETECT_WIDTH, round(height * scale)))
+        cx, cy = note["bbox"][0], note["bbox"][1]
+        u, v = panorama.image_to_strip(cx * scale, cy * scale)
+        # The agent's bearing: a small box on the strip around the person's centre, located back.
+        location = panorama.locate(Box(int(u) - 3, int(v) - 3, 6, 6, 36))
+        expected = _angle_around(cx, cy, width / 2, height / 2)
+        assert angle_diff(location.bearing_deg, expected) <= 5.0, (note, location.bearing_deg, expected)
+        assert angle_diff(panorama.point_bearing(cx * scale, cy * scale), expected) <= 0.01
+        assert 0 <= v <= panorama.strip_size[1], "every annotated person lies on the unwrapped ring"
+        checked += 1
+    assert checked == 70
+
+
+def test_cepdof_strip_shows_each_person_where_the_map_says():
+    """Unwrap the real image; the strip pixels around each mapped person centre are the image's pixels there."""
+    _need_cepdof()
+    sizes, annotations = _annotations()
+    image = cv2.imread(str(CEPDOF / "video_0" / "Lunch3_000001.jpg"))
+    assert image is not None
+    luma = make_luma(image, DETECT_WIDTH)
+    panorama = FisheyePanorama(PanoramaSettings(enabled=True), (luma.shape[1], luma.shape[0]))
+    strip = panorama.unwrap(luma)
+    assert strip.shape == (panorama.strip_size[1], panorama.strip_size[0])
+    scale = DETECT_WIDTH / 2048
+    for note in [n for n in annotations if n["image_id"] == "Lunch3_000001"]:
+        u, v = panorama.image_to_strip(note["bbox"][0] * scale, note["bbox"][1] * scale)
+        x, y = panorama.strip_to_image(np.floor(u) + 0.5, np.floor(v) + 0.5)
+        strip_px = int(strip[int(v), int(u)])
+        image_px = cv2.getRectSubPix(luma, (1, 1), (float(x) - 0.5, float(y) - 0.5))[0, 0]
+        assert abs(strip_px - int(image_px)) <= 2
+
+
+# --- drawn people detected on the strip --------------------------------------------------------------------
+
+def _background(size: int = DETECT_WIDTH) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    noise = rng.integers(60, 140, (size, size), dtype=np.uint8)
+    return cv2.GaussianBlur(noise, (9, 9), 0)
+
+
+def _with_person(background: np.ndarray, angle_deg: float, radius: float) -> np.ndarray:
+    """A bright person-shaped ellipse, long axis radial (as people appear in an overhead fisheye)."""
+    image = background.copy()
+    cx = cy = background.shape[0] / 2
+    x = cx + radius * math.sin(math.radians(angle_deg))
+    y = cy - radius * math.cos(math.radians(angle_deg))
+    # cv2 ellipse angle rotates the x axis clockwise (y down); the radial direction is angle_deg - 90 from +x.
+    cv2.ellipse(image, (round(x), round(y)), (14, 6), angle_deg - 90, 0, 360, 235, -1)
+    return image
+
+
+def _detect_on_strip(panorama, background: np.ndarray, scene: np.ndarray) -> list[Box]:
+    detector = MotionDetector(MotionSettings())
+    detector.process(panorama.unwrap(background))
+    detector.process(panorama.unwrap(background))
+    result = detector.process(panorama.unwrap(scene))
+    assert result.motion, "the drawn person must be detected on the strip"
+    return merge_seam(result.boxes, panorama.period)
+
+
+@pytest.mark.parametrize("angle", [0.0, 37.0, 123.0, 200.0, 291.0, 357.0])
+@pytest.mark.parametrize("mount,north", [("down", 0.0), ("down", 30.0), ("up", 75.0)])
+def test_drawn_person_comes_back_at_its_angle(angle, mount, north):
+    settings = PanoramaSettings(enabled=True, mount=mount, north_offset_deg=north)
+    panorama = FisheyePanorama(settings, (DETECT_WIDTH, DETECT_WIDTH))
+    background = _background()
+    boxes = _detect_on_strip(panorama, background, _with_person(background, angle, radius=100))
+    assert len(boxes) == 1, boxes
+    location = panorama.locate(boxes[0])
+    relative = angle - north
+    expected = (relative if mount == "down" else -relative) % 360
+    assert angle_diff(location.bearing_deg, expected) <= 2.0
+    # The box mapped back to the fisheye image surrounds the drawn person.
+    x, y, w, h = location.image_box
+    px = DETECT_WIDTH / 2 + 100 * math.sin(math.radians(angle))
+    py = DETECT_WIDTH / 2 - 100 * math.cos(math.radians(angle))
+    assert x <= px <= x + w and y <= py <= y + h
+    assert w < 60 and h < 60, "the mapped-back box stays tight around the person"
+
+
+@pytest.mark.parametrize("overlap", [0.0, 20.0])
+def test_person_across_north_seam_is_one_detection_with_a_span_through_north(overlap):
+    sectors = (SectorSettings(name="north", start_deg=350, end_deg=10),
+               SectorSettings(name="east", start_deg=10, end_deg=180))
+    settings = PanoramaSettings(enabled=True, sectors=sectors, overlap_deg=overlap)
+    panorama = FisheyePanorama(settings, (DETECT_WIDTH, DETECT_WIDTH))
+    assert panorama.strip_size[0] == 720 + round(720 * overlap / 360)
+    background = _background()
+    raw = MotionDetector(MotionSettings(min_area=0.0005))
+    for image in (background, background, _with_person(background, 0.0, 100)):
+        result = raw.process(panorama.unwrap(image))
+    # Without overlap the seam cuts the person in two; with it, the right end shows them whole across column
+    # `period` (and the left end still shows the cut-off part).
+    assert len(result.boxes) == 2
+    whole = any(b.x < panorama.period < b.x + b.w for b in result.boxes)
+    assert whole == (overlap > 0)
+    (box,) = merge_seam(result.boxes, panorama.period)
+    location = panorama.locate(box)
+    assert location.start_deg > 340 and location.width_deg < 20
+    assert angle_diff(location.bearing_deg, 0.0) <= 2.0
+    assert location.sectors == ("north",)
+
+
+# --- sectors and config -------------------------------------------------------------------------------------
+
+def test_sectors_wrap_through_north_and_spans_touch_neighbours():
+    sectors = (SectorSettings(name="gate", start_deg=315, end_deg=45),
+               SectorSettings(name="yard", start_deg=45, end_deg=200),
+               SectorSettings(name="road", start_deg=200, end_deg=315))
+    assert sectors_at(sectors, 0) == ["gate"]
+    assert sectors_at(sectors, 359.9) == ["gate"]
+    assert sectors_at(sectors, 45) == ["yard"]
+    assert sectors_at(sectors, 250) == ["road"]
+    assert sectors_in_span(sectors, 40, 10) == ["gate", "yard"]
+    assert sectors_in_span(sectors, 300, 120) == ["gate", "yard", "road"]
+    assert sectors_in_span(sectors, 100, 5) == ["yard"]
+
+
+def test_bad_panorama_config_is_rejected_with_a_clear_reason():
+    with pytest.raises(ValidationError, match="used twice"):
+        PanoramaSettings(sectors=(SectorSettings(name="a", start_deg=0, end_deg=90),
+                                  SectorSettings(name="a", start_deg=90, end_deg=180)))
+    with pytest.raises(ValidationError, match="empty sector"):
+        SectorSettings(name="a", start_deg=10, end_deg=10)
+    with pytest.raises(ValidationError, match="at least 2"):
+        PanoramaSettings(kind="multi")
+    with pytest.raises(ValidationError, match="extra"):
+        PanoramaSettings(centre=0.5)
+    with pytest.raises(ValidationError):
+        PanoramaSettings(north_offset_deg=360)
+
+
+def test_unwrap_rejects_a_frame_of_the_wrong_size():
+    panorama = FisheyePanorama(PanoramaSettings(), (320, 320))
+    with pytest.raises(ValueError, match="built for 320x320"):
+        panorama.unwrap(np.zeros((240, 320), np.uint8))
+
+
+def test_recording_size_panorama_agrees_with_detection_size():
+    settings = PanoramaSettings(enabled=True, north_offset_deg=12)
+    small = FisheyePanorama(settings, (320, 320))
+    big = FisheyePanorama(settings, (2048, 2048), scaled_strip_size(small, 2048 / 320))
+    assert big.period == 4608 and big.strip_size[1] == round(small.strip_size[1] * 6.4)
+    colour = cv2.cvtColor(_with_person(_background(2048), 140.0, 640), cv2.COLOR_GRAY2BGR)
+    assert big.unwrap(colour).shape == (big.strip_size[1], big.strip_size[0], 3)
+    location = small.locate(Box(100, 40, 10, 30, 300))
+    x, y, w, h = location.scaled_box(6.4)
+    bx, by = big.image_to_strip(x + w / 2, y + h / 2)
+    assert angle_diff(big.bearing_at(float(bx)), location.bearing_deg) < 1.0
+
+
+# --- N fixed cameras as one panorama -------------------------------------------------------------------------
+
+def test_four_fixed_cameras_form_one_strip_and_bearings_come_back():
+    cams = [{"name": n, "yaw_deg": y, "hfov_deg": 90} for n, y in (("n", 0), ("e", 90), ("s", 180), ("w", 270))]
+    settings = PanoramaSettings(enabled=True, kind="multi", cameras=cams, strip_width=960, strip_height=120,
+                                sectors=({"name": "back", "start_deg": 135, "end_deg": 225},))
+    panorama = make_panorama(settings, (320, 240))
+    assert isinstance(panorama, MultiPanorama) and panorama.strip_size == (960 + 53, 120)
+    background = [_background(320)[:240] for _ in cams]
+    focal = 160 / math.tan(math.radians(45))
+    offset = 20.0                               # the person is 20° right of the south camera's axis
+    scene = [image.copy() for image in background]
+    px = 160 + focal * math.tan(math.radians(offset))
+    cv2.ellipse(scene[2], (round(px), 150), (12, 40), 0, 0, 360, 235, -1)
+    detector = MotionDetector(MotionSettings())
+    for images in (background, background, scene):
+        result = detector.process(panorama.unwrap(images))
+    (box,) = merge_seam(result.boxes, panorama.period)
+    location = panorama.locate(box)
+    assert location.camera == "s"
+    assert angle_diff(location.bearing_deg, 180 + offset) <= 2.0
+    assert location.sectors == ("back",)
+    x, y, w, h = location.image_box
+    assert x <= px <= x + w and y <= 150 <= y + h
+    with pytest.raises(ValueError, match="4 cameras, got 3"):
+        panorama.unwrap(background[:3])
