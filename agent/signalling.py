@@ -18,6 +18,7 @@ from agent.errors import ConfigError
 from drivers.gpio.base import Gpio
 
 Mode = Literal["overt", "covert"]
+_EPS = 1e-6  # frame times are sums of float steps: 100.19999999 must count as the 100.2 boundary
 
 
 class SignallingSettings(BaseModel):
@@ -117,18 +118,21 @@ class Signaller:
         """Apply pattern and time limits at `now`; writes only outputs whose state changes."""
         now = self._now(now)
         act = self._active
-        if act is not None and now >= max(act.strobe_until, act.siren_until):
+        if act is not None and now >= max(act.strobe_until, act.siren_until) - _EPS:
             self._active = act = None
         covert = self.mode == "covert"
-        strobe_on = not covert and act is not None and now < act.strobe_until and self._pattern_on(now - act.started)
-        siren_on = not covert and act is not None and now < act.siren_until
+        strobe_on = (not covert and act is not None and now < act.strobe_until - _EPS
+                     and self._pattern_on(now - act.started))
+        siren_on = not covert and act is not None and now < act.siren_until - _EPS
         for output_id in self._strobes:
             self._drive(output_id, strobe_on, now)
         for output_id in self._sirens:
             self._drive(output_id, siren_on, now)
 
     def _pattern_on(self, elapsed: float) -> bool:
-        position = (elapsed % self._period) * 1000
+        position = (elapsed % self._period) * 1000 + _EPS * 1000
+        if position >= self._period * 1000:
+            position -= self._period * 1000
         for index, ms in enumerate(self.settings.strobe_pattern_ms):
             if position < ms:
                 return index % 2 == 0  # even segments are "on"
