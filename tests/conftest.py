@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-MOSQUITTO = "/usr/sbin/mosquitto"
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
 def _free_port() -> int:
@@ -31,13 +31,23 @@ def _accepting(port: int) -> bool:
 class Broker:
     """A mosquitto process; stop() and start() keep the port so clients reconnect to the same address."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, persistence: bool = False) -> None:
         self.port = _free_port()
         self.url = f"mqtt://127.0.0.1:{self.port}"
         self.config = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
-        self.config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                               f"log_dest file {self.log}\nlog_type error\nlog_type warning\n")
+        # max_queued_messages 0: never drop QoS 1 messages queued for a slow or absent subscriber.
+        settings = [f"listener {self.port} 127.0.0.1", "allow_anonymous true", "max_queued_messages 0",
+                    f"log_dest file {self.log}", "log_type error", "log_type warning"]
+        if os.geteuid() == 0:
+            # Run as root, mosquitto would switch to user "mosquitto", which cannot write this test's temp dir.
+            settings.append("user root")
+        if persistence:
+            # Sessions and queued messages survive stop()/start(), like a production broker.
+            settings += ["persistence true", f"persistence_location {workdir}/"]
+        else:
+            settings.append("persistence false")
+        self.config.write_text("\n".join(settings) + "\n")
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 10.0) -> None:
@@ -69,17 +79,32 @@ class Broker:
         self.process = None
 
 
-@pytest.fixture
-def mosquitto(tmp_path):
-    if not (Path(MOSQUITTO).exists() or shutil.which("mosquitto")):
+def _require_mosquitto() -> None:
+    if not Path(MOSQUITTO).exists():
         if os.environ.get("CI") == "true":
             pytest.fail(f"mosquitto not installed at {MOSQUITTO}, and CI=true requires the broker tests")
         pytest.skip(f"mosquitto not installed at {MOSQUITTO}")
+
+
+def _run_broker(tmp_path, persistence: bool):
+    _require_mosquitto()
     folder = tmp_path / "broker"
     folder.mkdir()
-    broker = Broker(folder)
+    broker = Broker(folder, persistence)
     broker.start()
     try:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A broker without persistence (the contract's test broker)."""
+    yield from _run_broker(tmp_path, persistence=False)
+
+
+@pytest.fixture
+def mosquitto_persistent(tmp_path):
+    """A broker whose sessions survive restarts, so a persistent monitor misses nothing while it is down."""
+    yield from _run_broker(tmp_path, persistence=True)

@@ -1,0 +1,241 @@
+"""MQTT uplink: drains the outbox to the broker in id order, deleting each row only once the broker acknowledged it.
+
+Threads: paho's network thread (loop_start) runs the callbacks; our sender thread reads the outbox and publishes.
+Delivery is at-least-once and in order: on every (re)connect paho's own queue is dropped and sending restarts
+from the oldest unacknowledged outbox row, so nothing sent on a dead connection can overtake older rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import ssl
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from agent.clock import Clock, iso_utc
+from agent.config import BrokerSettings
+from agent.errors import ConfigError
+from agent.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+_IDLE_WAIT_S = 1.0  # sender re-checks the outbox at least this often even without a notify()
+
+
+def make_client(settings: BrokerSettings, client_id: str, clean_session: bool = True) -> mqtt.Client:
+    """A paho client with credentials and TLS from the settings (shared by the uplink and the monitor)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
+                         protocol=mqtt.MQTTv311)
+    if settings.username is not None:
+        client.username_pw_set(settings.username, settings.password)
+    if settings.use_tls:
+        tls = settings.tls
+        for label in ("ca_file", "cert_file", "key_file"):
+            path = getattr(tls, label, None) if tls else None
+            if path is not None and not path.is_file():
+                raise ConfigError(f"broker.tls.{label}: file not found: {path}")
+        try:
+            client.tls_set(ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
+                           certfile=str(tls.cert_file) if tls and tls.cert_file else None,
+                           keyfile=str(tls.key_file) if tls and tls.key_file else None,
+                           cert_reqs=ssl.CERT_REQUIRED)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise ConfigError(f"broker.tls: cannot load certificates: {exc}") from None
+        if tls and tls.insecure:
+            client.tls_insecure_set(True)
+    client.reconnect_delay_set(settings.reconnect_min_s, settings.reconnect_max_s)
+    return client
+
+
+class Uplink:
+    def __init__(self, settings: BrokerSettings, topic_root: str, device_id: str, outbox: Outbox, clock: Clock,
+                 version: str) -> None:
+        self._settings = settings
+        self._root = topic_root.rstrip("/")
+        self._device_id = device_id
+        self._outbox = outbox
+        self._clock = clock
+        self._version = version
+        self.last_error: str | None = None
+        self._client = make_client(settings, client_id=f"pid-agent-{device_id}")
+        # paho's own window a little above ours so status messages never wait behind outbox rows.
+        self._client.max_inflight_messages_set(settings.inflight + 4)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
+        self._client.on_connect_fail = self._on_connect_fail
+        # _send_lock: held around "check connection generation + publish", and by on_connect around dropping
+        # paho's queue, so a publish can never slip onto a new connection with a stale cursor.
+        self._send_lock = threading.Lock()
+        # _state_lock guards _gen/_connected only; it is never held while calling into paho (no lock cycles
+        # with paho's internal mutexes, which on_publish runs under).
+        self._state_lock = threading.Lock()
+        self._gen = 0
+        self._connected = False
+        self._acks: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._idle = threading.Condition()
+        self._inflight_count = 0
+        self._sender: threading.Thread | None = None
+
+    # ---- public ----------------------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        with self._state_lock:
+            return self._connected
+
+    def start(self) -> None:
+        status = self._status_payload("offline")
+        self._client.will_set(self._topic("status"), status, qos=1, retain=True)
+        log.info("uplink connecting to %s as %s", self._settings.url, self._device_id)
+        # connect_async + loop_start: an unreachable broker is retried by paho's loop, never fatal.
+        self._client.connect_async(self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s)
+        self._client.loop_start()
+        self._sender = threading.Thread(target=self._send_loop, name="uplink-sender", daemon=True)
+        self._sender.start()
+
+    def notify(self) -> None:
+        """New rows were put in the outbox: wake the sender now rather than at its next poll."""
+        self._wake.set()
+
+    def wait_drained(self, timeout: float) -> bool:
+        """True once the outbox is empty and nothing is in flight (waits on the real network)."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while True:
+                if self._outbox.depth() == 0 and self._inflight_count == 0:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(min(left, 0.5))
+
+    def stop(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        self._stopping.set()
+        self._wake.set()
+        if self._sender is not None:
+            self._sender.join(max(0.1, deadline - time.monotonic()))
+        if self.connected:
+            info = self._client.publish(self._topic("status"), self._status_payload("stopped"), qos=1, retain=True)
+            try:
+                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            except (RuntimeError, ValueError) as exc:
+                self._error(f"status 'stopped' not delivered: {exc}")
+            if not info.is_published():
+                self._error("status 'stopped' not acknowledged before timeout")
+        else:
+            log.warning("uplink stopping while disconnected; broker shows the 'offline' Last Will instead")
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    # ---- paho callbacks (network thread) ---------------------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
+        if reason.is_failure:
+            self._error(f"broker {self._settings.url} refused connection: {reason}")
+            return
+        with self._send_lock:
+            # Anything paho kept from the old connection would be resent ahead of older outbox rows; drop it
+            # and let the sender restart from the oldest unacknowledged row instead.
+            client.drop_out_messages()
+            with self._state_lock:
+                self._gen += 1
+                self._connected = True
+            client.publish(self._topic("status"), self._status_payload("online"), qos=1, retain=True)
+        self.last_error = None
+        log.info("uplink connected to %s", self._settings.url)
+        self._wake.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
+        with self._state_lock:
+            self._gen += 1
+            self._connected = False
+        if reason.is_failure and not self._stopping.is_set():
+            self._error(f"connection to {self._settings.url} lost: {reason}; will reconnect")
+        self._wake.set()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._error(f"cannot connect to broker {self._settings.url}; retrying")
+
+    def _on_publish(self, client, userdata, mid, reason, properties) -> None:
+        with self._state_lock:
+            gen = self._gen
+        self._acks.put((gen, mid))
+        self._wake.set()
+
+    # ---- sender thread ---------------------------------------------------------------------------------------
+
+    def _send_loop(self) -> None:
+        gen, cursor, inflight = -1, 0, {}  # inflight: paho mid -> outbox row id (this thread only)
+        while not self._stopping.is_set():
+            self._apply_acks(gen, inflight)
+            with self._state_lock:
+                current, connected = self._gen, self._connected
+            if current != gen:
+                gen, cursor, inflight = current, 0, {}  # new connection: resend from the oldest row
+                self._set_inflight(0)
+            room = self._settings.inflight - len(inflight)
+            rows = self._outbox.pending(cursor, room) if connected and room > 0 else []
+            if not rows:
+                self._wake.wait(_IDLE_WAIT_S)
+                self._wake.clear()
+                continue
+            for row in rows:
+                mid = self._publish(gen, row)
+                if mid is None:
+                    break
+                inflight[mid] = row.id
+                cursor = row.id
+            self._set_inflight(len(inflight))
+
+    def _publish(self, gen: int, row) -> int | None:
+        with self._send_lock:
+            with self._state_lock:
+                if not self._connected or self._gen != gen:
+                    return None
+            info = self._client.publish(f"{self._root}/{row.topic}", row.payload, qos=row.qos, retain=row.retain)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            # Connection dropped under us; on_connect will restart from the oldest row.
+            log.info("publish of outbox row %d deferred: %s", row.id, mqtt.error_string(info.rc))
+            return None
+        return info.mid
+
+    def _apply_acks(self, gen: int, inflight: dict[int, int]) -> None:
+        acked = False
+        while True:
+            try:
+                ack_gen, mid = self._acks.get_nowait()
+            except queue.Empty:
+                break
+            row_id = inflight.pop(mid, None) if ack_gen == gen else None
+            if row_id is not None:
+                self._outbox.ack(row_id)
+                acked = True
+        if acked:
+            self._set_inflight(len(inflight))
+
+    def _set_inflight(self, count: int) -> None:
+        with self._idle:
+            self._inflight_count = count
+            self._idle.notify_all()
+
+    # ---- helpers ---------------------------------------------------------------------------------------------
+
+    def _topic(self, suffix: str) -> str:
+        return f"{self._root}/{suffix}"
+
+    def _status_payload(self, state: str) -> bytes:
+        return json.dumps({"state": state, "device_id": self._device_id, "ts": iso_utc(self._clock.wall()),
+                           "version": self._version}, separators=(",", ":")).encode("utf-8")
+
+    def _error(self, message: str) -> None:
+        self.last_error = message
+        log.warning("uplink: %s", message)
