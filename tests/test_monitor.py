@@ -1,0 +1,130 @@
+"""The engineers' receiver against a real broker, fed by a plain paho publisher (not our uplink)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import paho.mqtt.publish as publish
+import pytest
+
+from agent.errors import ConfigError
+from agent.monitor import Monitor
+
+pytestmark = pytest.mark.broker
+NET_TIMEOUT = 20.0
+ROOT = "pids/unit-9"
+
+
+def media_messages(event_id: str, name: str, data: bytes, chunk: int, sha: str | None = None) -> tuple[dict, list]:
+    chunks = [data[i:i + chunk] for i in range(0, len(data), chunk)]
+    manifest = {"event_id": event_id, "name": name, "content_type": "image/jpeg", "total_bytes": len(data),
+                "chunk_bytes": chunk, "chunks": len(chunks), "sha256": sha or hashlib.sha256(data).hexdigest()}
+    base = f"{ROOT}/media/{event_id}/{name}"
+    return ({"topic": f"{base}/manifest", "payload": json.dumps(manifest), "qos": 1},
+            [{"topic": f"{base}/{i}", "payload": c, "qos": 1} for i, c in enumerate(chunks)])
+
+
+def send(broker, messages: list[dict]) -> None:
+    publish.multiple(messages, hostname="127.0.0.1", port=broker.port)
+
+
+def started(url: str, device: str | None, out_dir=None, lines=None) -> Monitor:
+    monitor = Monitor(url, device, out_dir, printer=(lines.append if lines is not None else lambda line: None))
+    monitor.start()
+    assert monitor.wait_for(lambda m: m.subscribed, NET_TIMEOUT)
+    return monitor
+
+
+def test_chunks_before_manifest_reversed_and_duplicated(mosquitto, tmp_path):
+    monitor = started(mosquitto.url, "unit-9", tmp_path / "out")
+    data = os.urandom(10_000)
+    manifest, chunks = media_messages("e1", "snapshot.jpg", data, 4096)
+    send(mosquitto, [chunks[2], chunks[1], manifest, chunks[1], chunks[0], manifest, chunks[0]])
+    assert monitor.wait_for(lambda m: ("e1", "snapshot.jpg") in m.media, NET_TIMEOUT)
+    got = monitor.media[("e1", "snapshot.jpg")]
+    assert got.verified and got.size == 10_000 and got.sha256 == hashlib.sha256(data).hexdigest()
+    assert got.path == tmp_path / "out" / "unit-9" / "e1" / "snapshot.jpg"
+    assert got.path.read_bytes() == data
+    monitor.stop()
+
+
+def test_corrupt_media_is_flagged_not_verified(mosquitto):
+    lines: list[str] = []
+    monitor = started(mosquitto.url, None, lines=lines)
+    data = os.urandom(5000)
+    manifest, chunks = media_messages("e2", "clip.mp4", data, 2048, sha="0" * 64)
+    send(mosquitto, [manifest, *chunks])
+    assert monitor.wait_for(lambda m: ("e2", "clip.mp4") in m.media, NET_TIMEOUT)
+    got = monitor.media[("e2", "clip.mp4")]
+    assert not got.verified and got.data == data and got.path is None
+    assert any("MISMATCH" in line and "e2/clip.mp4" in line for line in lines)
+    monitor.stop()
+
+
+def test_events_deduplicated_and_statuses_per_device(mosquitto):
+    lines: list[str] = []
+    monitor = started(mosquitto.url, None, lines=lines)
+    start = {"event_id": "e3", "seq": 1, "kind": "intrusion", "phase": "start", "score": 0.4, "boxes": [[1, 2, 3, 4]]}
+    end = dict(start, seq=2, phase="end", boxes=[], clip={"name": "clip.mp4", "bytes": 10, "sha256": "ab"})
+    send(mosquitto, [{"topic": f"{ROOT}/event", "payload": json.dumps(p), "qos": 1} for p in (start, start, end)]
+         + [{"topic": "pids/other/status", "payload": json.dumps({"state": "online", "device_id": "other"}),
+             "qos": 1, "retain": True},
+            {"topic": f"{ROOT}/heartbeat", "payload": json.dumps({"kind": "heartbeat", "uptime_s": 5}), "qos": 1},
+            {"topic": f"{ROOT}/event", "payload": b"not json", "qos": 1}])
+    assert monitor.wait_for(lambda m: len(m.events) == 2 and m.heartbeats and m.statuses and m.errors,
+                            NET_TIMEOUT)
+    assert [e["phase"] for e in monitor.events] == ["start", "end"] and monitor.duplicates == 1
+    assert monitor.statuses["other"]["state"] == "online"
+    assert monitor.heartbeats == [{"kind": "heartbeat", "uptime_s": 5}]
+    assert any("bad message" in err and f"{ROOT}/event" in err for err in monitor.errors)
+    assert any("EVENT end e3" in line and "clip=clip.mp4(10 B)" in line for line in lines)
+    assert any("HEARTBEAT" in line and "uptime_s=5" in line for line in lines)
+    monitor.stop()
+
+
+def test_device_filter_ignores_other_units(mosquitto):
+    monitor = started(mosquitto.url, "unit-9")
+    send(mosquitto, [{"topic": "pids/other/event", "payload": json.dumps({"event_id": "x", "phase": "start"}),
+                      "qos": 1},
+                     {"topic": f"{ROOT}/event", "payload": json.dumps({"event_id": "y", "phase": "start"}),
+                      "qos": 1}])
+    assert monitor.wait_for(lambda m: m.events, NET_TIMEOUT)
+    assert [e["event_id"] for e in monitor.events] == ["y"]
+    monitor.stop()
+
+
+def test_bad_url_is_a_config_error():
+    with pytest.raises(ConfigError, match="http://nowhere"):
+        Monitor("http://nowhere", None, None)
+
+
+def test_run_monitor_prints_verified_and_exits_on_ctrl_c(mosquitto, tmp_path):
+    script = ("import sys; from pathlib import Path; from agent.monitor import run_monitor; "
+              "sys.exit(run_monitor(sys.argv[1], None, Path(sys.argv[2])))")
+    child = subprocess.Popen([sys.executable, "-u", "-c", script, mosquitto.url, str(tmp_path / "out")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "watching pids/+/#" in child.stdout.readline()
+        # The subscription follows the connect line; a retained status proves it is active.
+        send(mosquitto, [{"topic": f"{ROOT}/status", "payload": json.dumps({"state": "online"}), "qos": 1,
+                          "retain": True}])
+        assert "STATUS online" in child.stdout.readline()
+        data = os.urandom(3000)
+        manifest, chunks = media_messages("e4", "snapshot.jpg", data, 1024)
+        send(mosquitto, [manifest, *chunks])
+        line = child.stdout.readline()
+        assert "MEDIA e4/snapshot.jpg 3000 B" in line and "VERIFIED" in line
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=NET_TIMEOUT) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stdout.close()
+        child.stderr.close()
+    assert (tmp_path / "out" / "unit-9" / "e4" / "snapshot.jpg").read_bytes() == data
