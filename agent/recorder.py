@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -73,12 +74,12 @@ class PreRollBuffer:
         while self._frames and self._frames[0][0] < ts - self.seconds:
             self.bytes -= len(self._frames.popleft()[1])
 
-    def drain(self) -> list[tuple[float, np.ndarray]]:
-        """Decode and hand over every buffered frame, oldest first, leaving the buffer empty."""
-        frames = [(ts, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)) for ts, data in self._frames]
-        self._frames.clear()
-        self.bytes = 0
-        return frames
+    def drain(self) -> Iterator[tuple[float, np.ndarray]]:
+        """Hand over every buffered frame, oldest first, decoding one at a time so only one raw frame is alive."""
+        while self._frames:
+            ts, data = self._frames.popleft()
+            self.bytes -= len(data)
+            yield ts, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -105,7 +106,8 @@ class ClipWriter:
         self._stream.pix_fmt = "yuv420p"
         self._stream.codec_context.time_base = Fraction(1, PTS_PER_SECOND)
         if settings.codec == "libx264":
-            self._stream.options = {"crf": str(settings.crf), "preset": settings.preset}
+            # zerolatency: no lookahead or B-frame queue, so memory stays flat and the clip closes promptly
+            self._stream.options = {"crf": str(settings.crf), "preset": settings.preset, "tune": "zerolatency"}
 
     def add(self, ts: float, image: np.ndarray) -> None:
         import av
