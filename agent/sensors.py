@@ -6,9 +6,12 @@ changes into these events, and keeps the current state for heartbeats.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Iterable
 
 from drivers.gpio.base import Gpio, InputChange
+from models.fusion import FaultReport, Fusion, FusionSettings, order_sources
+from models.motion import MotionResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,3 +111,57 @@ class Sensors:
             # None: no mains-fail input is wired, so the state is unknown
             "mains_ok": (not any(self.gpio.is_active(i) for i in power)) if power else None,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class FrameInputs:
+    """What the input side adds to one frame."""
+
+    result: MotionResult                 # the detector's result with `motion` replaced by the fused decision
+    confirmed_by: tuple[str, ...]        # technologies that confirmed this frame ("video", "pir:<id>")
+    events: tuple[SensorEvent, ...]      # debounced input changes since the last frame, oldest first
+    faults: tuple[FaultReport, ...]      # suspected detector faults raised or cleared on this frame
+
+
+class AlarmInputs:
+    """Per-frame glue: poll GPIO -> typed events -> PIR/video fusion -> the motion decision the engine sees.
+
+    It also collects which technologies confirmed an alarm: those of the confirmed frames that led up to its start
+    (for the start payload) and of every confirmed frame until it ends (for the end payload).
+    """
+
+    def __init__(self, gpio: Gpio, fusion: FusionSettings) -> None:
+        self.sensors = Sensors(gpio)
+        self.fusion = Fusion(fusion, self.sensors.pir_zones())
+        self._streak: set[str] = set()
+        self._alarm: set[str] | None = None
+
+    def frame(self, ts: float, result: MotionResult, motion_zones: Iterable[str | None] | None = None) -> FrameInputs:
+        """motion_zones: zones with video motion; default: the whole frame when the detector saw motion."""
+        events = self.sensors.poll(ts)
+        for event in events:
+            if isinstance(event, PirEvent):
+                self.fusion.observe_pir(event.ts, event.input_id, event.active)
+        zones = ([None] if result.motion else []) if motion_zones is None else motion_zones
+        fused = self.fusion.step(ts, zones)
+        self._streak = self._streak | set(fused.confirmed_by) if fused.confirmed else set()
+        if self._alarm is not None:
+            self._alarm |= set(fused.confirmed_by)
+        return FrameInputs(replace(result, motion=fused.confirmed), fused.confirmed_by, tuple(events), fused.faults)
+
+    def alarm_started(self) -> list[str]:
+        """Call on AlarmStarted: the technologies that confirmed it, for payload["confirmed_by"]."""
+        self._alarm = set(self._streak)
+        return list(order_sources(self._alarm))
+
+    def alarm_ended(self) -> list[str]:
+        """Call on AlarmEnded: every technology that confirmed any frame of the alarm."""
+        sources, self._alarm = self._alarm or set(), None
+        return list(order_sources(sources))
+
+
+def fault_payload(report: FaultReport) -> dict:
+    """MQTT `event` payload body for a suspected detector fault (kind "detector_fault")."""
+    return {"kind": "detector_fault", "detector": report.detector, "zone": report.zone, "reason": report.reason,
+            "active": report.active, "evidence_count": report.count,
+            "evidence_s": round(report.ts - report.since, 1)}

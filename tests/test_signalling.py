@@ -120,3 +120,92 @@ def test_next_change_in_tells_a_loop_when_to_wake():
 def test_bad_settings_are_named(settings, message):
     with pytest.raises(ValidationError, match=message):
         SignallingSettings(**settings)
+
+
+# -- a real recording replayed with a PIR script: detection -> fusion -> engine -> signalling -----------------------
+
+@pytest.fixture(scope="module")
+def walk_clip(tmp_path_factory):
+    """The demo scene (a figure crosses the yard from 6 s to 11 s) written to a real MP4 and decoded back."""
+    from agent.demo import write_demo
+
+    path = tmp_path_factory.mktemp("walk") / "walk.mp4"
+    write_demo(path, seconds=14.0, width=320, height=180)
+    return path
+
+
+WALK_GPIO = {"inputs": [{"id": "pir-east", "pin": 17, "kind": "pir", "zone": "yard", "debounce_ms": 100},
+                        {"id": "lid", "pin": 6, "kind": "tamper", "debounce_ms": 50}],
+             "outputs": [{"id": "strobe", "pin": 22, "kind": "strobe"}, {"id": "siren", "pin": 23, "kind": "siren"}]}
+
+
+def replay(clip, script_rows, mode, *, policy="both"):
+    """Run the clip frame by frame through the real detector, fusion, engine and signaller, as the pipeline does."""
+    from agent.config import EventSettings
+    from agent.events import AlarmEnded, AlarmStarted, EventEngine
+    from agent.sensors import AlarmInputs
+    from drivers.camera.replay import ReplayCamera
+    from drivers.gpio import make_gpio, sidecar_script
+    from models.fusion import FusionSettings
+    from models.motion import MotionDetector, MotionSettings
+
+    script = clip.with_name(clip.name + ".pir.csv")
+    script.write_text("ts,input,level\n" + "".join(f"{ts},{ref},{level}\n" for ts, ref, level in script_rows))
+    gpio = make_gpio(GpioSettings(**WALK_GPIO), script=sidecar_script(clip))
+    clock = ManualClock(monotonic_start=0.0)
+    inputs = AlarmInputs(gpio, FusionSettings(zones=[{"zone": "yard", "policy": policy}], window_s=3.0))
+    signaller = Signaller(SignallingSettings(mode=mode, strobe_pattern_ms=(300, 200), strobe_s=4.0, siren=True,
+                                             siren_s=2.0), gpio, clock)
+    detector = MotionDetector(MotionSettings())
+    engine = EventEngine(EventSettings(min_motion_frames=3), post_roll_s=1.0)
+    alarms, sensor_events = [], []
+    with ReplayCamera(clip) as camera, gpio:
+        for frame in camera.frames():
+            clock.set_monotonic(frame.ts)
+            step = inputs.frame(frame.ts, detector.process(frame.luma))
+            sensor_events += step.events
+            for event in engine.update(frame.ts, frame.index, step.result):
+                if isinstance(event, AlarmStarted):
+                    alarms.append({"start": event.ts, "confirmed_by": inputs.alarm_started()})
+                    signaller.alarm_started()
+                elif isinstance(event, AlarmEnded):
+                    alarms[-1].update(end=event.ts, all_sources=inputs.alarm_ended())
+                    signaller.alarm_ended()
+            signaller.tick()
+        signaller.close()
+    return alarms, sensor_events, gpio.history
+
+
+def test_replay_with_pir_script_confirms_by_both_and_drives_outputs(walk_clip):
+    alarms, events, history = replay(walk_clip, [(6.8, "pir-east", 1), (10.5, "pir-east", 0),
+                                                 (12.0, "lid", 1)], "overt")
+    assert len(alarms) == 1
+    alarm = alarms[0]
+    # video sees the figure from ~6.2 s, but outdoors it needs the PIR: edge 6.8 s, reported after its 0.1 s
+    # debounce on the 6.9 s frame, then 3 consecutive confirmed frames -> 7.1 s (video alone would start at 6.4 s)
+    assert alarm["start"] == pytest.approx(7.1)
+    assert alarm["confirmed_by"] == alarm["all_sources"] == ["video", "pir:pir-east"]
+    assert [(e.kind, e.input_id, round(e.ts, 3)) for e in events] == [
+        ("pir", "pir-east", 6.8), ("pir", "pir-east", 10.5), ("tamper", "lid", 12.0)]
+    start = alarm["start"]
+    periods = on_periods(rounded(history), "strobe")
+    assert periods[0][0] == pytest.approx(start) and len(periods) == 8  # 4 s of a 0.5 s pattern
+    assert all(off - on == pytest.approx(0.3, abs=0.11) for on, off in periods)  # 0.3 s flashes, at 10 fps ticks
+    assert periods[-1][1] <= start + 4.0 + 1e-6
+    assert on_periods(rounded(history), "siren") == [(pytest.approx(start), pytest.approx(start + 2.0))]
+    assert not any(on for _, _, on in history[-2:])  # safe state at the end
+
+
+def test_replay_video_motion_without_pir_raises_no_alarm_when_both_are_required(walk_clip):
+    alarms, events, history = replay(walk_clip, [], "overt")
+    assert alarms == [] and events == []
+    assert not any(on for _, _, on in history)
+    video_alone, _, _ = replay(walk_clip, [], "covert", policy="video")
+    assert len(video_alone) == 1 and video_alone[0]["confirmed_by"] == ["video"]
+    assert video_alone[0]["start"] < 7.0
+
+
+def test_replay_in_covert_mode_alarms_but_keeps_every_output_off(walk_clip):
+    alarms, _, history = replay(walk_clip, [(6.8, "pir-east", 1), (10.5, "pir-east", 0)], "covert")
+    assert len(alarms) == 1 and alarms[0]["confirmed_by"] == ["video", "pir:pir-east"]
+    assert history and not any(on for _, _, on in history)  # only the safe-state writes of close()
