@@ -174,6 +174,15 @@ class Uplink:
     # ---- sender thread ---------------------------------------------------------------------------------------
 
     def _send_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._send_until_stopped()
+            except Exception as exc:  # noqa: BLE001 - a dead sender would silently stop all uplink traffic
+                log.exception("uplink sender failed; restarting from the oldest unacknowledged row")
+                self._error(f"sender failed: {exc!r}")
+                self._stopping.wait(_IDLE_WAIT_S)
+
+    def _send_until_stopped(self) -> None:
         gen, cursor, inflight = -1, 0, {}  # inflight: paho mid -> outbox row id (this thread only)
         while not self._stopping.is_set():
             self._apply_acks(gen, inflight)
