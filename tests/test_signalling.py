@@ -160,18 +160,22 @@ def replay(clip, script_rows, mode, *, policy="both"):
     engine = EventEngine(EventSettings(min_motion_frames=3), post_roll_s=1.0)
     alarms, sensor_events = [], []
     with ReplayCamera(clip) as camera, gpio:
-        for frame in camera.frames():
-            clock.set_monotonic(frame.ts)
-            step = inputs.frame(frame.ts, detector.process(frame.luma))
-            sensor_events += step.events
-            for event in engine.update(frame.ts, frame.index, step.result):
+        def handle(events):
+            for event in events:
                 if isinstance(event, AlarmStarted):
                     alarms.append({"start": event.ts, "confirmed_by": inputs.alarm_started()})
                     signaller.alarm_started()
                 elif isinstance(event, AlarmEnded):
                     alarms[-1].update(end=event.ts, all_sources=inputs.alarm_ended())
                     signaller.alarm_ended()
+
+        for frame in camera.frames():
+            clock.set_monotonic(frame.ts)
+            step = inputs.frame(frame.ts, detector.process(frame.luma))
+            sensor_events += step.events
+            handle(engine.update(frame.ts, frame.index, step.result))
             signaller.tick()
+        handle(engine.finish(frame.ts, frame.index))
         signaller.close()
     return alarms, sensor_events, gpio.history
 
