@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.clock import Clock, SystemClock
 from agent.errors import ConfigError
-from drivers.gpio.base import Gpio
+from drivers.gpio.base import Gpio, GpioSettings
 
 Mode = Literal["overt", "covert"]
 _EPS = 1e-6  # frame times are sums of float steps: 100.19999999 must count as the 100.2 boundary
@@ -51,6 +51,14 @@ class SignallingSettings(BaseModel):
             if getattr(self, name) > self.max_on_s:
                 raise ValueError(f"{name} ({getattr(self, name)}) exceeds max_on_s ({self.max_on_s})")
         return self
+
+
+def signalling_problems(settings: SignallingSettings, gpio: GpioSettings) -> list[str]:
+    """Overt settings that could never signal because the output is not wired (for a config-time check)."""
+    kinds = {line.kind for line in gpio.outputs}
+    wanted = [("strobe", settings.strobe), ("siren", settings.siren)] if settings.mode == "overt" else []
+    return [f"signalling.{kind} is enabled in overt mode but gpio.outputs has no output of kind {kind!r}"
+            for kind, enabled in wanted if enabled and kind not in kinds]
 
 
 @dataclass(slots=True)

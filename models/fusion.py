@@ -17,7 +17,7 @@ moving in its zone (a dead or masked PIR).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -102,7 +102,7 @@ class _Pir:
     lonely_count: int = 0
     silent_since: float | None = None  # first video episode since the PIR last fired
     silent_episodes: int = 0
-    faults: dict | None = None         # reason -> FaultReport while raised
+    faults: dict[str, FaultReport] = field(default_factory=dict)  # reason -> report, while raised
 
 
 class Fusion:
@@ -111,7 +111,7 @@ class Fusion:
         if problems:
             raise ConfigError("; ".join(problems))
         self.settings = settings
-        self._pirs = {pir_id: _Pir(zone, faults={}) for pir_id, zone in pir_zones.items()}
+        self._pirs = {pir_id: _Pir(zone) for pir_id, zone in pir_zones.items()}
         listed = {z.zone: z.policy for z in settings.zones}
         self._zones = sorted(set(listed) | set(pir_zones.values())) or [DEFAULT_ZONE]
         self._policy = {zone: listed.get(zone, settings.default_policy if self._pirs_in(zone) else "video")

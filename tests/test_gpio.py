@@ -176,3 +176,13 @@ def test_sensors_give_one_typed_event_per_detector():
     assert sensors.state() == {"pir_active": ["pir-east", "pir-west"], "triggers_active": ["trig"],
                                "tamper_open": ["lid"], "mains_ok": False}
     assert sensors.pir_zones() == {"pir-east": "east", "pir-west": "west"}
+
+
+def test_polling_a_closed_or_unopened_simulator_is_an_error():
+    gpio = make_gpio(settings())
+    with pytest.raises(HardwareError, match="polled before open"):
+        gpio.poll(1.0)
+    gpio.open()
+    gpio.close(2.0)
+    with pytest.raises(HardwareError, match="polled before open"):
+        gpio.poll(3.0)

@@ -213,3 +213,14 @@ def test_replay_in_covert_mode_alarms_but_keeps_every_output_off(walk_clip):
     alarms, _, history = replay(walk_clip, [(6.8, "pir-east", 1), (10.5, "pir-east", 0)], "covert")
     assert len(alarms) == 1 and alarms[0]["confirmed_by"] == ["video", "pir:pir-east"]
     assert history and not any(on for _, _, on in history)  # only the safe-state writes of close()
+
+
+def test_overt_signalling_without_the_output_wired_is_reported():
+    from agent.signalling import signalling_problems
+
+    no_siren = GpioSettings(outputs=[{"id": "strobe", "pin": 22, "kind": "strobe"}])
+    overt = SignallingSettings(mode="overt", siren=True)
+    assert signalling_problems(overt, no_siren) == [
+        "signalling.siren is enabled in overt mode but gpio.outputs has no output of kind 'siren'"]
+    assert signalling_problems(overt, GPIO) == []
+    assert signalling_problems(SignallingSettings(mode="covert", siren=True), no_siren) == []

@@ -123,6 +123,7 @@ class Gpio(abc.ABC):
         self._debounce = {line.id: _Debouncer(line.debounce_ms / 1000) for line in settings.inputs}
         self._output_state = {line.id: False for line in settings.outputs}
         self._now = 0.0  # latest time seen by poll()/set(); dates the safe-state writes of close()
+        self._closed = False
         #: every output write, oldest first (bounded on real hardware so a long run cannot grow it forever)
         self.history: list[OutputChange] | deque[OutputChange] = [] if history_len is None else deque(maxlen=history_len)
 
@@ -183,7 +184,7 @@ class Gpio(abc.ABC):
 
     def close(self, now: float | None = None) -> None:
         """Outputs off, then release the pins. Safe to call twice."""
-        if getattr(self, "_closed", False):
+        if self._closed:
             return
         self.safe_state(self._now if now is None else now)
         self._release()

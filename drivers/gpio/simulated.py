@@ -15,7 +15,7 @@ import io
 import json
 from pathlib import Path
 
-from agent.errors import ConfigError, SourceError
+from agent.errors import ConfigError, HardwareError, SourceError
 from drivers.gpio.base import Gpio, GpioOutput, GpioSettings
 
 SIDECAR_SUFFIXES = (".pir.csv", ".pir.jsonl")
@@ -118,6 +118,8 @@ class SimulatedGpio(Gpio):
         self._sequence += 1
 
     def _raw_edges(self, now: float) -> list[tuple[float, str, int]]:
+        if not self.opened:
+            raise HardwareError("simulated GPIO polled before open() (or after close())")
         cut = bisect.bisect_right(self._pending, (now, float("inf")))
         due, self._pending = self._pending[:cut], self._pending[cut:]
         self._consumed_to = max(self._consumed_to, now)
