@@ -83,6 +83,7 @@ class SimulatedGpio(Gpio):
         self.script_path = Path(script) if script is not None else settings.script
         self._pending: list[tuple[float, int, str, int]] = []  # (ts, sequence, input id, level), sorted
         self._sequence = 0
+        self._next = 0  # first entry of _pending not yet handed to poll()
         self._consumed_to = float("-inf")
         #: electrical level each output pin was last driven to (what a meter on the pin would show)
         self.pin_levels: dict[int, int] = {}
@@ -120,8 +121,8 @@ class SimulatedGpio(Gpio):
     def _raw_edges(self, now: float) -> list[tuple[float, str, int]]:
         if not self.opened:
             raise HardwareError("simulated GPIO polled before open() (or after close())")
-        cut = bisect.bisect_right(self._pending, (now, float("inf")))
-        due, self._pending = self._pending[:cut], self._pending[cut:]
+        cut = max(self._next, bisect.bisect_right(self._pending, (now, float("inf"))))
+        due, self._next = self._pending[self._next:cut], cut  # an index, not a slice: long scripts stay O(1)/frame
         self._consumed_to = max(self._consumed_to, now)
         return [(ts, input_id, level) for ts, _, input_id, level in due]
 
