@@ -94,6 +94,9 @@ class Outbox:
         self._db = self._open_db()
 
     def _open_db(self) -> sqlite3.Connection:
+        if sqlite3.sqlite_version_info < (3, 35):
+            # UPDATE/DELETE ... RETURNING keeps each put/ack a single atomic statement.
+            raise StorageError(f"SQLite {sqlite3.sqlite_version} is too old for the outbox (need 3.35+)")
         try:
             # One connection shared by the pipeline and network threads, serialised by self._lock.
             db = sqlite3.connect(self.db_path, check_same_thread=False, isolation_level=None)
@@ -160,6 +163,9 @@ class Outbox:
         body = json.dumps(manifest, separators=(",", ":")).encode("utf-8")
         base = f"media/{event_id}/{name}"
         with self._lock:
+            if self._db.execute("SELECT 1 FROM media WHERE path = ?", (str(path),)).fetchone():
+                # A second row set would delete the file under the first once either is fully acknowledged.
+                raise ValueError(f"media file {path} is already queued in the outbox")
             if not self._make_room(total + len(body), ("heartbeat", "media"), f"media {path}"):
                 raise StorageError(f"media file {path} ({total} bytes) does not fit in the outbox "
                                    f"(max_bytes={self.max_bytes})")

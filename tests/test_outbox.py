@@ -102,6 +102,10 @@ def test_media_must_live_under_media_dir(tmp_path):
     outside.write_bytes(b"x" * 10)
     with pytest.raises(StorageError, match="elsewhere.mp4"):
         box.put_media("ev", "clip.mp4", outside, "video/mp4", 1024)
+    inside = write_media(box, "ev", "clip.mp4", 10)
+    box.put_media("ev", "clip.mp4", inside, "video/mp4", 1024)
+    with pytest.raises(ValueError, match="already queued"):
+        box.put_media("ev", "clip.mp4", inside, "video/mp4", 1024)
     with pytest.raises(ValueError, match="media name"):
         box.put_media("ev", "a/b", write_media(box, "ev", "x", 1), "video/mp4", 1024)
     box.close()
