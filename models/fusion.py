@@ -25,7 +25,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from agent.errors import ConfigError
 
 Policy = Literal["video", "pir", "both", "either"]
-_ZONE = r"^[A-Za-z0-9_.-]{1,32}$"
 DEFAULT_ZONE = "default"  # the zone whole-frame motion belongs to when no zones are known
 
 
@@ -34,7 +33,8 @@ class _Section(BaseModel):
 
 
 class ZonePolicy(_Section):
-    zone: str = Field(pattern=_ZONE, description="Zone name, as given to inputs in [[gpio.inputs]].")
+    zone: str = Field(min_length=1, max_length=64, description="Zone name, as given to inputs in [[gpio.inputs]] "
+                      "and to video detection zones.")
     policy: Policy = Field(description="video | pir | both (PIR and video within window_s) | either.")
 
 

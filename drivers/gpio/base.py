@@ -33,7 +33,8 @@ class GpioInput(_Section):
     pin: int = Field(ge=2, le=27, description="BCM GPIO number.")
     kind: InputKind = Field(description="pir: motion detector; trigger: external alarm contact; "
                                         "tamper: enclosure switch; power: mains-fail signal.")
-    zone: str = Field("default", pattern=_ID, description="Detection zone the input covers (PIR/video fusion).")
+    zone: str = Field("default", min_length=1, max_length=64, description="Detection zone the input covers; "
+                      "the same name as a video detection zone ([[detection.zones]] name) for PIR/video fusion.")
     pull: Literal["up", "down", "off"] = Field("down", description="Internal pull resistor.")
     active_low: bool = Field(False, description="True when the input is asserted at 0 V (e.g. an open-collector "
                                                 "PIR, a normally-closed tamper loop pulled up).")
