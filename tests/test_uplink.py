@@ -180,3 +180,13 @@ def test_broker_restart_midway_everything_arrives(mosquitto_persistent, box, tmp
     finally:
         uplink.stop()
         monitor.stop()
+
+
+def test_missing_tls_file_is_a_config_error_naming_it(box, tmp_path):
+    from agent.config import TlsSettings
+    from agent.errors import ConfigError
+
+    missing = tmp_path / "no-such-ca.pem"
+    tls_settings = BrokerSettings(url="mqtts://127.0.0.1:8883", tls=TlsSettings(ca_file=missing))
+    with pytest.raises(ConfigError, match=str(missing)):
+        Uplink(tls_settings, ROOT, DEVICE, box, SystemClock(), "1.0")
