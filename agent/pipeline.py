@@ -80,6 +80,7 @@ class Agent:
         self._first_frame_ts: float | None = None
         self._wall_at_first_frame = 0.0
         self._next_heartbeat = 0.0
+        self.uplink = None
 
     # lifecycle ---------------------------------------------------------------------------------------------
     def run(self) -> RunSummary:
