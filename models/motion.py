@@ -1,15 +1,32 @@
-"""Motion detection on the small luma image: background model, difference, threshold, clean-up, blobs.
+"""Intrusion motion detection on the small luma image.
 
-Pure: arrays in, results out. No clocks, no I/O.
+Stages: blur -> difference from a per-pixel background -> adaptive threshold (per-pixel nuisance activity) ->
+clean-up -> blobs -> tracking. A frame counts as intrusion motion only when a tracked object has *travelled*
+(foliage and flicker stay in place), is big enough and lies in a detection zone. Whole-frame changes (lights,
+exposure, camera knocked) re-learn the background and are reported as `scene_change`, never as motion; stationary
+changes (moved chair, parked car) are absorbed into the background.
+
+Pure: arrays and frame times in, results out. No clocks, no I/O.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
+
+from models.background import BackgroundModel
+from models.tamper import TamperDetector, TamperSettings
+from models.tracking import Tracker, TrackerParams
+from models.zones import ZoneMap, ZoneSettings
+
+#: frame rate assumed when process() is called without frame times
+DEFAULT_FPS = 10.0
+#: most blobs tracked per frame (largest first); keeps the per-frame cost bounded in heavy foliage
+MAX_BLOBS = 16
 
 
 class MotionSettings(BaseModel):
@@ -17,22 +34,50 @@ class MotionSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    threshold: int = Field(25, ge=1, le=255, description="Luma difference (0-255) that marks a pixel as changed.")
-    learning_rate: float = Field(0.02, gt=0, le=1, description="Share of each frame blended into the background.")
-    blur: int = Field(5, ge=1, le=31, description="Odd Gaussian kernel size applied before differencing.")
-    min_area: float = Field(0.002, gt=0, le=1, description="Smallest blob that counts, as a share of the image area.")
-    min_score: float = Field(0.002, ge=0, le=1, description="Changed share of the image needed for a motion frame.")
+    threshold: int = Field(18, ge=1, le=255, description="Luma difference (0-255) that marks a still pixel as "
+                                                         "changed; busy pixels get more (see activity_gain).")
+    activity_gain: float = Field(2.5, ge=0, le=20, description="Extra threshold per unit of a pixel's learned "
+                                                               "nuisance activity (foliage, water, noise).")
+    activity_s: float = Field(4.0, gt=0, le=600, description="Time constant (s) of the nuisance-activity learning.")
+    background_s: float = Field(4.0, gt=0, le=600, description="Time constant (s) of background learning.")
+    absorb_s: float = Field(6.0, gt=0, le=3600, description="Stationary change is absorbed into the background "
+                                                            "after this many seconds (moved chair, parked car).")
+    settle_s: float = Field(1.5, ge=0, le=60, description="Seconds of fast learning, without alarms, at start and "
+                                                          "after a scene change.")
+    light_change: float = Field(0.35, gt=0, le=5, description="Relative change of mean brightness from the "
+                                                              "background that means the light changed.")
+    scene_change_share: float = Field(0.8, gt=0, le=1, description="Changed share of the image that means the "
+                                                                    "whole scene changed (lights, camera moved).")
+    blur: int = Field(3, ge=1, le=31, description="Odd Gaussian kernel size applied before differencing.")
+    min_area: float = Field(0.002, gt=0, le=1, description="Smallest object, as a share of the image area.")
+    max_area: float = Field(0.85, gt=0, le=1, description="Largest object, as a share of the image area.")
+    min_height: float = Field(0.0, ge=0, le=1, description="Smallest object height, as a share of image height.")
+    travel: float = Field(0.06, gt=0, le=1, description="Net distance an object must travel to count, as a share "
+                                                        "of the image height.")
+    straightness: float = Field(0.3, ge=0, le=1, description="Net travel / path length needed to count: swaying "
+                                                             "things move a lot but get nowhere.")
+    min_track_frames: int = Field(3, ge=1, le=100, description="Frames an object must be seen before it counts.")
+    nuisance_s: float = Field(20.0, gt=0, le=3600, description="Time constant (s) of learning how often each "
+                                                               "pixel is foreground (busy regions need more travel).")
+    nuisance_gain: float = Field(10.0, ge=0, le=100, description="Travel multiplier per unit of a region's "
+                                                                "foreground frequency.")
+    still_s: float = Field(2.0, ge=0, le=600, description="A counted object at rest this long stops counting.")
+    track_gap_s: float = Field(0.5, ge=0, le=10, description="An object unseen this long is forgotten.")
+    zones: tuple[ZoneSettings, ...] = Field((), description="Detection zones and ignore/privacy masks "
+                                                            "([[detection.zones]]).")
+    tamper: TamperSettings = Field(TamperSettings(), description="Tamper checks ([detection.tamper]).")
 
 
 @dataclass(frozen=True, slots=True)
 class Box:
-    """A blob's bounding box in detection-image pixels."""
+    """A blob's bounding box in detection-image pixels, and the detection zone it is in ('' = whole image)."""
 
     x: int
     y: int
     w: int
     h: int
     area: int
+    zone: str = ""
 
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
@@ -40,41 +85,142 @@ class Box:
 
 @dataclass(frozen=True, slots=True)
 class MotionResult:
-    """What the detector saw in one frame."""
+    """What the detector saw in one frame.
+
+    motion: this frame counts as intrusion motion. score: share of the image covered by counted objects.
+    activity: share of the image that differs from the background (all causes). boxes: counted objects.
+    scene_change: the background was re-learnt this frame. tamper: 'covered' | 'defocused' | 'turned' | None.
+    zone: detection zone of the largest counted object. mask: foreground pixels (0/255) of this frame.
+    """
 
     motion: bool
     score: float
     boxes: tuple[Box, ...] = ()
     mask: np.ndarray | None = field(default=None, repr=False)
+    activity: float = 0.0
+    scene_change: bool = False
+    tamper: str | None = None
+    zone: str | None = None
 
 
 class MotionDetector:
-    """Running-average background subtraction with blob extraction."""
+    """Background subtraction + blob tracking; one instance per camera stream."""
 
     def __init__(self, settings: MotionSettings) -> None:
         self.settings = settings
-        self._background: np.ndarray | None = None
         kernel = settings.blur | 1
         self._blur_size = (kernel, kernel)
-        self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+        self._open = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+        self._grow = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5))
+        self._tamper = TamperDetector(settings.tamper)
+        self._model: BackgroundModel | None = None
+        self._zones: ZoneMap | None = None
+        self._tracker: Tracker | None = None
+        self._frames = 0
+        self._last_ts: float | None = None
+        self._settle_until = 0.0
 
-    def process(self, luma: np.ndarray) -> MotionResult:
-        smoothed = cv2.GaussianBlur(luma, self._blur_size, 0).astype(np.float32)
-        if self._background is None or self._background.shape != smoothed.shape:
-            self._background = smoothed
-            return MotionResult(motion=False, score=0.0, mask=np.zeros(luma.shape, np.uint8))
-        diff = cv2.absdiff(smoothed, self._background)
-        mask = (diff > self.settings.threshold).astype(np.uint8) * 255
-        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, self._kernel)
-        cv2.accumulateWeighted(smoothed, self._background, self.settings.learning_rate)
-        boxes = self._blobs(mask)
-        image_area = mask.shape[0] * mask.shape[1]
-        score = sum(box.area for box in boxes) / image_area
-        return MotionResult(motion=bool(boxes) and score >= self.settings.min_score, score=score,
-                            boxes=tuple(boxes), mask=mask)
+    def process(self, luma: np.ndarray, ts: float | None = None) -> MotionResult:
+        """Analyse one detection-size luma frame taken at `ts` seconds (default: frame count / DEFAULT_FPS)."""
+        if not isinstance(luma, np.ndarray) or luma.ndim != 2 or luma.dtype != np.uint8:
+            raise ValueError("MotionDetector.process expects a 2-D uint8 luma image, got "
+                             f"{getattr(luma, 'dtype', type(luma))} {getattr(luma, 'shape', '')}")
+        ts = self._frames / DEFAULT_FPS if ts is None else float(ts)
+        dt = self._step(ts)
+        smoothed = cv2.GaussianBlur(luma, self._blur_size, 0)
+        tamper = self._tamper.update(luma, ts)
+        if self._model is None or self._model.shape != luma.shape:
+            self._start(smoothed, ts)
+            return MotionResult(False, 0.0, mask=np.zeros(luma.shape, np.uint8), tamper=tamper)
+        model = self._model
+        diff = model.difference(smoothed)
+        raw = model.foreground(diff)
+        changed = cv2.countNonZero(raw) / raw.size
+        light = abs(model.gain_to(smoothed) - 1.0)
+        if changed >= self.settings.scene_change_share or (light >= self.settings.light_change and changed > 0.05):
+            self._rebase(smoothed, ts)
+            return MotionResult(False, 0.0, mask=raw, activity=changed, scene_change=True, tamper=tamper)
+        settling = ts < self._settle_until
+        self._learn(diff, raw, dt, settling)
+        mask = cv2.morphologyEx(raw, cv2.MORPH_OPEN, self._open)
+        if self._zones.masks_anything:
+            mask = cv2.bitwise_and(mask, self._zones.keep)
+        if settling:
+            self._tracker.reset()
+            return MotionResult(False, 0.0, mask=mask, activity=changed, tamper=tamper)
+        boxes = self._counted(self._blobs(mask), ts)
+        score = sum(box.area for box in boxes) / mask.size
+        zone = boxes[0].zone if boxes else None
+        return MotionResult(bool(boxes), score, tuple(boxes), mask, changed, False, tamper, zone)
 
-    def _blobs(self, mask: np.ndarray) -> list[Box]:
-        count, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-        min_px = self.settings.min_area * mask.shape[0] * mask.shape[1]
-        boxes = [Box(int(x), int(y), int(w), int(h), int(a)) for x, y, w, h, a in stats[1:count] if a >= min_px]
-        return sorted(boxes, key=lambda box: -box.area)
+    # state -------------------------------------------------------------------------------------------------
+    def _step(self, ts: float) -> float:
+        dt = 1.0 / DEFAULT_FPS if self._last_ts is None or ts <= self._last_ts else ts - self._last_ts
+        self._last_ts = ts
+        self._frames += 1
+        return min(dt, 1.0)
+
+    def _start(self, smoothed: np.ndarray, ts: float) -> None:
+        s = self.settings
+        height, width = smoothed.shape
+        self._model = BackgroundModel(smoothed, s.threshold, s.activity_gain, activity_cap=4.0 * s.threshold)
+        self._zones = ZoneMap(s.zones, smoothed.shape, s.threshold, s.min_area * height * width)
+        self._model.set_threshold(self._zones.threshold)
+        self._tracker = Tracker(TrackerParams(
+            travel_px=s.travel * height, move_px=max(1.5, 0.02 * height), gate_px=2.0,
+            max_gap_s=s.track_gap_s, still_s=s.still_s, min_hits=s.min_track_frames,
+            min_straightness=s.straightness))
+        self._settle_until = ts + s.settle_s
+
+    def _rebase(self, smoothed: np.ndarray, ts: float) -> None:
+        self._model.relearn(smoothed)
+        self._tracker.reset()
+        self._settle_until = ts + self.settings.settle_s
+
+    def _learn(self, diff: np.ndarray, raw: np.ndarray, dt: float, settling: bool) -> None:
+        s = self.settings
+        # while settling, learn ~10x faster so a fresh background is usable within settle_s
+        speed = 10.0 if settling else 1.0
+        rate = min(1.0, speed * dt / s.background_s)
+        activity_rate = min(1.0, speed * dt / s.activity_s)
+        self._model.update(diff, raw, rate, activity_rate, absorb_frames=s.absorb_s / dt,
+                           busy_rate=min(1.0, speed * dt / s.nuisance_s))
+
+    # objects -----------------------------------------------------------------------------------------------
+    def _blobs(self, mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:
+        """Bounding boxes (x, y, w, h, area) of foreground regions; nearby fragments are joined first."""
+        grown = cv2.dilate(mask, self._grow)
+        contours, _ = cv2.findContours(grown, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        s = self.settings
+        height, width = mask.shape
+        image_area = height * width
+        min_px = min(s.min_area * image_area, min(self._zones.min_area_px, default=math.inf))
+        max_px = s.max_area * image_area
+        min_h = s.min_height * height
+        blobs = []
+        for contour in contours:
+            x, y, w, h = cv2.boundingRect(contour)
+            if w * h < min_px or h < min_h:
+                continue
+            area = int(cv2.contourArea(contour))
+            if min_px <= area <= max_px:
+                blobs.append((x, y, w, h, area))
+        blobs.sort(key=lambda blob: -blob[4])
+        return blobs[:MAX_BLOBS]
+
+    def _counted(self, blobs: list[tuple[int, int, int, int, int]], ts: float) -> list[Box]:
+        busy = self._model.busy
+        gain = self.settings.nuisance_gain / 255.0
+        demand = [1.0 + gain * float(busy[y:y + h, x:x + w].mean()) for x, y, w, h, _a in blobs]
+        owners = self._tracker.update(blobs, ts, demand)
+        default_min = self.settings.min_area * self._model.mean.size
+        boxes = []
+        for blob, track in zip(blobs, owners):
+            if not (track.confirmed and track.moving(ts, self.settings.still_s)):
+                continue
+            x, y, w, h, area = blob
+            zone, zone_min = self._zones.zone_at(x + w / 2, y + h - 1)  # where the object stands
+            if zone is None or area < (default_min if zone_min is None else zone_min):
+                continue
+            boxes.append(Box(x, y, w, h, area, zone))
+        return boxes

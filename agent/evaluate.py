@@ -1,0 +1,313 @@
+"""Evaluation of the detector and event engine on recorded clips with ground truth (a clips.json manifest).
+
+Runs the same detection + event engine as `replay --fast` on every clip, turns the engine's events into alarm
+spans and scores them (agent/scoring.py); where a clip has per-frame masks, scores the foreground mask too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.config import AgentConfig
+from agent.errors import ConfigError, SourceError
+from agent.events import AlarmEnded, AlarmStarted, MotionStopped, Phase
+from agent.pipeline import Analyzer
+from agent.scoring import AlarmScore, AlarmSpan, PixelCounts, pixel_counts, score_alarms
+from drivers.camera.replay import ReplayCamera, list_images
+
+
+class ClipSpec(BaseModel):
+    """One clip of the manifest (descriptive keys such as 'scene' are allowed and ignored)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = Field(..., min_length=1)
+    source: str = Field(..., min_length=1)
+    fps: float = Field(..., gt=0)
+    frames: int | None = Field(None, ge=1)
+    intrusions: list[tuple[int, int]] = []
+    dont_care: list[tuple[int, int]] = []
+    masks: str | None = None
+    mask_encoding: str = ""
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    format: int = Field(1, ge=1, le=1)
+    clips: list[ClipSpec]
+
+
+@dataclass(slots=True)
+class ClipReport:
+    id: str
+    frames: int
+    fps: float
+    alarms: AlarmScore
+    spans: list[AlarmSpan]
+    pixels: PixelCounts | None
+    intrusions: list[tuple[int, int]]
+    dont_care: list[tuple[int, int]]
+    scene_changes: int = 0
+    tamper_frames: int = 0
+    score: list[float] = field(default_factory=list, repr=False)     # per frame, for plots
+    activity: list[float] = field(default_factory=list, repr=False)  # per frame, for plots
+    motion: list[bool] = field(default_factory=list, repr=False)
+
+
+@dataclass(slots=True)
+class EvalReport:
+    manifest: str
+    clips: list[ClipReport]
+
+    @property
+    def intrusions(self) -> int:
+        return sum(clip.alarms.intrusions for clip in self.clips)
+
+    @property
+    def detected(self) -> int:
+        return sum(clip.alarms.detected for clip in self.clips)
+
+    @property
+    def false_alarms(self) -> int:
+        return sum(clip.alarms.false_alarms for clip in self.clips)
+
+    @property
+    def latencies_s(self) -> list[float]:
+        return [lat for clip in self.clips for lat in clip.alarms.latencies_s]
+
+    @property
+    def median_latency_s(self) -> float | None:
+        return statistics.median(self.latencies_s) if self.latencies_s else None
+
+    @property
+    def scored_hours(self) -> float:
+        return sum(clip.alarms.scored_hours for clip in self.clips)
+
+    def clip(self, clip_id: str) -> ClipReport:
+        for clip in self.clips:
+            if clip.id == clip_id:
+                return clip
+        raise KeyError(clip_id)
+
+
+# manifest ----------------------------------------------------------------------------------------------------
+def load_manifest(path: Path) -> Manifest:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SourceError(f"manifest not found: {path}") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SourceError(f"cannot read manifest {path}: {exc}") from None
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid manifest {path}: {problems}") from None
+
+
+def _number(name: str) -> int | None:
+    numbers = re.findall(r"\d+", Path(name).name)
+    return int(numbers[-1]) if numbers else None
+
+
+def _mask_paths(clip: ClipSpec, root: Path) -> dict[int, str]:
+    """Frame index -> ground-truth mask file, matched by the number in the file names (in000471 <-> gt000471)."""
+    if not clip.masks:
+        return {}
+    masks = {_number(name): name for name in list_images(str(root / clip.masks))}
+    frames = list_images(str(root / clip.source))
+    if not masks or not frames:
+        raise SourceError(f"clip {clip.id}: masks {clip.masks!r} need an image-sequence source with masks present")
+    return {index: masks[_number(name)] for index, name in enumerate(frames) if _number(name) in masks}
+
+
+def _read_mask(path: str, shape: tuple[int, int]) -> np.ndarray:
+    truth = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if truth is None:
+        raise SourceError(f"cannot decode mask {path}")
+    if truth.shape != shape:
+        truth = cv2.resize(truth, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return truth
+
+
+# running -----------------------------------------------------------------------------------------------------
+class _SpanRecorder:
+    """Turns engine events (and post-roll resumptions) into the alarm's active frame spans."""
+
+    def __init__(self) -> None:
+        self.spans: list[AlarmSpan] = []
+        self._open: tuple[int, bool] | None = None
+
+    def feed(self, frame: int, events: list, phase: Phase) -> None:
+        for event in events:
+            if isinstance(event, AlarmStarted):
+                self._open = (frame, True)
+            elif isinstance(event, (MotionStopped, AlarmEnded)) and self._open is not None:
+                self._close(frame - 1)
+        if self._open is None and phase is Phase.ALARM:
+            self._open = (frame, False)  # resumed from post-roll: same alarm, active again
+
+    def _close(self, last: int) -> None:
+        start, raised = self._open
+        self.spans.append(AlarmSpan(start, max(start, last), raised))
+        self._open = None
+
+    def finish(self, last: int) -> list[AlarmSpan]:
+        if self._open is not None:
+            self._close(last)
+        return self.spans
+
+
+def evaluate_clip(clip: ClipSpec, root: Path, config: AgentConfig) -> ClipReport:
+    camera = ReplayCamera(root / clip.source, fps=clip.fps, realtime=False, detect_width=config.camera.detect_width)
+    analyzer = Analyzer(config)
+    masks = _mask_paths(clip, root)
+    cdnet = clip.mask_encoding.lower().startswith("cdnet")
+    spans = _SpanRecorder()
+    pixels = PixelCounts() if masks else None
+    report_lists: dict[str, list] = {"score": [], "activity": [], "motion": []}
+    scene_changes = tamper_frames = frames = 0
+    with camera:
+        fps = camera.fps
+        for frame in camera.frames():
+            # mirrors Analyzer.process, passing the frame time so detection timing follows the clip's fps
+            result = analyzer.detector.process(frame.luma, frame.ts)
+            events = analyzer.engine.update(frame.ts, frame.index, result)
+            spans.feed(frame.index, events, analyzer.engine.phase)
+            report_lists["score"].append(round(result.score, 5))
+            report_lists["activity"].append(round(result.activity, 5))
+            report_lists["motion"].append(result.motion)
+            scene_changes += result.scene_change
+            tamper_frames += result.tamper is not None
+            if frame.index in masks and result.mask is not None:
+                pixels.add(pixel_counts(result.mask, _read_mask(masks[frame.index], result.mask.shape), cdnet))
+            frames += 1
+    if frames == 0:
+        raise SourceError(f"clip {clip.id}: source {clip.source} yielded no frames")
+    if clip.frames is not None and clip.frames != frames:
+        raise SourceError(f"clip {clip.id}: manifest says {clip.frames} frames, source has {frames}")
+    alarm_spans = spans.finish(frames - 1)
+    score = score_alarms(alarm_spans, [tuple(r) for r in clip.intrusions], [tuple(r) for r in clip.dont_care],
+                         fps, frames)
+    return ClipReport(clip.id, frames, fps, score, alarm_spans, pixels, list(clip.intrusions),
+                      list(clip.dont_care), scene_changes, tamper_frames, **report_lists)
+
+
+def evaluate(manifest: Path, config: AgentConfig, clip_ids: list[str] | None = None) -> EvalReport:
+    """Run and score every clip of the manifest (or only `clip_ids`, in manifest order)."""
+    manifest = Path(manifest)
+    spec = load_manifest(manifest)
+    known = [clip.id for clip in spec.clips]
+    unknown = [clip_id for clip_id in clip_ids or [] if clip_id not in known]
+    if unknown:
+        raise ConfigError(f"unknown clip id(s) {', '.join(unknown)}; the manifest has: {', '.join(known)}")
+    chosen = [clip for clip in spec.clips if clip_ids is None or clip.id in clip_ids]
+    root = manifest.resolve().parent
+    return EvalReport(str(manifest), [evaluate_clip(clip, root, config) for clip in chosen])
+
+
+# output ------------------------------------------------------------------------------------------------------
+def _fmt(value: float | None, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_table(report: EvalReport) -> str:
+    """Per-clip table and totals, fixed-width text."""
+    header = (f"{'clip':32s} {'frames':>6s} {'intr':>6s} {'FA':>3s} {'FA/h':>7s} {'lat med':>7s} {'lat max':>7s} "
+              f"{'P':>5s} {'R':>5s} {'F1':>5s} {'scene':>5s}")
+    lines = [header, "-" * len(header)]
+    for clip in report.clips:
+        a, p = clip.alarms, clip.pixels
+        lines.append(
+            f"{clip.id:32s} {clip.frames:6d} {a.detected:>2d}/{a.intrusions:<3d} {a.false_alarms:3d} "
+            f"{_fmt(a.false_alarms_per_hour, '.1f'):>7s} {_fmt(a.median_latency_s):>7s} "
+            f"{_fmt(a.worst_latency_s):>7s} {_fmt(p and p.precision):>5s} {_fmt(p and p.recall):>5s} "
+            f"{_fmt(p and p.f1):>5s} {clip.scene_changes:5d}")
+    lines.append("-" * len(header))
+    hours = report.scored_hours
+    worst = max(report.latencies_s) if report.latencies_s else None
+    lines.append(
+        f"{'TOTAL':32s} {sum(c.frames for c in report.clips):6d} {report.detected:>2d}/{report.intrusions:<3d} "
+        f"{report.false_alarms:3d} {_fmt(report.false_alarms / hours if hours else None, '.1f'):>7s} "
+        f"{_fmt(report.median_latency_s):>7s} {_fmt(worst):>7s}")
+    return "\n".join(lines)
+
+
+def report_dict(report: EvalReport) -> dict:
+    """JSON-ready summary (per-frame series left out)."""
+    clips = []
+    for clip in report.clips:
+        a, p = clip.alarms, clip.pixels
+        clips.append({
+            "id": clip.id, "frames": clip.frames, "fps": clip.fps,
+            "intrusions": a.intrusions, "detected": a.detected, "missed": a.missed,
+            "latencies_s": a.latencies_s, "median_latency_s": a.median_latency_s,
+            "worst_latency_s": a.worst_latency_s, "false_alarms": a.false_alarms,
+            "false_alarm_frames": a.false_alarm_frames, "false_alarms_per_hour": a.false_alarms_per_hour,
+            "scored_hours": a.scored_hours, "alarm_spans": [asdict(span) for span in clip.spans],
+            "scene_changes": clip.scene_changes, "tamper_frames": clip.tamper_frames,
+            "pixels": None if p is None else {"tp": p.tp, "fp": p.fp, "fn": p.fn, "frames": p.frames,
+                                              "precision": p.precision, "recall": p.recall, "f1": p.f1},
+        })
+    hours = report.scored_hours
+    return {"manifest": report.manifest, "clips": clips,
+            "totals": {"intrusions": report.intrusions, "detected": report.detected,
+                       "false_alarms": report.false_alarms, "scored_hours": hours,
+                       "false_alarms_per_hour": report.false_alarms / hours if hours else None,
+                       "median_latency_s": report.median_latency_s,
+                       "worst_latency_s": max(report.latencies_s) if report.latencies_s else None}}
+
+
+def write_json(report: EvalReport, path: Path) -> None:
+    try:
+        Path(path).write_text(json.dumps(report_dict(report), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise SourceError(f"cannot write evaluation JSON {path}: {exc.strerror}") from None
+
+
+def write_plots(report: EvalReport, directory: Path) -> list[Path]:
+    """One PNG per clip: activity and score over time, alarm spans, intrusion and dont_care ranges shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for clip in report.clips:
+        times = np.arange(clip.frames) / clip.fps
+        fig, ax = plt.subplots(figsize=(12, 3.2))
+        for first, last in clip.dont_care:
+            ax.axvspan(first / clip.fps, (last + 1) / clip.fps, color="0.85", label="dont care")
+        for first, last in clip.intrusions:
+            ax.axvspan(first / clip.fps, (last + 1) / clip.fps, color="tab:green", alpha=0.25, label="intrusion")
+        for span in clip.spans:
+            ax.axvspan(span.start / clip.fps, (span.end + 1) / clip.fps, ymin=0.9, ymax=1.0, color="tab:red",
+                       label="alarm")
+        ax.plot(times, clip.activity, lw=0.8, color="tab:gray", label="changed share")
+        ax.plot(times, clip.score, lw=1.0, color="tab:blue", label="motion score")
+        motion_t = times[np.asarray(clip.motion, bool)]
+        ax.plot(motion_t, np.full(motion_t.shape, -0.02), "|", color="tab:orange", ms=4, label="motion frame")
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))
+        ax.legend(unique.values(), unique.keys(), loc="upper left", fontsize=7, ncol=3)
+        a = clip.alarms
+        ax.set_title(f"{clip.id}: {a.detected}/{a.intrusions} detected, {a.false_alarms} false alarms", fontsize=9)
+        ax.set_xlabel("seconds")
+        ax.set_ylim(-0.05, 1.0)
+        fig.tight_layout()
+        path = directory / f"{clip.id}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    return written

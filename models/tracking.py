@@ -1,0 +1,143 @@
+"""Blob tracking across frames: tells a travelling object from foliage or flicker that stays in place.
+
+A blob that appears and moves about one spot (a swaying branch, a flickering screen) never gets far from where its
+track began; a person or vehicle does. A track is *confirmed* once it has travelled `travel_px` from its origin
+within a sensible time, and it counts as motion while it keeps moving (it stops counting after `still_s` at rest,
+so a parked car or a moved chair does not hold an alarm open).
+
+Pure: blob rectangles and frame times in, track states out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Track:
+    """One object followed over frames (positions in detection-image pixels, times in seconds)."""
+
+    id: int
+    born_ts: float
+    origin: tuple[float, float]
+    pos: tuple[float, float]
+    size: float                 # sqrt of blob area: the object's scale
+    last_ts: float
+    hits: int = 1
+    path: float = 0.0           # summed centroid steps (oscillation makes this long without getting far)
+    far: float = 0.0            # greatest distance from the origin so far
+    anchor: tuple[float, float] = (0.0, 0.0)
+    anchor_ts: float = 0.0      # last time the track moved at least move_px from its anchor
+    confirmed: bool = False
+    velocity: tuple[float, float] = (0.0, 0.0)   # px per second, smoothed
+    box: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+    seen: bool = field(default=True)
+
+    def moving(self, ts: float, still_s: float) -> bool:
+        return ts - self.anchor_ts <= still_s
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerParams:
+    travel_px: float        # net travel from the origin that confirms an object
+    move_px: float          # smaller step that counts as "still moving" for a confirmed object
+    gate_px: float          # largest centroid jump matched to an existing track
+    max_gap_s: float        # a track unseen this long is dropped
+    still_s: float          # a confirmed track at rest this long stops counting as motion
+    min_hits: int           # frames a track must be seen before it can be confirmed
+    min_straightness: float # net travel / path length needed to confirm (oscillation stays low)
+    max_area_ratio: float = 1.6  # larger frame-to-frame area change = a different blob, travel restarts
+
+
+class Tracker:
+    """Greedy nearest-centroid tracker; cheap enough for every frame on a Pi."""
+
+    def __init__(self, params: TrackerParams) -> None:
+        self.params = params
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def reset(self) -> None:
+        self.tracks.clear()
+
+    def update(self, blobs: list[tuple[int, int, int, int, int]], ts: float,
+               demand: list[float] | None = None) -> list[Track | None]:
+        """Match this frame's blobs (x, y, w, h, area) to tracks; return the track of each blob, in order.
+
+        `demand` (per blob, >= 1) multiplies the travel needed to confirm: blobs in busy (nuisance) regions must
+        travel further before they count."""
+        for track in self.tracks:
+            track.seen = False
+        owners: list[Track | None] = [None] * len(blobs)
+        for index, track in self._match(blobs, ts):
+            self._advance(track, blobs[index], ts, 1.0 if demand is None else demand[index])
+            owners[index] = track
+        for index, blob in enumerate(blobs):
+            if owners[index] is None:
+                owners[index] = self._start(blob, ts)
+        self.tracks = [t for t in self.tracks if t.seen or ts - t.last_ts <= self.params.max_gap_s]
+        return owners
+
+    def _match(self, blobs: list[tuple[int, int, int, int, int]], ts: float) -> list[tuple[int, Track]]:
+        # match against the position predicted from the track's velocity; the gate is small compared with the
+        # object, so fragments of foliage that reshuffle every frame do not chain into one "travelling" track
+        pairs = []
+        for index, (x, y, w, h, _area) in enumerate(blobs):
+            cx, cy = x + w / 2, y + h / 2
+            for track in self.tracks:
+                dt = ts - track.last_ts
+                px, py = track.pos[0] + track.velocity[0] * dt, track.pos[1] + track.velocity[1] * dt
+                dist = math.hypot(cx - px, cy - py)
+                if dist <= max(self.params.gate_px, 0.5 * track.size):
+                    pairs.append((dist, index, track))
+        pairs.sort(key=lambda item: item[0])
+        used_blobs: set[int] = set()
+        used_tracks: set[int] = set()
+        matched = []
+        for _dist, index, track in pairs:
+            if index in used_blobs or track.id in used_tracks:
+                continue
+            used_blobs.add(index)
+            used_tracks.add(track.id)
+            matched.append((index, track))
+        return matched
+
+    def _start(self, blob: tuple[int, int, int, int, int], ts: float) -> Track:
+        x, y, w, h, area = blob
+        centre = (x + w / 2, y + h / 2)
+        track = Track(self._next_id, ts, centre, centre, math.sqrt(area), ts, anchor=centre, anchor_ts=ts, box=blob)
+        self._next_id += 1
+        self.tracks.append(track)
+        return track
+
+    def _advance(self, track: Track, blob: tuple[int, int, int, int, int], ts: float, demand: float) -> None:
+        p = self.params
+        x, y, w, h, area = blob
+        centre = (x + w / 2, y + h / 2)
+        dt = ts - track.last_ts
+        if dt > 0:
+            vx, vy = (centre[0] - track.pos[0]) / dt, (centre[1] - track.pos[1]) / dt
+            track.velocity = (0.5 * track.velocity[0] + 0.5 * vx, 0.5 * track.velocity[1] + 0.5 * vy)
+        step = math.hypot(centre[0] - track.pos[0], centre[1] - track.pos[1])
+        ratio = area / max(1.0, track.size ** 2)
+        if not track.confirmed and (ratio > p.max_area_ratio or ratio < 1.0 / p.max_area_ratio):
+            # the blob changed shape abruptly (fragments merging or splitting, as foliage does all the time):
+            # its centroid jump is not evidence of travel, so travel is counted afresh from here
+            track.origin, track.path, track.far, track.hits = centre, 0.0, 0.0, 1
+            step = 0.0
+        track.path += step
+        track.pos = centre
+        track.size = math.sqrt(area)
+        track.last_ts = ts
+        track.hits += 1
+        track.box = blob
+        track.seen = True
+        net = math.hypot(centre[0] - track.origin[0], centre[1] - track.origin[1])
+        track.far = max(track.far, net)
+        if math.hypot(centre[0] - track.anchor[0], centre[1] - track.anchor[1]) >= p.move_px:
+            track.anchor, track.anchor_ts = centre, ts
+        if not track.confirmed and track.hits >= p.min_hits and net >= p.travel_px * demand \
+                and net >= p.min_straightness * track.path:
+            track.confirmed = True
+            track.anchor_ts = ts
