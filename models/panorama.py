@@ -128,9 +128,15 @@ def merge_seam(boxes: Sequence[Box], period: int) -> list[Box]:
         top = min(lbox.y, partner.y)
         bottom = max(lbox.y + lbox.h, partner.y + partner.h)
         right_end = max(partner.x + partner.w, period + lbox.w)
-        merged.append(Box(partner.x, top, right_end - partner.x, bottom - top, max(lbox.area, partner.area)))
+        merged.append(Box(partner.x, top, right_end - partner.x, bottom - top, max(lbox.area, partner.area),
+                          *_zone_of(partner)))
     rest = [b for b in kept if id(b) not in used]
     return sorted(rest + merged, key=lambda box: -box.area)
+
+
+def _zone_of(box: Box) -> tuple:
+    """The box's detection-zone field when the detector's Box carries one (kept through a seam merge)."""
+    return (box.zone,) if hasattr(box, "zone") else ()
 
 
 def _rows_overlap(a: Box, b: Box) -> bool:

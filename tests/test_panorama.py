@@ -102,13 +102,25 @@ def _with_person(background: np.ndarray, angle_deg: float, radius: float) -> np.
     return image
 
 
-def _detect_on_strip(panorama, background: np.ndarray, scene: np.ndarray) -> list[Box]:
-    detector = MotionDetector(MotionSettings())
-    detector.process(panorama.unwrap(background))
-    detector.process(panorama.unwrap(background))
-    result = detector.process(panorama.unwrap(scene))
-    assert result.motion, "the drawn person must be detected on the strip"
-    return merge_seam(result.boxes, panorama.period)
+SETTLE_FRAMES = 30          # 3 s of empty scene at 10 fps: the detector learns its background
+
+
+def _walk_in(panorama, background: np.ndarray, angle: float, min_area: float = 0.002):
+    """A person walks straight towards the camera (constant bearing) from radius 125 to 65; the agent's motion
+    detector runs on the unwrapped strips. Returns the seam-merged boxes and the person's radius on the last
+    frame with motion."""
+    detector = MotionDetector(MotionSettings(min_area=min_area))
+    for index in range(SETTLE_FRAMES):
+        detector.process(panorama.unwrap(background), ts=index / 10)
+    seen = None
+    for step in range(12):
+        radius = 125 - 5 * step
+        result = detector.process(panorama.unwrap(_with_person(background, angle, radius)),
+                                  ts=(SETTLE_FRAMES + step) / 10)
+        if result.motion:
+            seen = (result.boxes, radius)
+    assert seen is not None, "the walking person must be detected on the strip"
+    return merge_seam(seen[0], panorama.period), seen[1]
 
 
 @pytest.mark.parametrize("angle", [0.0, 37.0, 123.0, 200.0, 291.0, 357.0])
@@ -117,7 +129,7 @@ def test_drawn_person_comes_back_at_its_angle(angle, mount, north):
     settings = PanoramaSettings(enabled=True, mount=mount, north_offset_deg=north)
     panorama = FisheyePanorama(settings, (DETECT_WIDTH, DETECT_WIDTH))
     background = _background()
-    boxes = _detect_on_strip(panorama, background, _with_person(background, angle, radius=100))
+    boxes, radius = _walk_in(panorama, background, angle)
     assert len(boxes) == 1, boxes
     location = panorama.locate(boxes[0])
     relative = angle - north
@@ -125,8 +137,8 @@ def test_drawn_person_comes_back_at_its_angle(angle, mount, north):
     assert angle_diff(location.bearing_deg, expected) <= 2.0
     # The box mapped back to the fisheye image surrounds the drawn person.
     x, y, w, h = location.image_box
-    px = DETECT_WIDTH / 2 + 100 * math.sin(math.radians(angle))
-    py = DETECT_WIDTH / 2 - 100 * math.cos(math.radians(angle))
+    px = DETECT_WIDTH / 2 + radius * math.sin(math.radians(angle))
+    py = DETECT_WIDTH / 2 - radius * math.cos(math.radians(angle))
     assert x <= px <= x + w and y <= py <= y + h
     assert w < 60 and h < 60, "the mapped-back box stays tight around the person"
 
@@ -138,20 +150,24 @@ def test_person_across_north_seam_is_one_detection_with_a_span_through_north(ove
     settings = PanoramaSettings(enabled=True, sectors=sectors, overlap_deg=overlap)
     panorama = FisheyePanorama(settings, (DETECT_WIDTH, DETECT_WIDTH))
     assert panorama.strip_size[0] == 720 + round(720 * overlap / 360)
-    background = _background()
-    raw = MotionDetector(MotionSettings(min_area=0.0005))
-    for image in (background, background, _with_person(background, 0.0, 100)):
-        result = raw.process(panorama.unwrap(image))
-    # Without overlap the seam cuts the person in two; with it, the right end shows them whole across column
-    # `period` (and the left end still shows the cut-off part).
-    assert len(result.boxes) == 2
-    whole = any(b.x < panorama.period < b.x + b.w for b in result.boxes)
-    assert whole == (overlap > 0)
-    (box,) = merge_seam(result.boxes, panorama.period)
+    (box,), _ = _walk_in(panorama, _background(), 0.0, min_area=0.0005)
+    if overlap:
+        assert box.x < panorama.period < box.x + box.w, "seen whole across the seam in the overlap"
     location = panorama.locate(box)
     assert location.start_deg > 340 and location.width_deg < 20
     assert angle_diff(location.bearing_deg, 0.0) <= 2.0
     assert location.sectors == ("north",)
+
+
+def test_merge_seam_joins_the_two_halves_and_drops_overlap_copies():
+    period = 720
+    halves = [Box(0, 50, 9, 30, 200), Box(712, 52, 8, 30, 190)]
+    assert merge_seam(halves, period) == [Box(712, 50, 17, 32, 200)]
+    with_overlap = [Box(0, 50, 9, 30, 200), Box(712, 50, 17, 30, 400), Box(760, 10, 10, 10, 80),
+                    Box(300, 10, 10, 10, 80)]
+    assert merge_seam(with_overlap, period) == [Box(712, 50, 17, 30, 400), Box(300, 10, 10, 10, 80)]
+    apart = [Box(0, 10, 9, 20, 100), Box(712, 100, 8, 20, 100)]
+    assert sorted(merge_seam(apart, period), key=lambda b: b.x) == apart, "different rows: two people"
 
 
 # --- sectors and config -------------------------------------------------------------------------------------
@@ -213,18 +229,22 @@ def test_four_fixed_cameras_form_one_strip_and_bearings_come_back():
     background = [_background(320)[:240] for _ in cams]
     focal = 160 / math.tan(math.radians(45))
     offset = 20.0                               # the person is 20° right of the south camera's axis
-    scene = [image.copy() for image in background]
     px = 160 + focal * math.tan(math.radians(offset))
-    cv2.ellipse(scene[2], (round(px), 150), (12, 40), 0, 0, 360, 235, -1)
     detector = MotionDetector(MotionSettings())
-    for images in (background, background, scene):
-        result = detector.process(panorama.unwrap(images))
+    for index in range(SETTLE_FRAMES):
+        detector.process(panorama.unwrap(background), ts=index / 10)
+    for step in range(12):                   # walking down the south camera's image, at a fixed bearing
+        scene = [image.copy() for image in background]
+        py = 60 + 8 * step
+        cv2.ellipse(scene[2], (round(px), py), (12, 40), 0, 0, 360, 235, -1)
+        result = detector.process(panorama.unwrap(scene), ts=(SETTLE_FRAMES + step) / 10)
+    assert result.motion
     (box,) = merge_seam(result.boxes, panorama.period)
     location = panorama.locate(box)
     assert location.camera == "s"
     assert angle_diff(location.bearing_deg, 180 + offset) <= 2.0
     assert location.sectors == ("back",)
     x, y, w, h = location.image_box
-    assert x <= px <= x + w and y <= 150 <= y + h
+    assert x <= px <= x + w and y <= py <= y + h
     with pytest.raises(ValueError, match="4 cameras, got 3"):
         panorama.unwrap(background[:3])
