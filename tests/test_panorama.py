@@ -15,8 +15,8 @@ from pydantic import ValidationError
 from drivers.camera.base import make_luma
 from models.bearing import SectorSettings, angle_diff, sectors_at, sectors_in_span
 from models.motion import Box, MotionDetector, MotionSettings
-from models.panorama import (FisheyePanorama, MultiPanorama, PanoramaSettings, make_panorama, merge_seam,
-                             scaled_strip_size)
+from models.panorama import (FisheyePanorama, MultiPanorama, PanoramaSettings, alarm_fields, make_panorama,
+                             merge_seam, scaled_strip_size)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CEPDOF = DATA / "10_fisheye_cepdof_sample_indoor"
@@ -62,6 +62,33 @@ def test_cepdof_bearings_match_box_centre_angles():
         assert 0 <= v <= panorama.strip_size[1], "every annotated person lies on the unwrapped ring"
         checked += 1
     assert checked == 70
+
+
+def test_cepdof_boxes_located_on_the_fisheye_itself_give_the_same_bearings():
+    """Without unwrapping (panorama off, detection on the fisheye): bearings from the person's upright box."""
+    _need_cepdof()
+    sizes, annotations = _annotations()
+    sectors = tuple(SectorSettings(name=f"s{i}", start_deg=90 * i, end_deg=90 * (i + 1)) for i in range(4))
+    panorama = FisheyePanorama(PanoramaSettings(sectors=sectors), (2048, 2048))
+    for note in annotations:
+        cx, cy, w, h, angle = note["bbox"]
+        corners = cv2.boxPoints(((cx, cy), (w, h), angle))
+        x, y, bw, bh = cv2.boundingRect(corners.astype(np.float32))
+        location = panorama.locate_in_image(Box(x, y, bw, bh, bw * bh))
+        expected = _angle_around(cx, cy, 1024, 1024)
+        assert angle_diff(location.bearing_deg, expected) <= 5.0
+        assert f"s{int(expected // 90)}" in location.sectors
+        assert 0 < location.width_deg < 180      # a person near the centre spans a wide arc
+
+
+def test_alarm_fields_list_bearings_and_each_sector_once():
+    sectors = (SectorSettings(name="gate", start_deg=0, end_deg=90), SectorSettings(name="yard", start_deg=90,
+                                                                                     end_deg=360))
+    panorama = FisheyePanorama(PanoramaSettings(sectors=sectors, overlap_deg=0), (320, 320))
+    locations = [panorama.locate(Box(170, 20, 20, 40, 800)), panorama.locate(Box(10, 20, 10, 40, 400)),
+                 panorama.locate(Box(20, 20, 10, 40, 400))]
+    assert alarm_fields(locations) == {"bearings_deg": [90.0, 7.5, 12.5], "sectors": ["gate", "yard"]}
+    assert locations[0].as_payload() == {"bearing_deg": 90.0, "span_deg": [85.0, 10.0], "sectors": ["gate", "yard"]}
 
 
 def test_cepdof_strip_shows_each_person_where_the_map_says():
