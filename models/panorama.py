@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Sequence
 
 import cv2
 import numpy as np
@@ -100,14 +100,6 @@ class Location:
                 "sectors": list(self.sectors), **({"camera": self.camera} if self.camera else {})}
 
 
-class Panorama(Protocol):
-    strip_size: tuple[int, int]
-
-    def unwrap(self, image): ...
-
-    def locate(self, box: Box) -> Location: ...
-
-
 def merge_seam(boxes: Sequence[Box], period: int) -> list[Box]:
     """Clean up strip boxes around the north seam (period = strip columns per 360°).
 
@@ -129,14 +121,9 @@ def merge_seam(boxes: Sequence[Box], period: int) -> list[Box]:
         bottom = max(lbox.y + lbox.h, partner.y + partner.h)
         right_end = max(partner.x + partner.w, period + lbox.w)
         merged.append(Box(partner.x, top, right_end - partner.x, bottom - top, max(lbox.area, partner.area),
-                          *_zone_of(partner)))
+                          zone=partner.zone))
     rest = [b for b in kept if id(b) not in used]
     return sorted(rest + merged, key=lambda box: -box.area)
-
-
-def _zone_of(box: Box) -> tuple:
-    """The box's detection-zone field when the detector's Box carries one (kept through a seam merge)."""
-    return (box.zone,) if hasattr(box, "zone") else ()
 
 
 def _rows_overlap(a: Box, b: Box) -> bool:

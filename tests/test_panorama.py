@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,17 +15,14 @@ from models.bearing import SectorSettings, angle_diff, sectors_at, sectors_in_sp
 from models.motion import Box, MotionDetector, MotionSettings
 from models.panorama import (FisheyePanorama, MultiPanorama, PanoramaSettings, alarm_fields, make_panorama,
                              merge_seam, scaled_strip_size)
+from tests.footage import SHARED_DATA, require_footage
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CEPDOF = DATA / "10_fisheye_cepdof_sample_indoor"
+CEPDOF = SHARED_DATA / "10_fisheye_cepdof_sample_indoor"
 DETECT_WIDTH = 320
 
 
 def _need_cepdof() -> None:
-    if not (CEPDOF / "annotations" / "video_0.json").is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CEPDOF sample missing at {CEPDOF} (required when CI=true)")
-        pytest.skip(f"CEPDOF sample not found at {CEPDOF}")
+    require_footage("10_fisheye_cepdof_sample_indoor/annotations/video_0.json")
 
 
 def _annotations() -> tuple[dict, list[dict]]:
