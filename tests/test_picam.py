@@ -462,6 +462,9 @@ def test_forcing_hardware_on_a_pi5_fails_at_open_before_taking_the_camera(fake_p
     with pytest.raises(HardwareError, match="has no H.264 encoder"):
         camera.open()
     assert FakePicamera2.instances == []
+    too_big = CameraSettings(backend="picamera2", width=2304, height=1296)
+    with pytest.raises(HardwareError, match="2304x1296 is too large for the Pi 4 hardware H.264 encoder"):
+        PiCamera(too_big, model_file=_board(tmp_path, PI4)).open()
 
 
 def test_missing_library_and_missing_camera_are_clear_hardware_errors(fake_picamera2, monkeypatch, tmp_path):

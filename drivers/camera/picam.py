@@ -90,6 +90,13 @@ def use_hardware_encoder(choice: str, model: str) -> bool:
     return choice == "hardware" or (choice == "auto" and has_h264)
 
 
+def check_hardware_size(width: int, height: int) -> None:
+    """The Pi 4 H.264 block encodes at most 1920x1080 (level 4.2); larger fails deep inside V4L2."""
+    if width > 1920 or height > 1080:
+        raise HardwareError(f"camera.width x camera.height = {width}x{height} is too large for the Pi 4 hardware "
+                            "H.264 encoder (max 1920x1080); lower it or set picamera2.encoder = 'software'")
+
+
 def _import_picamera2():
     try:
         import picamera2
@@ -119,6 +126,8 @@ class PiCamera(Camera):
     def open(self) -> None:
         picamera2 = _import_picamera2()
         self.hardware_encoding = use_hardware_encoder(self.settings.encoder, board_model(self._model_file))
+        if self.hardware_encoding:
+            check_hardware_size(self.camera_settings.width, self.camera_settings.height)
         try:
             self._picam2 = picamera2.Picamera2(self.settings.camera_num)
             config = self._picam2.create_video_configuration(**build_configuration(self.camera_settings,
