@@ -12,6 +12,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agent.errors import ConfigError
+from agent.schedule import ScheduleSettings
+from agent.signalling import SignallingSettings, signalling_problems
+from drivers.gpio import GpioSettings
+from models.fusion import FusionSettings, zone_problems
 from models.motion import MotionSettings
 
 
@@ -108,11 +112,23 @@ class AgentConfig(Section):
     broker: BrokerSettings = BrokerSettings()
     outbox: OutboxSettings = OutboxSettings()
     heartbeat: HeartbeatSettings = HeartbeatSettings()
+    gpio: GpioSettings = GpioSettings()
+    fusion: FusionSettings = FusionSettings()
+    signalling: SignallingSettings = SignallingSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
 
     @model_validator(mode="after")
     def _replay_needs_source(self) -> "AgentConfig":
         if self.camera.backend == "replay" and not self.camera.source:
             raise ValueError("camera.source is required when camera.backend is 'replay'")
+        return self
+
+    @model_validator(mode="after")
+    def _inputs_and_outputs_agree(self) -> "AgentConfig":
+        pir_zones = {line.id: line.zone for line in self.gpio.inputs if line.kind == "pir"}
+        problems = zone_problems(self.fusion, pir_zones) + signalling_problems(self.signalling, self.gpio)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @property

@@ -42,13 +42,14 @@ class Health:
         span = self._arrivals[-1] - self._arrivals[0]
         return round((len(self._arrivals) - 1) / span, 2) if span > 0 else 0.0
 
-    def heartbeat(self, identity: dict, armed: bool, outbox_depth: int, outbox_bytes: int) -> dict:
+    def heartbeat(self, identity: dict, armed: bool, outbox_depth: int, outbox_bytes: int, **extra) -> dict:
         try:
             disk_free = shutil.disk_usage(self.data_dir).free
         except OSError:
             disk_free = None
         return {
             **identity,
+            "kind": "heartbeat",
             "ts": iso_utc(self.clock.wall()),
             "uptime_s": round(self.clock.monotonic() - self.started, 1),
             "frames": self.frames,
@@ -60,4 +61,5 @@ class Health:
             "cpu_temp_c": cpu_temperature_c(),
             "version": __version__,
             "last_event_id": self.last_event_id,
+            **extra,
         }

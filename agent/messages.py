@@ -66,3 +66,8 @@ def incomplete_end(identity: dict, seq: int, start_payload: dict, wall_ts: float
         "clip": None,
         "snapshot": None,
     }
+
+
+def unit_event(identity: dict, seq: int, event_id: str, body: dict, wall_ts: float, frame: int | None) -> dict:
+    """Any other event of the unit (sensor input, detector fault, arming change...): `body` carries its kind."""
+    return {**identity, "event_id": event_id, "seq": seq, "ts": iso_utc(wall_ts), "frame": frame, **body}

@@ -53,7 +53,7 @@ def one_run(broker: Broker, data_dir: Path) -> float:
     arrival = {}
 
     def on_line(line: str) -> None:
-        if "EVENT intrusion start" in line and not arrived.is_set():
+        if "EVENT start" in line and "kind=intrusion" in line and not arrived.is_set():
             arrival["t"] = time.monotonic()
             arrived.set()
 
