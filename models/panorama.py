@@ -88,6 +88,7 @@ class Location:
     outline: np.ndarray = field(repr=False)    #: (N, 2) polygon in source-image pixels
     off_axis_deg: float | None = None          #: fisheye: angle of the box's bottom-centre from the optical axis
     camera: str | None = None                  #: multi: the camera the box lies in
+    zone: str = ""                             #: the detection zone of the strip box ('' = whole strip)
 
     def scaled_box(self, factor: float) -> tuple[int, int, int, int]:
         """image_box in another resolution of the same image (e.g. luma -> recorded frame)."""
@@ -247,7 +248,7 @@ class FisheyePanorama:
         return Location(
             bearing_deg=norm_deg(start + width / 2.0), start_deg=start, width_deg=width,
             sectors=tuple(sectors_in_span(self.settings.sectors, start, width)), image_box=_bounds(outline),
-            outline=outline, off_axis_deg=self.off_axis_deg(float(bottom_x), float(bottom_y)))
+            outline=outline, off_axis_deg=self.off_axis_deg(float(bottom_x), float(bottom_y)), zone=box.zone)
 
 
     def locate_in_image(self, box: Box) -> Location:
@@ -265,7 +266,7 @@ class FisheyePanorama:
         return Location(bearing_deg=centre, start_deg=start, width_deg=width,
                         sectors=tuple(sectors_in_span(self.settings.sectors, start, width)),
                         image_box=(float(x0), float(y0), float(box.w), float(box.h)), outline=outline,
-                        off_axis_deg=self.off_axis_deg((x0 + x1) / 2.0, (y0 + y1) / 2.0))
+                        off_axis_deg=self.off_axis_deg((x0 + x1) / 2.0, (y0 + y1) / 2.0), zone=box.zone)
 
 
 def image_angle_from_bearing_array(bearing, north_offset_deg: float, mount: Mount):
@@ -349,7 +350,7 @@ class MultiPanorama:
                             ys * src_h / self.strip_size[1]], axis=1)
         return Location(bearing_deg=self.bearing_at(centre), start_deg=start, width_deg=width,
                         sectors=tuple(sectors_in_span(self.settings.sectors, start, width)),
-                        image_box=_bounds(outline), outline=outline, camera=view.name)
+                        image_box=_bounds(outline), outline=outline, camera=view.name, zone=box.zone)
 
     def _slice_span(self, box: Box, index: int) -> float:
         """Degrees of the box lying in one slice (a box may cross slices, and the seam)."""
@@ -358,6 +359,35 @@ class MultiPanorama:
         for shift in (0, self.period):
             covered += max(0.0, min(box.x + box.w, b + shift) - max(box.x, a + shift))
         return covered / (b - a) * self.views[index].hfov_deg
+
+
+class PanoramaView:
+    """The pipeline's helper: unwraps each detection image (building the maps once per image size), and turns
+    the detector's strip boxes into Locations plus boxes back in the detection image (luma pixels)."""
+
+    def __init__(self, settings: PanoramaSettings) -> None:
+        self.settings = settings
+        self.panorama: FisheyePanorama | MultiPanorama | None = None
+
+    def unwrap(self, luma: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Detection image (fisheye), or one per camera (multi) -> strip."""
+        first = luma if isinstance(luma, np.ndarray) else luma[0]
+        size = (first.shape[1], first.shape[0])
+        if self.panorama is None or self.panorama.source_size != size:
+            self.panorama = make_panorama(self.settings, size)
+        return self.panorama.unwrap(luma)
+
+    def locate(self, strip_boxes: Sequence[Box]) -> list[Location]:
+        """Strip boxes of the last unwrapped image -> one Location per object (seam halves joined)."""
+        if self.panorama is None:
+            raise ValueError("PanoramaView.locate called before unwrap")
+        return [self.panorama.locate(box) for box in merge_seam(strip_boxes, self.panorama.period)]
+
+    @staticmethod
+    def source_boxes(locations: Sequence[Location]) -> tuple[Box, ...]:
+        """Locations as detector Boxes in detection-image pixels (for payload boxes and snapshot drawing)."""
+        return tuple(Box(*loc.scaled_box(1.0), round(loc.image_box[2] * loc.image_box[3]), zone=loc.zone)
+                     for loc in locations)
 
 
 def alarm_fields(locations: Sequence[Location]) -> dict:
@@ -383,4 +413,4 @@ def scaled_strip_size(panorama: FisheyePanorama | MultiPanorama, factor: float) 
 
 
 __all__ = ["CameraViewSettings", "FisheyePanorama", "Location", "MultiPanorama", "PanoramaSettings",
-           "SectorSettings", "alarm_fields", "make_panorama", "merge_seam", "scaled_strip_size"]
+           "PanoramaView", "SectorSettings", "alarm_fields", "make_panorama", "merge_seam", "scaled_strip_size"]

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from drivers.camera.base import make_luma
 from models.bearing import SectorSettings, angle_diff, sectors_at, sectors_in_span
 from models.motion import Box, MotionDetector, MotionSettings
-from models.panorama import (FisheyePanorama, MultiPanorama, PanoramaSettings, alarm_fields, make_panorama,
-                             merge_seam, scaled_strip_size)
+from models.panorama import (FisheyePanorama, MultiPanorama, PanoramaSettings, PanoramaView, alarm_fields,
+                             make_panorama, merge_seam, scaled_strip_size)
 from tests.footage import SHARED_DATA, require_footage
 
 CEPDOF = SHARED_DATA / "10_fisheye_cepdof_sample_indoor"
@@ -190,6 +190,26 @@ def test_merge_seam_joins_the_two_halves_and_drops_overlap_copies():
     assert merge_seam(with_overlap, period) == [Box(712, 50, 17, 30, 400), Box(300, 10, 10, 10, 80)]
     apart = [Box(0, 10, 9, 20, 100), Box(712, 100, 8, 20, 100)]
     assert sorted(merge_seam(apart, period), key=lambda b: b.x) == apart, "different rows: two people"
+
+
+def test_panorama_view_unwraps_each_size_and_returns_boxes_in_the_detection_image():
+    view = PanoramaView(PanoramaSettings(enabled=True, north_offset_deg=90))
+    background = _background()
+    strip = view.unwrap(background)
+    assert strip.shape == (162, 760) and view.panorama.source_size == (320, 320)
+    first = view.panorama
+    view.unwrap(background)
+    assert view.panorama is first, "maps are built once per image size"
+    view.unwrap(background[:240, :240])
+    assert view.panorama is not first and view.panorama.source_size == (240, 240)   # a new size: new maps
+    view.unwrap(background)
+    u, v = view.panorama.image_to_strip(250.0, 160.0)       # east of centre in the image; north is to the right
+    locations = view.locate([Box(int(u) - 5, int(v) - 10, 10, 20, 200, zone="yard")])
+    (box,) = PanoramaView.source_boxes(locations)
+    assert angle_diff(locations[0].bearing_deg, 0.0) <= 1.0
+    assert box.x <= 250 <= box.x + box.w and box.y <= 160 <= box.y + box.h and box.zone == "yard"
+    with pytest.raises(ValueError, match="before unwrap"):
+        PanoramaView(PanoramaSettings()).locate([])
 
 
 # --- sectors and config -------------------------------------------------------------------------------------
