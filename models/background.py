@@ -71,6 +71,11 @@ class BackgroundModel:
         self.mean[...] = smoothed
         self._fg_age[...] = 0
 
+    def changed_share(self, smoothed: np.ndarray, gain: float) -> float:
+        """Share of pixels still foreground when the background is scaled by `gain`."""
+        scaled = cv2.absdiff(self._frame, self.mean * np.float32(gain))
+        return cv2.countNonZero(self.foreground(scaled)) / scaled.size
+
     def gain_to(self, smoothed: np.ndarray) -> float:
         """Ratio of the frame's mean brightness to the background's (global light level change)."""
         bg = cv2.mean(self.mean)[0]

@@ -44,8 +44,10 @@ class MotionSettings(BaseModel):
                                                             "after this many seconds (moved chair, parked car).")
     settle_s: float = Field(1.5, ge=0, le=60, description="Seconds of fast learning, without alarms, at start and "
                                                           "after a scene change.")
-    light_change: float = Field(0.35, gt=0, le=5, description="Relative change of mean brightness from the "
-                                                              "background that means the light changed.")
+    light_change: float = Field(0.25, gt=0, le=5, description="Relative change of mean brightness from the "
+                                                              "background that may mean the light changed.")
+    light_share: float = Field(0.2, gt=0, le=1, description="Changed share of the image from which a light "
+                                                            "change is considered.")
     scene_change_share: float = Field(0.8, gt=0, le=1, description="Changed share of the image that means the "
                                                                     "whole scene changed (lights, camera moved).")
     blur: int = Field(3, ge=1, le=31, description="Odd Gaussian kernel size applied before differencing.")
@@ -56,7 +58,7 @@ class MotionSettings(BaseModel):
                                                         "of the image height.")
     straightness: float = Field(0.3, ge=0, le=1, description="Net travel / path length needed to count: swaying "
                                                              "things move a lot but get nowhere.")
-    min_track_frames: int = Field(3, ge=1, le=100, description="Frames an object must be seen before it counts.")
+    min_track_frames: int = Field(5, ge=1, le=100, description="Frames an object must be seen before it counts.")
     nuisance_s: float = Field(20.0, gt=0, le=3600, description="Time constant (s) of learning how often each "
                                                                "pixel is foreground (busy regions need more travel).")
     nuisance_gain: float = Field(10.0, ge=0, le=100, description="Travel multiplier per unit of a region's "
@@ -119,6 +121,7 @@ class MotionDetector:
         self._frames = 0
         self._last_ts: float | None = None
         self._settle_until = 0.0
+        self._freeze_until = 0.0
 
     def process(self, luma: np.ndarray, ts: float | None = None) -> MotionResult:
         """Analyse one detection-size luma frame taken at `ts` seconds (default: frame count / DEFAULT_FPS)."""
@@ -136,12 +139,11 @@ class MotionDetector:
         diff = model.difference(smoothed)
         raw = model.foreground(diff)
         changed = cv2.countNonZero(raw) / raw.size
-        light = abs(model.gain_to(smoothed) - 1.0)
-        if changed >= self.settings.scene_change_share or (light >= self.settings.light_change and changed > 0.05):
+        if changed >= self.settings.scene_change_share or self._light_changed(smoothed, changed):
             self._rebase(smoothed, ts)
             return MotionResult(False, 0.0, mask=raw, activity=changed, scene_change=True, tamper=tamper)
         settling = ts < self._settle_until
-        self._learn(diff, raw, dt, settling)
+        self._learn(diff, raw, dt, settling, frozen=ts < self._freeze_until)
         mask = cv2.morphologyEx(raw, cv2.MORPH_OPEN, self._open)
         if self._zones.masks_anything:
             mask = cv2.bitwise_and(mask, self._zones.keep)
@@ -152,6 +154,16 @@ class MotionDetector:
         score = sum(box.area for box in boxes) / mask.size
         zone = boxes[0].zone if boxes else None
         return MotionResult(bool(boxes), score, tuple(boxes), mask, changed, False, tamper, zone)
+
+    def _light_changed(self, smoothed: np.ndarray, changed: float) -> bool:
+        """A large change that mostly disappears once the background is scaled to the frame's brightness is the
+        light changing (switch, cloud, exposure), not an object: an object stays different after scaling."""
+        if changed < self.settings.light_share:
+            return False
+        gain = self._model.gain_to(smoothed)
+        if abs(gain - 1.0) < self.settings.light_change:
+            return False
+        return self._model.changed_share(smoothed, gain) < 0.5 * changed
 
     # state -------------------------------------------------------------------------------------------------
     def _step(self, ts: float) -> float:
@@ -175,16 +187,18 @@ class MotionDetector:
     def _rebase(self, smoothed: np.ndarray, ts: float) -> None:
         self._model.relearn(smoothed)
         self._tracker.reset()
-        self._settle_until = ts + self.settings.settle_s
+        self._settle_until = self._freeze_until = ts + self.settings.settle_s
 
-    def _learn(self, diff: np.ndarray, raw: np.ndarray, dt: float, settling: bool) -> None:
+    def _learn(self, diff: np.ndarray, raw: np.ndarray, dt: float, settling: bool, frozen: bool) -> None:
         s = self.settings
         # while settling, learn ~10x faster so a fresh background is usable within settle_s
         speed = 10.0 if settling else 1.0
         rate = min(1.0, speed * dt / s.background_s)
-        activity_rate = min(1.0, speed * dt / s.activity_s)
-        self._model.update(diff, raw, rate, activity_rate, absorb_frames=s.absorb_s / dt,
-                           busy_rate=min(1.0, speed * dt / s.nuisance_s))
+        # right after a scene change the differences come from the change itself, not from nuisance motion:
+        # keep what was learnt about busy regions instead of learning "everything is busy"
+        nuisance = 0.0 if frozen else speed
+        self._model.update(diff, raw, rate, min(1.0, nuisance * dt / s.activity_s), absorb_frames=s.absorb_s / dt,
+                           busy_rate=min(1.0, nuisance * dt / s.nuisance_s))
 
     # objects -----------------------------------------------------------------------------------------------
     def _blobs(self, mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:

@@ -47,7 +47,7 @@ class TrackerParams:
     still_s: float          # a confirmed track at rest this long stops counting as motion
     min_hits: int           # frames a track must be seen before it can be confirmed
     min_straightness: float # net travel / path length needed to confirm (oscillation stays low)
-    max_area_ratio: float = 1.6  # larger frame-to-frame area change = a different blob, travel restarts
+    max_area_ratio: float = 2.2  # larger frame-to-frame area change = a different blob, travel restarts
 
 
 class Tracker:
