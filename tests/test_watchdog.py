@@ -91,3 +91,19 @@ def test_settings_are_bounded():
         WatchdogSettings(stall_after_s=0)
     with pytest.raises(ValidationError):
         WatchdogSettings(restore=3)
+
+
+def test_a_blocked_camera_is_noticed_by_ticks_from_another_thread():
+    """picamera2 can block inside capture_request for ever: only a tick from another thread reveals it."""
+    import threading
+
+    clock = ManualClock()
+    watchdog = CameraWatchdog(WatchdogSettings(stall_after_s=2), clock)
+    _feed(watchdog, clock, 5, fps=10.0, ts=0.0)
+    clock.advance(2.5)                      # the camera thread is stuck; the heartbeat thread ticks
+    seen: list = []
+    ticker = threading.Thread(target=lambda: seen.extend(watchdog.tick()))
+    ticker.start()
+    ticker.join()
+    assert [type(e) for e in seen] == [CameraFault] and watchdog.status()["state"] == "stalled"
+    assert watchdog.status()["last_frame_age_s"] == pytest.approx(2.5)

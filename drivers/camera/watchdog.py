@@ -3,11 +3,13 @@
 Clock-driven and passive: the pipeline feeds it frame_arrived(ts) for every frame, error(msg) for every read
 error, and tick() from its main loop or heartbeat (a stalled camera delivers nothing, so time alone must
 reveal it). Every call returns the events it raised (CameraFault / CameraRestored); `state` and `fps` feed
-the heartbeat.
+the heartbeat. Thread-safe: a camera blocked inside a read (picamera2 waits for ever) cannot tick its own
+watchdog, so tick() may come from another thread (heartbeat timer, uplink loop).
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
@@ -73,6 +75,7 @@ class CameraWatchdog:
         self.last_error: str | None = None
         self.frames = 0
         self.faults = 0
+        self._lock = threading.RLock()
 
     @property
     def state(self) -> CameraState:
@@ -81,53 +84,58 @@ class CameraWatchdog:
     @property
     def fps(self) -> float:
         """Frames per second actually delivered over the last fps_window_s (0 when stalled)."""
-        now = self._clock.monotonic()
-        self._forget_before(now - self.settings.fps_window_s)
-        if len(self._arrivals) < 2:
-            return 0.0
-        # Measure to now, not to the last frame, so a camera that just stopped shows a falling rate.
-        span = max(now - self._arrivals[0], self._arrivals[-1] - self._arrivals[0])
-        return (len(self._arrivals) - 1) / span if span > 0 else 0.0
+        with self._lock:
+            now = self._clock.monotonic()
+            self._forget_before(now - self.settings.fps_window_s)
+            if len(self._arrivals) < 2:
+                return 0.0
+            # Measure to now, not to the last frame, so a camera that just stopped shows a falling rate.
+            span = max(now - self._arrivals[0], self._arrivals[-1] - self._arrivals[0])
+            return (len(self._arrivals) - 1) / span if span > 0 else 0.0
 
     def status(self) -> dict:
         """The camera's part of the heartbeat."""
-        last = self._last_frame_at
-        return {"state": self._state, "fps": round(self.fps, 2), "frames": self.frames, "faults": self.faults,
-                "last_frame_age_s": None if last is None else round(self._clock.monotonic() - last, 3),
-                "last_error": self.last_error}
+        with self._lock:
+            last = self._last_frame_at
+            return {"state": self._state, "fps": round(self.fps, 2), "frames": self.frames,
+                    "faults": self.faults, "last_error": self.last_error,
+                    "last_frame_age_s": None if last is None else round(self._clock.monotonic() - last, 3)}
 
     def frame_arrived(self, ts: float) -> list[CameraEvent]:
         """A frame came in; ts is its camera timestamp. A timestamp that does not advance is a frozen camera
         repeating its last frame, so it does not count as a new frame."""
-        now = self._clock.monotonic()
-        if self._last_ts is not None and ts <= self._last_ts:
-            return self.tick(now)
-        self._last_ts = ts
-        self._last_frame_at = now
-        self._arrivals.append(now)
-        self.frames += 1
-        self._good_run += 1
-        if self._state != "ok" and self._good_run >= self.settings.restore_frames:
-            return [self._restore(now)]
-        return []
+        with self._lock:
+            now = self._clock.monotonic()
+            if self._last_ts is not None and ts <= self._last_ts:
+                return self.tick(now)
+            self._last_ts = ts
+            self._last_frame_at = now
+            self._arrivals.append(now)
+            self.frames += 1
+            self._good_run += 1
+            if self._state != "ok" and self._good_run >= self.settings.restore_frames:
+                return [self._restore(now)]
+            return []
 
     def error(self, message: str) -> list[CameraEvent]:
         """The driver failed to read or open the camera."""
-        self.last_error = message
-        self._good_run = 0
-        if self._state == "ok":
-            return [self._fault("error", message, self._clock.monotonic())]
-        self._state = "error"   # a stalled camera that now also errors: report the sharper state
-        return []
+        with self._lock:
+            self.last_error = message
+            self._good_run = 0
+            if self._state == "ok":
+                return [self._fault("error", message, self._clock.monotonic())]
+            self._state = "error"   # a stalled camera that now also errors: report the sharper state
+            return []
 
     def tick(self, now: float | None = None) -> list[CameraEvent]:
-        """Check for a stall; call regularly (every loop pass or at least every second)."""
-        now = self._clock.monotonic() if now is None else now
-        since = self._last_frame_at if self._last_frame_at is not None else self._started
-        if self._state == "ok" and now - since >= self.settings.stall_after_s:
-            self._good_run = 0
-            return [self._fault("stalled", f"no new frame for {now - since:.1f} s", now)]
-        return []
+        """Check for a stall; call regularly (every loop pass, and from a timer while frames() blocks)."""
+        with self._lock:
+            now = self._clock.monotonic() if now is None else now
+            since = self._last_frame_at if self._last_frame_at is not None else self._started
+            if self._state == "ok" and now - since >= self.settings.stall_after_s:
+                self._good_run = 0
+                return [self._fault("stalled", f"no new frame for {now - since:.1f} s", now)]
+            return []
 
     def _fault(self, reason: Literal["stalled", "error"], message: str, now: float) -> CameraFault:
         self._state = reason
