@@ -1,8 +1,9 @@
 """360° coverage: unwrap a fisheye (or join N fixed cameras) into a panoramic strip, and map strip boxes back.
 
 The strip's columns run linearly in bearing from 0° (north) at the left edge, clockwise, to 360° at the right
-edge, so a box's bearing is read straight off its columns. Rows run from the horizon side (top) towards the
-optical axis (bottom), so people stand upright. Remap tables are computed once per source size.
+edge, so a box's bearing is read straight off its columns. Rows are ordered so people stand upright: looking
+down, a person's head points to the rim, so the rim is the top row; looking up, heads point to the centre
+(zenith), so the centre is the top row. Remap tables are computed once per source size.
 
 Coordinates are continuous pixels: pixel i covers [i, i+1), so its centre is i + 0.5 (boxes from the detector
 cover [x, x+w)). Pure: arrays in, results out.

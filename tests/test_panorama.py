@@ -165,6 +165,23 @@ def test_drawn_person_comes_back_at_its_angle(angle, mount, north):
     assert w < 60 and h < 60, "the mapped-back box stays tight around the person"
 
 
+def test_strip_rows_keep_people_upright_for_both_mounts():
+    """Looking down, heads point to the rim (rim at the top of the strip); looking up, to the centre."""
+    for mount, rim_on_top in (("down", True), ("up", False)):
+        panorama = FisheyePanorama(PanoramaSettings(mount=mount), (320, 320))
+        _, v_rim = panorama.image_to_strip(160.0, 160.0 - 150)
+        _, v_mid = panorama.image_to_strip(160.0, 160.0 - 60)
+        assert (v_rim < v_mid) == rim_on_top, mount
+        assert 0 <= v_rim <= panorama.strip_size[1] and 0 <= v_mid <= panorama.strip_size[1]
+        # strip_to_image and image_to_strip are inverses on the ring (the remap uses the first).
+        xs, ys = np.random.default_rng(3).uniform(40, 280, (2, 200))
+        ring = np.hypot(xs - 160, ys - 160)
+        xs, ys = xs[(ring > 20) & (ring < 155)], ys[(ring > 20) & (ring < 155)]
+        back_x, back_y = panorama.strip_to_image(*panorama.image_to_strip(xs, ys))
+        np.testing.assert_allclose(back_x, xs, atol=1e-6)
+        np.testing.assert_allclose(back_y, ys, atol=1e-6)
+
+
 @pytest.mark.parametrize("overlap", [0.0, 20.0])
 def test_person_across_north_seam_is_one_detection_with_a_span_through_north(overlap):
     sectors = (SectorSettings(name="north", start_deg=350, end_deg=10),
