@@ -155,3 +155,47 @@ def test_close_stops_the_stream_and_settings_are_checked(tmp_path):
         OpenCVSettings(fourcc="mjpeg")
     assert [backoff_delay(n, OpenCVSettings(reconnect_min_s=0.5, reconnect_max_s=4)) for n in range(1, 7)] == \
         [0.5, 1, 2, 4, 4, 4]
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A real HTTP server on loopback serving tmp_path (an IP camera's stream, as FFmpeg sees it)."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class QuietHandler(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_network_stream_is_read_and_reopened_over_http(tmp_path, http_server):
+    _write_mp4(tmp_path / "stream.mp4")
+    url = f"http://127.0.0.1:{http_server.server_address[1]}/stream.mp4"
+    clock = ManualClock()
+    sleep = Sleeper(clock)
+    camera = _camera(url, OpenCVSettings(open_timeout_s=5, read_timeout_s=5), clock, sleep)
+    with camera:
+        frames = list(itertools.islice(camera.frames(), FRAMES + 2))
+    assert [_background_level(f) for f in frames[FRAMES:]] == pytest.approx([10, 25], abs=4)
+    assert sleep.delays == [0.5] and camera.reconnects == 1
+
+
+def test_unreachable_stream_url_is_a_clear_error():
+    import socket
+
+    with socket.socket() as sock:           # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    clock = ManualClock()
+    camera = _camera(f"http://127.0.0.1:{port}/cam", OpenCVSettings(open_timeout_s=2), clock, Sleeper(clock))
+    with pytest.raises(SourceError, match=r"http://127.0.0.1:\d+/cam.*cannot open"):
+        camera.open()
