@@ -50,13 +50,17 @@ class BackgroundModel:
         return cv2.compare(diff, limit, cv2.CMP_GT)
 
     def update(self, diff: np.ndarray, foreground: np.ndarray, rate: float, activity_rate: float,
-               absorb_frames: float, busy_rate: float) -> None:
-        """Blend the frame in: background pixels at `rate`, foreground pixels only once stationary long enough."""
+               absorb_frames: float, busy_rate: float, objects: np.ndarray | None = None) -> None:
+        """Blend the frame in: background pixels at `rate`, foreground pixels only once stationary long enough.
+
+        `objects` (0/255, optional) marks real objects being tracked: they are not nuisance, so activity and busy
+        levels are not learnt there (traffic must not make its own lane insensitive)."""
         background_px = cv2.bitwise_not(foreground)
         cv2.accumulateWeighted(self._frame, self.mean, rate, mask=background_px)
+        learn = None if objects is None else cv2.bitwise_not(objects)
         clipped = np.minimum(diff, self.activity_cap)
-        cv2.accumulateWeighted(clipped, self.activity, activity_rate)
-        cv2.accumulateWeighted(foreground, self.busy, busy_rate)  # in 0..255 (mask units)
+        cv2.accumulateWeighted(clipped, self.activity, activity_rate, mask=learn)
+        cv2.accumulateWeighted(foreground, self.busy, busy_rate, mask=learn)  # in 0..255 (mask units)
         # stationary foreground (a parked car, a moved chair, a ghost left by someone who was in the first frame)
         # is absorbed after absorb_frames so it stops being reported
         # (a masked add into a fresh array leaves zeros outside the mask: the count restarts where it stops)

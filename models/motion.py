@@ -113,7 +113,7 @@ class MotionDetector:
         kernel = settings.blur | 1
         self._blur_size = (kernel, kernel)
         self._open = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
-        self._grow = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5))
+        self._grow = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
         self._tamper = TamperDetector(settings.tamper)
         self._model: BackgroundModel | None = None
         self._zones: ZoneMap | None = None
@@ -143,14 +143,16 @@ class MotionDetector:
             self._rebase(smoothed, ts)
             return MotionResult(False, 0.0, mask=raw, activity=changed, scene_change=True, tamper=tamper)
         settling = ts < self._settle_until
-        self._learn(diff, raw, dt, settling, frozen=ts < self._freeze_until)
-        mask = cv2.morphologyEx(raw, cv2.MORPH_OPEN, self._open)
+        # open removes speckle; the 3x3 dilation restores the edges the open and the threshold nibbled off
+        mask = cv2.dilate(cv2.morphologyEx(raw, cv2.MORPH_OPEN, self._open), self._open)
         if self._zones.masks_anything:
             mask = cv2.bitwise_and(mask, self._zones.keep)
         if settling:
             self._tracker.reset()
+            self._learn(diff, raw, dt, settling, ts < self._freeze_until, None)
             return MotionResult(False, 0.0, mask=mask, activity=changed, tamper=tamper)
         boxes = self._counted(self._blobs(mask), ts)
+        self._learn(diff, raw, dt, settling, ts < self._freeze_until, self._object_mask(raw.shape))
         score = sum(box.area for box in boxes) / mask.size
         zone = boxes[0].zone if boxes else None
         return MotionResult(bool(boxes), score, tuple(boxes), mask, changed, False, tamper, zone)
@@ -189,7 +191,18 @@ class MotionDetector:
         self._tracker.reset()
         self._settle_until = self._freeze_until = ts + self.settings.settle_s
 
-    def _learn(self, diff: np.ndarray, raw: np.ndarray, dt: float, settling: bool, frozen: bool) -> None:
+    def _object_mask(self, shape: tuple[int, int]) -> np.ndarray | None:
+        """0/255 mask of the boxes of confirmed tracks seen this frame (None when there are none)."""
+        boxes = [t.box for t in self._tracker.tracks if t.confirmed and t.seen]
+        if not boxes:
+            return None
+        objects = np.zeros(shape, np.uint8)
+        for x, y, w, h, _area in boxes:
+            objects[y:y + h, x:x + w] = 255
+        return objects
+
+    def _learn(self, diff: np.ndarray, raw: np.ndarray, dt: float, settling: bool, frozen: bool,
+               objects: np.ndarray | None) -> None:
         s = self.settings
         # while settling, learn ~10x faster so a fresh background is usable within settle_s
         speed = 10.0 if settling else 1.0
@@ -198,7 +211,7 @@ class MotionDetector:
         # keep what was learnt about busy regions instead of learning "everything is busy"
         nuisance = 0.0 if frozen else speed
         self._model.update(diff, raw, rate, min(1.0, nuisance * dt / s.activity_s), absorb_frames=s.absorb_s / dt,
-                           busy_rate=min(1.0, nuisance * dt / s.nuisance_s))
+                           busy_rate=min(1.0, nuisance * dt / s.nuisance_s), objects=objects)
 
     # objects -----------------------------------------------------------------------------------------------
     def _blobs(self, mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:
