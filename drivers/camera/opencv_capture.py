@@ -117,7 +117,10 @@ class OpenCVCamera(Camera):
         params = [] if api == cv2.CAP_V4L2 else [
             cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.settings.open_timeout_s * 1000),
             cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.settings.read_timeout_s * 1000)]
-        capture = cv2.VideoCapture(self._target, api, params)
+        try:
+            capture = cv2.VideoCapture(self._target, api, params)
+        except cv2.error as exc:   # e.g. a backend missing from this OpenCV build
+            return f"{self.name}: cannot open: {exc}"
         if not capture.isOpened():
             capture.release()
             return f"{self.name}: cannot open (no such camera, busy, or stream unreachable)"
