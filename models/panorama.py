@@ -294,10 +294,10 @@ class MultiPanorama:
         height = (strip_size[1] if strip_size else settings.strip_height) or round(
             width * src_h / src_w / len(self.views))
         edges = np.round(np.cumsum([0.0] + [v.hfov_deg / total_fov * width for v in self.views])).astype(int)
-        self.slices = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+        self.slices = [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
         self.period, height = _check_size((width, height), "panorama strip")
         self.strip_size = (width + round(width * settings.overlap_deg / 360.0), height)
-        self._maps = [self._slice_maps(view, b - a) for view, (a, b) in zip(self.views, self.slices)]
+        self._maps = [self._slice_maps(view, b - a) for view, (a, b) in zip(self.views, self.slices, strict=True)]
 
     def _focal(self, view: CameraViewSettings) -> float:
         return self.source_size[0] / 2.0 / math.tan(math.radians(view.hfov_deg) / 2.0)
@@ -324,9 +324,9 @@ class MultiPanorama:
         """One image per camera, in settings.cameras order -> strip."""
         if len(images) != len(self.settings.cameras):
             raise ValueError(f"panorama has {len(self.settings.cameras)} cameras, got {len(images)} images")
-        by_name = {view.name: image for view, image in zip(self.settings.cameras, images)}
+        by_name = {view.name: image for view, image in zip(self.settings.cameras, images, strict=True)}
         parts = []
-        for view, (map1, map2) in zip(self.views, self._maps):
+        for view, (map1, map2) in zip(self.views, self._maps, strict=True):
             image = by_name[view.name]
             if (image.shape[1], image.shape[0]) != self.source_size:
                 raise ValueError(f"camera {view.name!r}: expected {self.source_size[0]}x{self.source_size[1]}, "

@@ -13,8 +13,16 @@ from pydantic import ValidationError
 from drivers.camera.base import make_luma
 from models.bearing import SectorSettings, angle_diff, sectors_at, sectors_in_span
 from models.motion import Box, MotionDetector, MotionSettings
-from models.panorama import (FisheyePanorama, MultiPanorama, PanoramaSettings, PanoramaView, alarm_fields,
-                             make_panorama, merge_seam, scaled_strip_size)
+from models.panorama import (
+    FisheyePanorama,
+    MultiPanorama,
+    PanoramaSettings,
+    PanoramaView,
+    alarm_fields,
+    make_panorama,
+    merge_seam,
+    scaled_strip_size,
+)
 from tests.footage import SHARED_DATA, require_footage
 
 CEPDOF = SHARED_DATA / "10_fisheye_cepdof_sample_indoor"

@@ -10,9 +10,10 @@ pre-roll clip written by the backend is decoded and checked frame by frame.
 from __future__ import annotations
 
 import collections
-from fractions import Fraction
+import itertools
 import sys
 import types
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -23,8 +24,14 @@ from pydantic import ValidationError
 
 from agent.config import CameraSettings
 from agent.errors import HardwareError
-from drivers.camera.picam import (PiCamera, PiCameraSettings, board_model, build_configuration,
-                                  use_hardware_encoder, yuv420_luma)
+from drivers.camera.picam import (
+    PiCamera,
+    PiCameraSettings,
+    board_model,
+    build_configuration,
+    use_hardware_encoder,
+    yuv420_luma,
+)
 
 PI4 = "Raspberry Pi 4 Model B Rev 1.4"
 PI5 = "Raspberry Pi 5 Model B Rev 1.0"
@@ -395,7 +402,7 @@ def test_board_decides_hardware_or_software_encoding(tmp_path):
 def test_software_mode_frames_carry_main_image_lores_luma_and_sensor_time(fake_picamera2, tmp_path):
     camera = PiCamera(CAMERA, PiCameraSettings(), model_file=_board(tmp_path, PI5))
     with camera:
-        frames = [frame for frame, _ in zip(camera.frames(), range(5))]
+        frames = list(itertools.islice(camera.frames(), 5))
         (device,) = FakePicamera2.instances
         assert device.started and device.encoders == [] and not camera.hardware_preroll
         assert device.camera_config["lores"] == {"format": "YUV420", "size": (160, 120), "stride": 192}

@@ -148,8 +148,8 @@ class PiCamera(Camera):
         self._closed = False
 
     def _start_hardware_preroll(self) -> None:
-        from picamera2.encoders import H264Encoder
         from picamera2 import outputs
+        from picamera2.encoders import H264Encoder
 
         encoder = H264Encoder(bitrate=self.settings.bitrate, iperiod=self.settings.iperiod)
         # A clip must start at a key frame, so keep one key-frame interval more than the pre-roll: the oldest
