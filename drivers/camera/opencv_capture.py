@@ -77,8 +77,10 @@ class OpenCVCamera(Camera):
         self.settings = settings or OpenCVSettings()
         self.fps = float(camera_settings.fps)
         self._clock = clock or SystemClock()
-        self._sleep = sleep
-        self._on_error = on_error
+        #: hooks the agent may set after construction: how to wait between reconnects (e.g. a wait that keeps
+        #: heartbeats going), and who hears about each failure (e.g. CameraWatchdog.error)
+        self.sleep = sleep
+        self.on_error = on_error
         self._target = parse_source(camera_settings.source)
         self._capture: cv2.VideoCapture | None = None
         self._closed = False
@@ -141,15 +143,15 @@ class OpenCVCamera(Camera):
 
     def _report(self, message: str) -> None:
         self.last_error = message
-        if self._on_error is not None:
-            self._on_error(message)
+        if self.on_error is not None:
+            self.on_error(message)
 
     def _reconnect(self) -> None:
         """Reopen with capped exponential backoff; SourceError once max_reconnects attempts have failed."""
         attempt = 0
         while not self._closed:
             attempt += 1
-            self._sleep(backoff_delay(attempt, self.settings))
+            self.sleep(backoff_delay(attempt, self.settings))
             if self._closed:
                 return
             failure = self._connect()
