@@ -192,10 +192,10 @@ class Uplink:
                 gen, cursor, inflight = current, 0, {}  # new connection: resend from the oldest row
                 self._set_inflight(0)
             room = self._settings.inflight - len(inflight)
+            self._wake.clear()  # before reading the outbox, so a notify() after the read still wakes us
             rows = self._outbox.pending(cursor, room) if connected and room > 0 else []
             if not rows:
                 self._wake.wait(_IDLE_WAIT_S)
-                self._wake.clear()
                 continue
             for row in rows:
                 mid = self._publish(gen, row)

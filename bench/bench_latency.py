@@ -62,11 +62,15 @@ def one_run(broker: Broker, data_dir: Path) -> float:
     monitor.start()
     monitor.wait_for(lambda m: m.subscribed, timeout=10)
     camera = StampedCamera(width=1280, height=720, fps=10.0, duration_s=WALK_START_S + 2.0, realtime=True)
-    Agent(config, camera, SystemClock(), drain_timeout_s=10).run()
+    summary = Agent(config, camera, SystemClock(), drain_timeout_s=10).run()
+    alarm_frame = summary.events_published[0]["frame"]
     if not arrived.wait(10):
         raise SystemExit("the alarm never reached the broker")
     monitor.stop()
     first_motion_index = int(round(WALK_START_S * camera.fps))
+    raised_at = camera.handed_at[alarm_frame]
+    print(f"  run: alarm raised on frame {alarm_frame} (first motion frame {first_motion_index}); "
+          f"raised frame -> broker {(arrival['t'] - raised_at) * 1000:.0f} ms")
     return arrival["t"] - camera.handed_at[first_motion_index]
 
 
