@@ -27,6 +27,9 @@ from models.zones import ZoneMap, ZoneSettings
 DEFAULT_FPS = 10.0
 #: most blobs tracked per frame (largest first); keeps the per-frame cost bounded in heavy foliage
 MAX_BLOBS = 16
+#: the background is learnt on every 2nd frame, nuisance levels on every 4th (with the elapsed time)
+BACKGROUND_EVERY = 2
+NUISANCE_EVERY = 4
 
 
 class MotionSettings(BaseModel):
@@ -113,6 +116,7 @@ class MotionDetector:
         kernel = settings.blur | 1
         self._blur_size = (kernel, kernel)
         self._open = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+        self._restore = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5))
         self._grow = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
         self._tamper = TamperDetector(settings.tamper)
         self._model: BackgroundModel | None = None
@@ -122,6 +126,7 @@ class MotionDetector:
         self._last_ts: float | None = None
         self._settle_until = 0.0
         self._freeze_until = 0.0
+        self._bg_dt = self._nuisance_dt = 0.0
 
     def process(self, luma: np.ndarray, ts: float | None = None) -> MotionResult:
         """Analyse one detection-size luma frame taken at `ts` seconds (default: frame count / DEFAULT_FPS)."""
@@ -143,16 +148,17 @@ class MotionDetector:
             self._rebase(smoothed, ts)
             return MotionResult(False, 0.0, mask=raw, activity=changed, scene_change=True, tamper=tamper)
         settling = ts < self._settle_until
-        # open removes speckle; the 3x3 dilation restores the edges the open and the threshold nibbled off
-        mask = cv2.dilate(cv2.morphologyEx(raw, cv2.MORPH_OPEN, self._open), self._open)
+        # erode 3x3 removes speckle; dilating 5x5 undoes it and restores edges the threshold nibbled off
+        mask = cv2.dilate(cv2.erode(raw, self._open), self._restore)
         if self._zones.masks_anything:
             mask = cv2.bitwise_and(mask, self._zones.keep)
         if settling:
             self._tracker.reset()
-            self._learn(diff, raw, dt, settling, ts < self._freeze_until, None)
+            self._learn(smoothed, diff, raw, dt, settling, ts < self._freeze_until, None)
             return MotionResult(False, 0.0, mask=mask, activity=changed, tamper=tamper)
         boxes = self._counted(self._blobs(mask), ts)
-        self._learn(diff, raw, dt, settling, ts < self._freeze_until, self._object_mask(raw.shape))
+        objects = self._object_mask(raw.shape) if self._frames % NUISANCE_EVERY == 0 else None
+        self._learn(smoothed, diff, raw, dt, settling, ts < self._freeze_until, objects)
         score = sum(box.area for box in boxes) / mask.size
         zone = boxes[0].zone if boxes else None
         return MotionResult(bool(boxes), score, tuple(boxes), mask, changed, False, tamper, zone)
@@ -177,9 +183,9 @@ class MotionDetector:
     def _start(self, smoothed: np.ndarray, ts: float) -> None:
         s = self.settings
         height, width = smoothed.shape
-        self._model = BackgroundModel(smoothed, s.threshold, s.activity_gain, activity_cap=4.0 * s.threshold)
         self._zones = ZoneMap(s.zones, smoothed.shape, s.threshold, s.min_area * height * width)
-        self._model.set_threshold(self._zones.threshold)
+        self._model = BackgroundModel(smoothed, self._zones.threshold, s.activity_gain,
+                                      activity_cap=min(255, 4 * s.threshold))
         self._tracker = Tracker(TrackerParams(
             travel_px=s.travel * height, move_px=max(1.5, 0.02 * height), gate_px=2.0,
             max_gap_s=s.track_gap_s, still_s=s.still_s, min_hits=s.min_track_frames,
@@ -201,17 +207,27 @@ class MotionDetector:
             objects[y:y + h, x:x + w] = 255
         return objects
 
-    def _learn(self, diff: np.ndarray, raw: np.ndarray, dt: float, settling: bool, frozen: bool,
-               objects: np.ndarray | None) -> None:
+    def _learn(self, smoothed: np.ndarray, diff: np.ndarray, raw: np.ndarray, dt: float, settling: bool,
+               frozen: bool, objects: np.ndarray | None) -> None:
         s = self.settings
         # while settling, learn ~10x faster so a fresh background is usable within settle_s
         speed = 10.0 if settling else 1.0
-        rate = min(1.0, speed * dt / s.background_s)
-        # right after a scene change the differences come from the change itself, not from nuisance motion:
-        # keep what was learnt about busy regions instead of learning "everything is busy"
-        nuisance = 0.0 if frozen else speed
-        self._model.update(diff, raw, rate, min(1.0, nuisance * dt / s.activity_s), absorb_frames=s.absorb_s / dt,
-                           busy_rate=min(1.0, nuisance * dt / s.nuisance_s), objects=objects)
+        # learning runs on every BACKGROUND_EVERY-th / NUISANCE_EVERY-th frame with the time elapsed since, which
+        # gives the same time constants at a fraction of the cost (these statistics change slowly)
+        self._bg_dt += dt
+        self._nuisance_dt += dt
+        if settling or self._frames % BACKGROUND_EVERY == 0:
+            step, self._bg_dt = self._bg_dt, 0.0
+            self._model.learn_background(smoothed, raw, min(1.0, speed * step / s.background_s),
+                                         round(s.absorb_s / max(step, 1e-3)))
+        if frozen:
+            # right after a scene change the differences come from the change itself, not from nuisance motion:
+            # keep what was learnt about busy regions instead of learning "everything is busy"
+            self._nuisance_dt = 0.0
+        elif settling or self._frames % NUISANCE_EVERY == 0:
+            step, self._nuisance_dt = self._nuisance_dt, 0.0
+            self._model.learn_nuisance(diff, raw, min(1.0, speed * step / s.activity_s),
+                                       min(1.0, speed * step / s.nuisance_s), objects)
 
     # objects -----------------------------------------------------------------------------------------------
     def _blobs(self, mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:

@@ -24,7 +24,7 @@ class TamperSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(True, description="Run the tamper checks.")
-    check_every_s: float = Field(0.25, gt=0, le=10, description="Seconds between checks.")
+    check_every_s: float = Field(1.0, gt=0, le=10, description="Seconds between checks.")
     hold_s: float = Field(3.0, ge=0, le=120, description="A tamper condition must last this long to be reported.")
     reference_s: float = Field(60.0, ge=1, le=3600, description="Time constant of the normal-view reference.")
     flat_std: float = Field(6.0, ge=0.5, le=50, description="Luma standard deviation below which the view is "

@@ -23,6 +23,7 @@ class Track:
     origin: tuple[float, float]
     pos: tuple[float, float]
     size: float                 # sqrt of blob area: the object's scale
+    origin_size: float          # size when travel started being counted
     last_ts: float
     hits: int = 1
     path: float = 0.0           # summed centroid steps (oscillation makes this long without getting far)
@@ -47,6 +48,7 @@ class TrackerParams:
     still_s: float          # a confirmed track at rest this long stops counting as motion
     min_hits: int           # frames a track must be seen before it can be confirmed
     min_straightness: float # net travel / path length needed to confirm (oscillation stays low)
+    max_growth: float = 1.8       # size change since the origin beyond which travel restarts
     max_area_ratio: float = 2.2  # larger frame-to-frame area change = a different blob, travel restarts
 
 
@@ -106,7 +108,7 @@ class Tracker:
     def _start(self, blob: tuple[int, int, int, int, int], ts: float) -> Track:
         x, y, w, h, area = blob
         centre = (x + w / 2, y + h / 2)
-        track = Track(self._next_id, ts, centre, centre, math.sqrt(area), ts, anchor=centre, anchor_ts=ts, box=blob)
+        track = Track(self._next_id, ts, centre, centre, math.sqrt(area), math.sqrt(area), ts, anchor=centre, anchor_ts=ts, box=blob)
         self._next_id += 1
         self.tracks.append(track)
         return track
@@ -121,10 +123,14 @@ class Tracker:
             track.velocity = (0.5 * track.velocity[0] + 0.5 * vx, 0.5 * track.velocity[1] + 0.5 * vy)
         step = math.hypot(centre[0] - track.pos[0], centre[1] - track.pos[1])
         ratio = area / max(1.0, track.size ** 2)
-        if not track.confirmed and (ratio > p.max_area_ratio or ratio < 1.0 / p.max_area_ratio):
-            # the blob changed shape abruptly (fragments merging or splitting, as foliage does all the time):
-            # its centroid jump is not evidence of travel, so travel is counted afresh from here
+        growth = math.sqrt(area) / max(1.0, track.origin_size)
+        if not track.confirmed and (ratio > p.max_area_ratio or ratio < 1.0 / p.max_area_ratio
+                                    or growth > p.max_growth or growth < 1.0 / p.max_growth):
+            # the blob changed shape abruptly (fragments merging or splitting, as foliage does all the time) or has
+            # grown/shrunk a lot since travel was first counted (a patch of leaves sliding out of view): its centroid
+            # shift is not evidence of travel, so travel is counted afresh from here
             track.origin, track.path, track.far, track.hits = centre, 0.0, 0.0, 1
+            track.origin_size = math.sqrt(area)
             step = 0.0
         track.path += step
         track.pos = centre
