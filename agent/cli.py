@@ -72,7 +72,7 @@ def _run_agent(config: AgentConfig, *, upload: bool, events_path: Path | None, s
     from agent.pipeline import Agent
     from drivers.camera import open_camera
 
-    camera = open_camera(config.camera)
+    camera = open_camera(config)
     with contextlib.ExitStack() as stack:
         events_out = stack.enter_context(events_path.open("w", encoding="utf-8")) if events_path else None
         bar = stack.enter_context(_progress(camera.frame_count)) if show_progress else None

@@ -12,11 +12,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agent.errors import ConfigError
+from drivers.camera.opencv_capture import OpenCVSettings
+from drivers.camera.picam import PiCameraSettings
+from drivers.camera.watchdog import WatchdogSettings
 from agent.schedule import ScheduleSettings
 from agent.signalling import SignallingSettings, signalling_problems
 from drivers.gpio import GpioSettings
 from models.fusion import FusionSettings, zone_problems
 from models.motion import MotionSettings
+from models.panorama import PanoramaSettings
 
 
 class Section(BaseModel):
@@ -43,6 +47,11 @@ class EventSettings(Section):
     min_motion_frames: int = Field(3, ge=1, le=100, description="Consecutive motion frames needed to raise an alarm.")
     event_gap_s: float = Field(2.0, ge=0, le=60, description="Motion that pauses for less than this stays one alarm.")
     max_alarm_s: float = Field(120.0, gt=0, le=3600, description="Longest an alarm may stay active before it is ended.")
+    tamper_hold_s: float = Field(2.0, ge=0, le=600, description="A camera tamper condition must persist this long "
+                                                               "to raise a tamper event, and be gone this long to "
+                                                               "restore.")
+    scene_change_quiet_s: float = Field(30.0, ge=0, le=3600, description="At most one scene-change event per this "
+                                                                         "many seconds (lights flicker, IR toggles).")
 
 
 class RecorderSettings(Section):
@@ -112,6 +121,10 @@ class AgentConfig(Section):
     broker: BrokerSettings = BrokerSettings()
     outbox: OutboxSettings = OutboxSettings()
     heartbeat: HeartbeatSettings = HeartbeatSettings()
+    panorama: PanoramaSettings = PanoramaSettings()
+    picamera2: PiCameraSettings = PiCameraSettings()
+    opencv: OpenCVSettings = OpenCVSettings()
+    camera_watchdog: WatchdogSettings = WatchdogSettings()
     gpio: GpioSettings = GpioSettings()
     fusion: FusionSettings = FusionSettings()
     signalling: SignallingSettings = SignallingSettings()

@@ -48,7 +48,32 @@ class AlarmEnded:
     reason: str  # "motion stopped" | "max length" | "disarmed" | "shutdown"
 
 
-EngineEvent = AlarmStarted | MotionStopped | AlarmEnded
+@dataclass(frozen=True, slots=True)
+class TamperRaised:
+    """The camera looks covered, defocused or turned away, and has for tamper_hold_s (armed or not)."""
+
+    ts: float
+    frame: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TamperCleared:
+    ts: float
+    frame: int
+    reason: str
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SceneChanged:
+    """The whole scene changed (lights, IR switch, exposure) and the background was re-learnt: not an intrusion."""
+
+    ts: float
+    frame: int
+
+
+EngineEvent = AlarmStarted | MotionStopped | AlarmEnded | TamperRaised | TamperCleared | SceneChanged
 
 
 def new_event_id() -> str:
@@ -76,20 +101,42 @@ class EventEngine:
     phase: Phase = field(default=Phase.IDLE, init=False)
     _streak: int = field(default=0, init=False)
     _alarm: _ActiveAlarm | None = field(default=None, init=False)
+    _tamper: "_Condition" = field(init=False)
+    _last_scene_change: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.armed is None:
             self.armed = self.settings.armed
+        self._tamper = _Condition(self.settings.tamper_hold_s)
 
     @property
     def active_event_id(self) -> str | None:
         return self._alarm.event_id if self._alarm else None
 
+    @property
+    def tampered(self) -> str | None:
+        return self._tamper.reason if self._tamper.active else None
+
     def update(self, ts: float, frame: int, result: MotionResult) -> list[EngineEvent]:
+        events = self._conditions(ts, frame, result)
         self._streak = self._streak + 1 if result.motion else 0
         if self.phase is Phase.IDLE:
-            return self._from_idle(ts, frame, result)
-        return self._while_active(ts, frame, result)
+            return events + self._from_idle(ts, frame, result)
+        return events + self._while_active(ts, frame, result)
+
+    def _conditions(self, ts: float, frame: int, result: MotionResult) -> list[EngineEvent]:
+        """Tamper and scene changes are reported whether armed or not."""
+        events: list[EngineEvent] = []
+        change = self._tamper.update(ts, result.tamper)
+        if change == "raised":
+            events.append(TamperRaised(ts, frame, self._tamper.reason))
+        elif change == "cleared":
+            events.append(TamperCleared(ts, frame, self._tamper.reason, ts - self._tamper.since))
+        quiet = self._last_scene_change is None or ts - self._last_scene_change >= self.settings.scene_change_quiet_s
+        if result.scene_change and quiet and not self._tamper.active:
+            self._last_scene_change = ts
+            events.append(SceneChanged(ts, frame))
+        return events
 
     def _from_idle(self, ts: float, frame: int, result: MotionResult) -> list[EngineEvent]:
         if not self.armed or self._streak < self.settings.min_motion_frames:
@@ -141,3 +188,30 @@ class EventEngine:
         if self._alarm is None:
             return []
         return [self._end(ts, frame, "shutdown")]
+
+
+@dataclass
+class _Condition:
+    """A yes/no condition that must hold for hold_s to be raised and be absent for hold_s to clear."""
+
+    hold_s: float
+    active: bool = False
+    reason: str | None = None
+    since: float = 0.0
+    _pending_since: float | None = None
+
+    def update(self, ts: float, reason: str | None) -> str | None:
+        """Returns "raised" or "cleared" on a change, else None."""
+        if (reason is not None) == self.active:
+            self._pending_since = None
+            return None
+        if self._pending_since is None:
+            self._pending_since = ts
+        if ts - self._pending_since < self.hold_s:
+            return None
+        self._pending_since = None
+        if reason is not None:
+            self.active, self.reason, self.since = True, reason, ts
+            return "raised"
+        self.active = False
+        return "cleared"

@@ -2,6 +2,8 @@
 
 import itertools
 
+import pytest
+
 from agent.config import EventSettings
 from agent.events import AlarmEnded, AlarmStarted, EventEngine, MotionStopped, Phase
 from models.motion import Box, MotionResult
@@ -90,3 +92,41 @@ def test_finish_ends_active_alarm_only():
     (end,) = engine.finish(0.3, 3)
     assert isinstance(end, AlarmEnded) and end.reason == "shutdown"
     assert not isinstance(end, MotionStopped)
+
+
+class Timeline:
+    """Feeds an engine still frames at FPS, carrying frame numbers on from call to call."""
+
+    def __init__(self, engine: EventEngine) -> None:
+        self.engine, self.frame = engine, 0
+
+    def run(self, seconds: float, **fields) -> list[tuple[int, object]]:
+        out = []
+        for _ in range(round(seconds * FPS)):
+            result = MotionResult(motion=False, score=0.0, **fields)
+            out += [(self.frame, e) for e in self.engine.update(self.frame / FPS, self.frame, result)]
+            self.frame += 1
+        return out
+
+
+def test_tamper_needs_to_persist_and_is_reported_disarmed_too():
+    engine = make_engine(armed=False, tamper_hold_s=2.0)
+    timeline = Timeline(engine)
+    assert timeline.run(1.5, tamper="covered") == []  # a passing shadow over the lens is not tamper
+    assert timeline.run(1.0) == []
+    raised = timeline.run(3.0, tamper="covered")
+    assert [(frame, type(e).__name__, e.reason) for frame, e in raised] == [(45, "TamperRaised", "covered")]
+    assert engine.tampered == "covered"
+    cleared = timeline.run(3.0)
+    assert [(frame, type(e).__name__) for frame, e in cleared] == [(75, "TamperCleared")]
+    assert cleared[0][1].duration_s == pytest.approx(3.0)
+    assert engine.tampered is None
+
+
+def test_scene_changes_are_reported_at_most_once_per_quiet_period():
+    timeline = Timeline(make_engine(scene_change_quiet_s=10.0))
+    first = timeline.run(0.1, scene_change=True)
+    again = timeline.run(0.1, scene_change=True)
+    later = timeline.run(10.0) + timeline.run(0.1, scene_change=True)
+    assert [type(e).__name__ for _, e in first] == ["SceneChanged"]
+    assert again == [] and [type(e).__name__ for _, e in later] == ["SceneChanged"]

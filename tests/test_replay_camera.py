@@ -6,7 +6,7 @@ import pytest
 
 from agent.errors import SourceError
 from drivers.camera import open_camera
-from agent.config import CameraSettings
+from agent.config import AgentConfig, CameraSettings
 from drivers.camera.replay import ReplayCamera, natural_key
 
 
@@ -66,5 +66,5 @@ def test_corrupt_video_is_a_clear_error(tmp_path):
 
 def test_registry_builds_the_configured_backend(tmp_path):
     write_images(tmp_path, 2)
-    camera = open_camera(CameraSettings(backend="replay", source=str(tmp_path), fps=5.0))
+    camera = open_camera(AgentConfig(camera=CameraSettings(backend="replay", source=str(tmp_path), fps=5.0)))
     assert isinstance(camera, ReplayCamera) and camera.fps == 5.0

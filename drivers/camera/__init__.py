@@ -7,11 +7,13 @@ import importlib
 from agent.errors import ConfigError
 from drivers.camera.base import Camera, Frame, make_luma
 
-# name -> "module:Class"; modules are imported only when their backend is chosen, so hardware
-# libraries (picamera2) are never needed on a laptop or in CI.
+# name -> "module:Class"; modules are imported only when their backend is chosen, and hardware libraries
+# (picamera2) only when the camera is opened, so a laptop or CI never needs them.
 BACKENDS: dict[str, str] = {
     "replay": "drivers.camera.replay:ReplayCamera",
     "synthetic": "drivers.camera.synthetic:SyntheticCamera",
+    "picamera2": "drivers.camera.picam:PiCamera",
+    "opencv": "drivers.camera.opencv_capture:OpenCVCamera",
 }
 
 
@@ -24,15 +26,19 @@ def backend_class(name: str) -> type[Camera]:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def open_camera(settings) -> Camera:
-    """Build the camera that `settings` (agent.config.CameraSettings) asks for. The caller opens it."""
+def open_camera(config) -> Camera:
+    """Build the camera that `config` (agent.config.AgentConfig) asks for. The caller opens it."""
+    settings = config.camera
     cls = backend_class(settings.backend)
     if settings.backend == "replay":
         return cls(settings.source, fps=settings.fps, realtime=settings.realtime, detect_width=settings.detect_width)
     if settings.backend == "synthetic":
         return cls(width=settings.width, height=settings.height, fps=settings.fps, duration_s=settings.duration_s,
                    detect_width=settings.detect_width, realtime=settings.realtime)
-    return cls(settings)
+    if settings.backend == "picamera2":
+        # the camera's hardware pre-roll (Pi 4 encoder) keeps as much as the recorder would
+        return cls(settings, config.picamera2.model_copy(update={"preroll_s": config.recorder.pre_roll_s}))
+    return cls(settings, config.opencv)
 
 
 __all__ = ["BACKENDS", "Camera", "Frame", "backend_class", "make_luma", "open_camera"]

@@ -32,6 +32,8 @@ class Camera(abc.ABC):
     fps: float = 10.0
     #: total number of frames when known in advance (recordings), else None
     frame_count: int | None = None
+    #: a live camera is retried when it fails or ends; a recording that ends or fails ends the run
+    live: bool = False
 
     @abc.abstractmethod
     def open(self) -> None:

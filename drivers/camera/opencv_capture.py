@@ -70,6 +70,8 @@ def _is_device(target: int | str) -> bool:
 class OpenCVCamera(Camera):
     """A USB/V4L2 camera, an RTSP/HTTP stream or a video file read through cv2.VideoCapture."""
 
+    live = True
+
     def __init__(self, camera_settings, settings: OpenCVSettings | None = None, *, clock: Clock | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  on_error: Callable[[str], object] | None = None) -> None:

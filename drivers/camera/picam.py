@@ -109,6 +109,8 @@ def _import_picamera2():
 class PiCamera(Camera):
     """picamera2 backend: Frame.image from the main stream, Frame.luma from the lores stream's Y plane."""
 
+    live = True
+
     def __init__(self, camera_settings, settings: PiCameraSettings | None = None, *,
                  model_file: Path = MODEL_FILE) -> None:
         self.camera_settings = camera_settings

@@ -1,0 +1,48 @@
+"""Everything the agent says upstream goes through here: one sequence, one outbox, one --events file.
+
+The seq number and the outbox row are taken under one lock, so the order of `seq` is the order of sending even
+when the supervisor thread (heartbeats, camera faults) and the frame loop publish at the same moment.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import IO, Callable
+
+from agent.outbox import Outbox
+from agent.recorder import MediaFile
+
+
+class Publisher:
+    def __init__(self, outbox: Outbox, chunk_bytes: int, events_out: IO[str] | None = None,
+                 notify: Callable[[], None] | None = None) -> None:
+        self.outbox = outbox
+        self.chunk_bytes = chunk_bytes
+        self.events_out = events_out
+        self.notify = notify or (lambda: None)
+        self.published: list[dict] = []
+        self._lock = threading.Lock()
+
+    def event(self, build: Callable[[int], dict]) -> dict:
+        """Publish the event payload that build(seq) returns, on the `event` topic."""
+        with self._lock:
+            payload = build(self.outbox.next_seq())
+            self.outbox.put_message("event", payload, kind="event")
+            self.published.append(payload)
+            if self.events_out is not None:
+                self.events_out.write(json.dumps(payload, sort_keys=True) + "\n")
+                self.events_out.flush()
+        self.notify()
+        return payload
+
+    def media(self, event_id: str, media: MediaFile) -> None:
+        with self._lock:
+            self.outbox.put_media(event_id, media.name, media.path, media.content_type, self.chunk_bytes,
+                                  sha256=media.sha256)
+        self.notify()
+
+    def heartbeat(self, payload: dict) -> None:
+        with self._lock:
+            self.outbox.put_message("heartbeat", payload, kind="heartbeat")
+        self.notify()
