@@ -165,7 +165,7 @@ def test_sigkill_while_writing_a_clip_leaves_a_consistent_outbox(mosquitto, tmp_
     again = pid_agent("run", "--config", quiet)
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0, err
-    assert "repaired" in err and "incomplete" in err
+    assert "removed half-written file" in err and "incomplete" in err
 
     assert monitor.wait_for(lambda m: len(m.events) >= 2, timeout=30)
     start, end = monitor.events
