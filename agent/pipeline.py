@@ -180,8 +180,8 @@ class Agent:
             while not self.stop_event.is_set():
                 try:
                     self._stream()
-                    if not self.camera.live:
-                        return  # the recording ended
+                    if self.stop_event.is_set() or not self.camera.live:
+                        return  # asked to stop, or the recording ended
                     raise SourceError("the camera stopped delivering frames")
                 except (SourceError, HardwareError) as exc:
                     if not self.camera.live:

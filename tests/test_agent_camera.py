@@ -1,0 +1,127 @@
+"""Camera-side behaviour of the whole agent: bearings on a fisheye, camera faults with retry, stalls."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from agent.clock import SystemClock
+from agent.config import parse_config
+from agent.errors import HardwareError
+from agent.pipeline import Agent
+from drivers.camera.base import Camera, Frame, make_luma
+from drivers.camera.replay import ReplayCamera
+
+SIZE = 640
+
+
+def fisheye_frame(background: np.ndarray, angle_deg: float | None, radius: float) -> np.ndarray:
+    """An overhead fisheye view; a person-shaped ellipse, long axis radial, at a bearing from image-up."""
+    image = background.copy()
+    if angle_deg is not None:
+        centre = SIZE / 2
+        x = centre + radius * math.sin(math.radians(angle_deg))
+        y = centre - radius * math.cos(math.radians(angle_deg))
+        cv2.ellipse(image, (round(x), round(y)), (28, 12), angle_deg - 90, 0, 360, (235, 235, 235), -1)
+    return image
+
+
+def test_alarm_from_a_fisheye_carries_bearing_and_sector(tmp_path):
+    rng = np.random.default_rng(3)
+    grey = cv2.GaussianBlur(rng.integers(60, 140, (SIZE, SIZE), dtype=np.uint8), (9, 9), 0)
+    background = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    plan = [None] * 30 + list(range(14)) + [None] * 10  # settle, walk in at 140 degrees, leave
+    for index, step in enumerate(plan):
+        image = fisheye_frame(background, None if step is None else 140.0, 250 - 10 * (step or 0))
+        cv2.imwrite(str(frames / f"f{index:03d}.png"), image)
+    config = parse_config({
+        "data_dir": str(tmp_path / "data"),
+        "panorama": {"enabled": True, "sectors": [
+            {"name": "north-east", "start_deg": 0, "end_deg": 90}, {"name": "south-east", "start_deg": 90,
+                                                                     "end_deg": 180},
+            {"name": "south-west", "start_deg": 180, "end_deg": 270}, {"name": "north-west", "start_deg": 270,
+                                                                       "end_deg": 360}]},
+        "recorder": {"post_roll_s": 0.5}, "events": {"event_gap_s": 0.3},
+    })
+    summary = Agent(config, ReplayCamera(str(frames), fps=10.0), SystemClock(), upload=False).run()
+    starts = [e for e in summary.events_published if e["kind"] == "intrusion" and e["phase"] == "start"]
+    assert len(starts) == 1
+    assert abs(starts[0]["bearings_deg"][0] - 140.0) <= 5.0
+    assert starts[0]["sectors"] == ["south-east"]
+
+
+class FlakySensorCamera(Camera):
+    """A live camera simulator: renders frames in real time, and its sensor times out after `fail_after` frames
+    on the first opening (as a loose ribbon cable does); reopening it works."""
+
+    live = True
+
+    def __init__(self, fail_after: int, fps: float = 20.0) -> None:
+        self.fps, self.fail_after = fps, fail_after
+        self.opened = 0
+        self.ts = 0.0
+
+    def open(self) -> None:
+        self.opened += 1
+
+    def frames(self):
+        image = np.full((120, 160, 3), 90, np.uint8)
+        for count in range(10_000):
+            if self.opened == 1 and count == self.fail_after:
+                raise HardwareError("camera sensor timed out (simulated ribbon fault)")
+            time.sleep(1 / self.fps)
+            self.ts += 1 / self.fps
+            yield Frame(self.ts, round(self.ts * self.fps), image, make_luma(image, 160))
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failing_live_camera_raises_fault_and_restore_and_the_agent_keeps_running(tmp_path):
+    config = parse_config({"data_dir": str(tmp_path / "data"), "camera_watchdog": {"restore_frames": 3}})
+    camera = FlakySensorCamera(fail_after=10)
+    agent = Agent(config, camera, SystemClock(), upload=False)
+    agent.on_frame = lambda frame: agent.stop_event.set() if agent.summary.frames >= 30 else None
+    summary = agent.run()
+    kinds = [(e["kind"], e.get("source"), e.get("reason")) for e in summary.events_published]
+    assert kinds == [("fault", "camera", "error"), ("restore", "camera", "error")]
+    assert "ribbon" in summary.events_published[0]["message"]
+    assert camera.opened == 2 and summary.frames >= 30
+
+
+class StallingCamera(Camera):
+    """A live camera that freezes for `stall_s` after 10 frames (delivering nothing), then carries on."""
+
+    live = True
+
+    def __init__(self, stall_s: float, fps: float = 20.0) -> None:
+        self.fps, self.stall_s = fps, stall_s
+
+    def open(self) -> None:
+        pass
+
+    def frames(self):
+        image = np.full((120, 160, 3), 90, np.uint8)
+        for index in range(40):
+            time.sleep(self.stall_s if index == 10 else 1 / self.fps)
+            yield Frame(index / self.fps, index, image, make_luma(image, 160))
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_stalled_camera_is_reported_while_the_loop_is_blocked(tmp_path):
+    config = parse_config({"data_dir": str(tmp_path / "data"),
+                           "camera_watchdog": {"stall_after_s": 1.0, "restore_frames": 3}})
+    agent = Agent(config, StallingCamera(stall_s=3.0), SystemClock(), upload=False)
+    agent.on_frame = lambda frame: agent.stop_event.set() if frame.index >= 30 else None
+    summary = agent.run()
+    faults = [e for e in summary.events_published if e["kind"] in ("fault", "restore")]
+    assert [(e["kind"], e["reason"]) for e in faults] == [("fault", "stalled"), ("restore", "stalled")]
+    assert faults[1]["down_s"] == pytest.approx(2.0, abs=1.2)
