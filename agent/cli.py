@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--device", help="one unit's device id (default: all units)")
     monitor.add_argument("--out", type=Path, help="save reassembled, verified media here")
 
+    command = commands.add_parser("command", help="send a command to a unit and print its answer")
+    command.add_argument("--broker", required=True, help="mqtt://host:port")
+    command.add_argument("--device", required=True, help="the unit's device id")
+    command.add_argument("json", help='the command, e.g. \'{"cmd": "disarm"}\' or \'{"cmd": "set_mode", "mode": "covert"}\'')
+    command.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer")
+
     evaluate = commands.add_parser("eval", help="score detection on a manifest of recordings")
     evaluate.add_argument("manifest", type=Path)
     evaluate.add_argument("--config", type=Path)
@@ -119,6 +125,17 @@ def cmd_monitor(args) -> int:
     return run_monitor(args.broker, args.device, args.out)
 
 
+def cmd_command(args) -> int:
+    from agent.monitor import send_command
+
+    result = send_command(args.broker, args.device, args.json, args.timeout)
+    if result is None:
+        print(f"no answer from {args.device} within {args.timeout:.0f} s (it is sent when the unit reconnects)")
+        return 1
+    print(result)
+    return 0 if result.get("ok") else 1
+
+
 def cmd_eval(args) -> int:
     from agent import evaluate
 
@@ -141,7 +158,7 @@ def cmd_make_demo(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config, "monitor": cmd_monitor,
-            "eval": cmd_eval, "make-demo": cmd_make_demo}
+            "eval": cmd_eval, "command": cmd_command, "make-demo": cmd_make_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

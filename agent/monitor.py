@@ -63,6 +63,7 @@ class Monitor:
         self.duplicates = 0
         self.statuses: dict[str, dict] = {}
         self.heartbeats: list[dict] = []
+        self.command_results: list[dict] = []
         self.media: dict[tuple[str, str], MediaFile] = {}
         self.errors: list[str] = []
         self.subscribed = False
@@ -141,6 +142,10 @@ class Monitor:
             self._on_heartbeat(device, json.loads(payload))
         elif rest == ["event"]:
             self._on_event(device, json.loads(payload))
+        elif rest == ["cmd", "result"]:
+            self._on_command_result(device, json.loads(payload))
+        elif rest == ["cmd"]:
+            pass  # our own (or another operator's) command on its way to the unit
         elif len(rest) == 4 and rest[0] == "media":
             self._on_media(device, rest[1], rest[2], rest[3], payload)
         else:
@@ -172,6 +177,11 @@ class Monitor:
         if event.get("incomplete"):
             line += " INCOMPLETE"
         self._print(line)
+
+    def _on_command_result(self, device: str, result: dict) -> None:
+        self.command_results.append(result)
+        verdict = f"OK {result.get('detail')}" if result.get("ok") else f"REFUSED {result.get('reason')}"
+        self._print(f"[{device}] COMMAND {result.get('cmd', '?')} id={result.get('id')} {verdict}")
 
     def _on_media(self, device: str, event_id: str, name: str, part: str, payload: bytes) -> None:
         key = (device, event_id, name)
@@ -232,3 +242,27 @@ def run_monitor(url: str, device_id: str | None, out_dir: Path | None, session: 
         print(f"{len(bad)} media file(s) failed verification: {', '.join(bad)}")
         return 1
     return 0
+
+
+def send_command(url: str, device_id: str, command_json: str, timeout: float) -> dict | None:
+    """Publish a command to one unit and wait for its result; None if the unit did not answer in time."""
+    try:
+        request = json.loads(command_json)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"the command is not JSON: {exc}") from None
+    if isinstance(request, dict) and not request.get("id"):
+        request["id"] = uuid.uuid4().hex[:12]
+    wanted = request.get("id") if isinstance(request, dict) else ""
+    monitor = Monitor(url, device_id, None, printer=lambda line: None)
+    monitor.start()
+    try:
+        if not monitor.wait_for(lambda m: m.subscribed, timeout=min(timeout, 10.0)):
+            raise ConfigError(f"cannot reach broker {url}")
+        info = monitor._client.publish(f"{monitor._prefix}/{device_id}/cmd", json.dumps(request), qos=1)
+        info.wait_for_publish(timeout)
+        answered = lambda m: any(r.get("id") == wanted for r in m.command_results)
+        if not monitor.wait_for(answered, timeout=timeout):
+            return None
+        return next(r for r in monitor.command_results if r.get("id") == wanted)
+    finally:
+        monitor.stop()

@@ -10,13 +10,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable
 
 from agent import __version__, messages
-from agent.clock import Clock
+from agent.clock import Clock, iso_utc
+from agent.commands import Arm, CommandError, Disarm, SetMode, Silence, parse_command, request_id
 from agent.config import AgentConfig
 from agent.errors import HardwareError, SourceError
 from agent.events import (AlarmEnded, AlarmStarted, EngineEvent, EventEngine, SceneChanged, TamperCleared,
@@ -108,6 +110,7 @@ class Agent:
         self._wall_at_first_frame = 0.0
         self._last_frame: Frame | None = None
         self._next_heartbeat = 0.0
+        self._commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()
 
     # lifecycle: start in order, stop in reverse (ExitStack), one stop signal (stop_event) ---------------------
     def run(self) -> RunSummary:
@@ -136,6 +139,7 @@ class Agent:
 
         uplink = Uplink(self.config.broker, self.config.topic_root, self.config.device_id, self.outbox,
                         self.clock, __version__)
+        uplink.on_command = self.submit_command
         uplink.start()
         stack.callback(uplink.stop)
         return uplink
@@ -250,12 +254,52 @@ class Agent:
                         "down_s": round(event.down_s, 1)}
             self._publish_unit_event(body, event.wall, None)
 
+    # remote commands: received on the network thread, applied between frames ----------------------------------
+    def submit_command(self, payload: bytes) -> None:
+        self._commands.put(payload)
+
+    def _apply_commands(self, frame: Frame) -> None:
+        while True:
+            try:
+                payload = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            result = {**self.identity, "ts": iso_utc(self.clock.wall())}
+            try:
+                command = parse_command(payload)
+                detail = self._execute(command, frame)
+                result.update(id=command.id, cmd=command.cmd, ok=True, detail=detail)
+            except CommandError as exc:
+                log.warning("command refused: %s", exc)
+                result.update(id=request_id(payload), ok=False, reason=str(exc))
+            self.publisher.command_result(result)
+
+    def _execute(self, command, frame: Frame) -> str:
+        engine = self.analyzer.engine
+        if isinstance(command, (Arm, Disarm)):
+            armed = isinstance(command, Arm)
+            for event in engine.set_armed(armed, frame.ts, frame.index):
+                self._handle(event, frame, None)
+            if not armed:
+                self.signaller.silence(frame.ts)
+            self._publish_unit_event({"kind": "armed", "armed": armed, "source": "command"}, self._wall(frame),
+                                     frame.index)
+            return "armed" if armed else "disarmed"
+        if isinstance(command, SetMode):
+            self.signaller.set_mode(command.mode, frame.ts)
+            return f"mode {command.mode}"
+        if isinstance(command, Silence):
+            self.signaller.silence(frame.ts)
+            return "outputs silenced"
+        raise CommandError(f"command {command.cmd!r} is not supported by this agent")
+
     # per frame -----------------------------------------------------------------------------------------------
     def _process(self, frame: Frame) -> None:
         if self._first_frame_ts is None:
             self._first_frame_ts, self._wall_at_first_frame = frame.ts, self.clock.wall()
         self._last_frame = frame
         self._publish_camera_events(self.watchdog.frame_arrived(frame.ts))
+        self._apply_commands(frame)
         self._follow_schedule(frame)
         analysis = self.analyzer.process(frame)
         if self.privacy.active:

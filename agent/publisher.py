@@ -22,6 +22,7 @@ class Publisher:
         self.events_out = events_out
         self.notify = notify or (lambda: None)
         self.published: list[dict] = []
+        self.published_results: list[dict] = []
         self._lock = threading.Lock()
 
     def event(self, build: Callable[[int], dict]) -> dict:
@@ -40,6 +41,12 @@ class Publisher:
         with self._lock:
             self.outbox.put_media(event_id, media.name, media.path, media.content_type, self.chunk_bytes,
                                   sha256=media.sha256)
+        self.notify()
+
+    def command_result(self, payload: dict) -> None:
+        with self._lock:
+            self.outbox.put_message("cmd/result", payload, kind="event")
+            self.published_results.append(payload)
         self.notify()
 
     def heartbeat(self, payload: dict) -> None:

@@ -13,6 +13,7 @@ import queue
 import ssl
 import threading
 import time
+from typing import Callable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -69,6 +70,9 @@ class Uplink:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
         self._client.on_connect_fail = self._on_connect_fail
+        self._client.on_message = self._on_message
+        #: called on the network thread with each raw payload received on <root>/cmd
+        self.on_command: Callable[[bytes], None] | None = None
         # _send_lock: held around "check connection generation + publish", and by on_connect around dropping
         # paho's queue, so a publish can never slip onto a new connection with a stale cursor.
         self._send_lock = threading.Lock()
@@ -150,6 +154,7 @@ class Uplink:
                 self._gen += 1
                 self._connected = True
             client.publish(self._topic("status"), self._status_payload("online"), qos=1, retain=True)
+        client.subscribe(self._topic("cmd"), qos=1)
         self.last_error = None
         log.info("uplink connected to %s", self._settings.url)
         self._wake.set()
@@ -161,6 +166,10 @@ class Uplink:
         if reason.is_failure and not self._stopping.is_set():
             self._error(f"connection to {self._settings.url} lost: {reason}; will reconnect")
         self._wake.set()
+
+    def _on_message(self, client, userdata, message) -> None:
+        if self.on_command is not None and message.topic == self._topic("cmd"):
+            self.on_command(bytes(message.payload))
 
     def _on_connect_fail(self, client, userdata) -> None:
         self._error(f"cannot connect to broker {self._settings.url}; retrying")
