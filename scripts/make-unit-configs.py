@@ -18,29 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import tomli_w  # noqa: E402
+
 from agent.config import parse_config  # noqa: E402
 from agent.errors import ConfigError  # noqa: E402
-
-
-def toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
-def dump_toml(data: dict, prefix: str = "") -> str:
-    scalars = [f"{key} = {toml_value(value)}" for key, value in data.items() if not isinstance(value, dict)]
-    out = "\n".join(scalars) + ("\n" if scalars else "")
-    for key, value in data.items():
-        if isinstance(value, dict):
-            name = f"{prefix}{key}"
-            out += f"\n[{name}]\n" + dump_toml(value, prefix=f"{name}.")
-    return out
 
 
 def unit_config(template: dict, row: dict) -> dict:
@@ -79,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         configs[row["device_id"]] = data
     args.out.mkdir(parents=True, exist_ok=True)
     for device_id, data in configs.items():
-        (args.out / f"{device_id}.toml").write_text(dump_toml(data), encoding="utf-8")
+        (args.out / f"{device_id}.toml").write_text(tomli_w.dumps(data), encoding="utf-8")
     print(f"wrote {len(configs)} unit configs to {args.out}")
     return 0
 

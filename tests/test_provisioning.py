@@ -24,6 +24,10 @@ def test_each_unit_gets_a_config_the_agent_accepts(tmp_path):
     second = load_config(tmp_path / "out" / "pid-0002.toml")
     assert (first.device_id, first.site_ref, first.broker.username) == ("pid-0001", "WM-1", "u1")
     assert second.broker.password == "p2" and second.recorder.codec == "h264_v4l2m2m"
+    # nested tables and arrays of tables of the template survive: sectors, GPIO lines, schedule
+    assert [sector.name for sector in second.panorama.sectors] == ["gate", "yard", "sheds"]
+    assert [line.id for line in second.gpio.inputs] == ["pir-gate", "lid", "mains"]
+    assert second.schedule.periods[0].start == "18:00"
 
 
 def test_bad_row_stops_the_batch_and_writes_nothing(tmp_path):
