@@ -45,7 +45,9 @@ class MotionSettings(BaseModel):
     background_s: float = Field(4.0, gt=0, le=600, description="Time constant (s) of background learning.")
     absorb_s: float = Field(6.0, gt=0, le=3600, description="Stationary change is absorbed into the background "
                                                             "after this many seconds (moved chair, parked car).")
-    settle_s: float = Field(1.5, ge=0, le=60, description="Seconds of fast learning, without alarms, at start and "
+    startup_s: float = Field(4.0, ge=0, le=600, description="Seconds of fast learning, without alarms, after "
+                                                            "start-up (learns the scene and where nuisance is).")
+    settle_s: float = Field(1.5, ge=0, le=60, description="Seconds of fast background learning, without alarms, "
                                                           "after a scene change.")
     light_change: float = Field(0.25, gt=0, le=5, description="Relative change of mean brightness from the "
                                                               "background that may mean the light changed.")
@@ -57,6 +59,8 @@ class MotionSettings(BaseModel):
     min_area: float = Field(0.002, gt=0, le=1, description="Smallest object, as a share of the image area.")
     max_area: float = Field(0.85, gt=0, le=1, description="Largest object, as a share of the image area.")
     min_height: float = Field(0.0, ge=0, le=1, description="Smallest object height, as a share of image height.")
+    large_object: float = Field(0.25, gt=0, le=1, description="An object covering this share of the image counts "
+                                                              "without travelling (someone right at the camera).")
     travel: float = Field(0.06, gt=0, le=1, description="Net distance an object must travel to count, as a share "
                                                         "of the image height.")
     straightness: float = Field(0.3, ge=0, le=1, description="Net travel / path length needed to count: swaying "
@@ -66,6 +70,8 @@ class MotionSettings(BaseModel):
                                                                "pixel is foreground (busy regions need more travel).")
     nuisance_gain: float = Field(10.0, ge=0, le=100, description="Travel multiplier per unit of a region's "
                                                                 "foreground frequency.")
+    activity_demand: float = Field(2.0, ge=0, le=20, description="Travel multiplier per unit of a region's "
+                                                                 "learnt activity above half the threshold.")
     still_s: float = Field(2.0, ge=0, le=600, description="A counted object at rest this long stops counting.")
     track_gap_s: float = Field(0.5, ge=0, le=10, description="An object unseen this long is forgotten.")
     zones: tuple[ZoneSettings, ...] = Field((), description="Detection zones and ignore/privacy masks "
@@ -189,8 +195,8 @@ class MotionDetector:
         self._tracker = Tracker(TrackerParams(
             travel_px=s.travel * height, move_px=max(1.5, 0.02 * height), gate_px=2.0,
             max_gap_s=s.track_gap_s, still_s=s.still_s, min_hits=s.min_track_frames,
-            min_straightness=s.straightness))
-        self._settle_until = ts + s.settle_s
+            min_straightness=s.straightness, large_px=s.large_object * height * width))
+        self._settle_until = ts + s.startup_s
 
     def _rebase(self, smoothed: np.ndarray, ts: float) -> None:
         self._model.relearn(smoothed)
@@ -251,10 +257,16 @@ class MotionDetector:
         blobs.sort(key=lambda blob: -blob[4])
         return blobs[:MAX_BLOBS]
 
+    def _demand(self, x: int, y: int, w: int, h: int) -> float:
+        """How much further than usual an object here must travel: more where pixels are often foreground (busy)
+        and where their values fluctuate strongly (learnt activity well above the threshold: foliage, water)."""
+        s = self.settings
+        busy = float(self._model.busy[y:y + h, x:x + w].mean()) / 255.0
+        agitation = float(self._model.activity[y:y + h, x:x + w].mean()) / s.threshold
+        return 1.0 + s.nuisance_gain * busy + s.activity_demand * max(0.0, agitation - 0.5)
+
     def _counted(self, blobs: list[tuple[int, int, int, int, int]], ts: float) -> list[Box]:
-        busy = self._model.busy
-        gain = self.settings.nuisance_gain / 255.0
-        demand = [1.0 + gain * float(busy[y:y + h, x:x + w].mean()) for x, y, w, h, _a in blobs]
+        demand = [self._demand(x, y, w, h) for x, y, w, h, _a in blobs]
         owners = self._tracker.update(blobs, ts, demand)
         default_min = self.settings.min_area * self._model.mean.size
         boxes = []

@@ -48,6 +48,8 @@ class TrackerParams:
     still_s: float          # a confirmed track at rest this long stops counting as motion
     min_hits: int           # frames a track must be seen before it can be confirmed
     min_straightness: float # net travel / path length needed to confirm (oscillation stays low)
+    large_px: float = float("inf")  # a blob this big that holds its shape counts without travelling
+    large_max_demand: float = 1.5   # ... unless it sits in a busy/agitated region
     max_growth: float = 1.8       # size change since the origin beyond which travel restarts
     max_area_ratio: float = 2.2  # larger frame-to-frame area change = a different blob, travel restarts
 
@@ -143,7 +145,9 @@ class Tracker:
         track.far = max(track.far, net)
         if math.hypot(centre[0] - track.anchor[0], centre[1] - track.anchor[1]) >= p.move_px:
             track.anchor, track.anchor_ts = centre, ts
-        if not track.confirmed and track.hits >= p.min_hits and net >= p.travel_px * demand \
-                and net >= p.min_straightness * track.path:
+        travelled = net >= p.travel_px * demand and net >= p.min_straightness * track.path
+        # someone right in front of the camera fills much of the view and cannot travel far within it
+        close = area >= p.large_px and demand <= p.large_max_demand
+        if not track.confirmed and track.hits >= p.min_hits and (travelled or close):
             track.confirmed = True
             track.anchor_ts = ts
