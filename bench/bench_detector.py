@@ -74,12 +74,17 @@ def main() -> None:
     for name, seconds in stages.items():
         print(f"{name:28s} {seconds * 1e6:8.1f} us")
     # end to end: downscale + full process() (includes background learning, tamper checks, bookkeeping)
-    detector = MotionDetector(settings)
-    start = time.perf_counter()
-    for index, frame in enumerate(frames):
-        detector.process(downscale(frame, 320), index / 10)
-    total = (time.perf_counter() - start) / len(frames)
-    print(f"{'total per frame (end to end)':28s} {total * 1e6:8.1f} us")
+    # best of 3 passes: the machine may be shared, the fastest pass is the closest to the code's own cost
+    passes = []
+    for _ in range(3):
+        detector = MotionDetector(settings)
+        start = time.perf_counter()
+        for index, frame in enumerate(frames):
+            detector.process(downscale(frame, 320), index / 10)
+        passes.append((time.perf_counter() - start) / len(frames))
+    total = min(passes)
+    print(f"{'total per frame (end to end)':28s} {total * 1e6:8.1f} us  (passes: "
+          + ", ".join(f"{p * 1e6:.0f}" for p in passes) + " us)")
     print(f"fps (1280x720 in, one core)  {1.0 / total:8.0f}")
 
 

