@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     command = commands.add_parser("command", help="send a command to a unit and print its answer")
     command.add_argument("--broker", required=True, help="mqtt://host:port")
     command.add_argument("--device", required=True, help="the unit's device id")
-    command.add_argument("json", help='the command, e.g. \'{"cmd": "disarm"}\' or \'{"cmd": "set_mode", "mode": "covert"}\'')
+    command.add_argument("json", help='the command, e.g. \'{"cmd": "disarm"}\' or '
+                                      '\'{"cmd": "set_mode", "mode": "covert"}\'')
     command.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer")
 
     evaluate = commands.add_parser("eval", help="score detection on a manifest of recordings")

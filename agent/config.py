@@ -12,11 +12,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agent.errors import ConfigError
+from agent.schedule import ScheduleSettings
+from agent.signalling import SignallingSettings, signalling_problems
 from drivers.camera.opencv_capture import OpenCVSettings
 from drivers.camera.picam import PiCameraSettings
 from drivers.camera.watchdog import WatchdogSettings
-from agent.schedule import ScheduleSettings
-from agent.signalling import SignallingSettings, signalling_problems
 from drivers.gpio import GpioSettings
 from models.fusion import FusionSettings, zone_problems
 from models.motion import MotionSettings
@@ -101,8 +101,9 @@ class BrokerSettings(Section):
 
 
 class OutboxSettings(Section):
-    max_bytes: int = Field(2 * 1024**3, ge=1024 * 1024, description="Most bytes the outbox may hold on disk; "
-                                                                      "oldest heartbeats are dropped first, alarms last.")
+    max_bytes: int = Field(2 * 1024**3, ge=1024 * 1024,
+                           description="Most bytes the outbox may hold on disk; oldest heartbeats are dropped first, "
+                                       "alarms last.")
 
 
 class HeartbeatSettings(Section):

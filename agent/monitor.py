@@ -169,7 +169,8 @@ class Monitor:
             return
         self._seen.add(key)
         self.events.append(event)
-        line = (f"[{device}] EVENT {event.get('phase')} {event['event_id']} kind={event.get('kind')} seq={event.get('seq')} "
+        line = (f"[{device}] EVENT {event.get('phase')} {event['event_id']} kind={event.get('kind')} "
+                f"seq={event.get('seq')} "
                 f"ts={event.get('ts')} score={event.get('score')} boxes={len(event.get('boxes') or [])}")
         for item in ("clip", "snapshot"):
             if isinstance(event.get(item), dict):

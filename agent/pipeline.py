@@ -21,8 +21,16 @@ from agent.clock import Clock, iso_utc
 from agent.commands import Arm, CommandError, Disarm, SetMode, Silence, parse_command, request_id
 from agent.config import AgentConfig
 from agent.errors import HardwareError, SourceError
-from agent.events import (AlarmEnded, AlarmStarted, EngineEvent, EventEngine, SceneChanged, TamperCleared,
-                          TamperRaised, new_event_id)
+from agent.events import (
+    AlarmEnded,
+    AlarmStarted,
+    EngineEvent,
+    EventEngine,
+    SceneChanged,
+    TamperCleared,
+    TamperRaised,
+    new_event_id,
+)
 from agent.health import Health
 from agent.outbox import Outbox
 from agent.privacy import PrivacyFilter
@@ -174,8 +182,8 @@ class Agent:
         for start_payload in self.outbox.open_alarms():
             log.warning("alarm %s was open when the agent last stopped; sending an incomplete end",
                         start_payload["event_id"])
-            self.publisher.event(lambda seq: messages.incomplete_end(self.identity, seq, start_payload,
-                                                                     self.clock.wall()))
+            self.publisher.event(lambda seq, start=start_payload: messages.incomplete_end(
+                self.identity, seq, start, self.clock.wall()))
             self.outbox.close_alarm(start_payload["event_id"])
 
     def _loop(self) -> None:

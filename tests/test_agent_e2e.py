@@ -47,6 +47,11 @@ reconnect_max_s = 2.0
     return path
 
 
+def synthetic_camera(duration_s: float, realtime: bool = True) -> str:
+    return ('[camera]\nbackend = "synthetic"\nfps = 10\nwidth = 640\nheight = 360\n'
+            f'duration_s = {duration_s}\nrealtime = {str(realtime).lower()}\n')
+
+
 def pid_agent(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "agent", *map(str, args)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -116,7 +121,7 @@ def test_broker_down_then_up_with_agent_restart_delivers_everything_in_order(mos
     # second life: the unit runs live (synthetic camera in real time) with the broker still down; it alarms
     # at 6 s; the broker comes back 30 s after the agent started
     live = write_config(tmp_path / "b.toml", data_dir, mosquitto.url,
-                        camera='[camera]\nbackend = "synthetic"\nfps = 10\nwidth = 640\nheight = 360\nduration_s = 40\n')
+                        camera=synthetic_camera(duration_s=40))
     second = pid_agent("run", "--config", live)
     started = time.monotonic()
     time.sleep(30.0)  # the outage is real time on a real broker, not timing logic under test
@@ -146,7 +151,7 @@ def test_broker_down_then_up_with_agent_restart_delivers_everything_in_order(mos
 def test_sigkill_while_writing_a_clip_leaves_a_consistent_outbox(mosquitto, tmp_path):
     data_dir = tmp_path / "data"
     live = write_config(tmp_path / "live.toml", data_dir, mosquitto.url,
-                        camera='[camera]\nbackend = "synthetic"\nfps = 10\nwidth = 640\nheight = 360\nduration_s = 60\n')
+                        camera=synthetic_camera(duration_s=60))
     monitor = start_monitor(mosquitto, tmp_path / "received")
     agent = pid_agent("run", "--config", live)
     # the figure appears at 6 s; the clip is being written until the post-roll ends at ~23 s
@@ -160,8 +165,7 @@ def test_sigkill_while_writing_a_clip_leaves_a_consistent_outbox(mosquitto, tmp_
 
     # restart: a short quiet recording; the agent repairs the outbox and closes the open alarm honestly
     quiet = write_config(tmp_path / "quiet.toml", data_dir, mosquitto.url,
-                         camera='[camera]\nbackend = "synthetic"\nfps = 10\nwidth = 640\nheight = 360\n'
-                                'duration_s = 3\nrealtime = false\n')
+                         camera=synthetic_camera(duration_s=3, realtime=False))
     again = pid_agent("run", "--config", quiet)
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0, err

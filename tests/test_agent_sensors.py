@@ -60,7 +60,8 @@ def test_pir_and_video_confirm_the_alarm_and_overt_mode_drives_outputs(walk_clip
     # 0.1 s debounce, then three confirmed frames raise the alarm on frame 71 (7.1 s)
     assert start["frame"] == 71
     assert start["confirmed_by"] == end["confirmed_by"] == ["video", "pir:pir-east"]
-    sensors = [(e["kind"], e["input"], e.get("active", e.get("open"))) for e in events if e["kind"] in ("pir", "tamper")]
+    sensors = [(e["kind"], e["input"], e.get("active", e.get("open")))
+               for e in events if e["kind"] in ("pir", "tamper")]
     assert sensors == [("pir", "pir-east", True), ("pir", "pir-east", False), ("tamper", "lid", True)]
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)

@@ -9,8 +9,7 @@ from pydantic import ValidationError
 from agent.clock import ManualClock
 from agent.errors import AgentError, ConfigError, HardwareError, SourceError
 from agent.sensors import PirEvent, PowerEvent, Sensors, TamperEvent, TriggerEvent
-from drivers.gpio import (GpioSettings, InputChange, OutputChange, SimulatedGpio, make_gpio, parse_script,
-                          sidecar_script)
+from drivers.gpio import GpioSettings, InputChange, OutputChange, SimulatedGpio, make_gpio, parse_script, sidecar_script
 
 INPUTS = [
     {"id": "pir-east", "pin": 17, "kind": "pir", "zone": "east", "debounce_ms": 100},

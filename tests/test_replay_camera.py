@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
+from agent.config import AgentConfig, CameraSettings
 from agent.errors import SourceError
 from drivers.camera import open_camera
-from agent.config import AgentConfig, CameraSettings
 from drivers.camera.replay import ReplayCamera, natural_key
 
 

@@ -21,7 +21,8 @@ def backend_class(name: str) -> type[Camera]:
     try:
         target = BACKENDS[name]
     except KeyError:
-        raise ConfigError(f"camera.backend: unknown backend {name!r} (choose from {', '.join(sorted(BACKENDS))})") from None
+        choices = ", ".join(sorted(BACKENDS))
+        raise ConfigError(f"camera.backend: unknown backend {name!r} (choose from {choices})") from None
     module_name, class_name = target.split(":")
     return getattr(importlib.import_module(module_name), class_name)
 

@@ -126,7 +126,8 @@ class Gpio(abc.ABC):
         self._now = 0.0  # latest time seen by poll()/set(); dates the safe-state writes of close()
         self._closed = False
         #: every output write, oldest first (bounded on real hardware so a long run cannot grow it forever)
-        self.history: list[OutputChange] | deque[OutputChange] = [] if history_len is None else deque(maxlen=history_len)
+        self.history: list[OutputChange] | deque[OutputChange] = (
+            [] if history_len is None else deque(maxlen=history_len))
 
     # -- to implement -------------------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -51,8 +51,9 @@ class RpiGpio(Gpio):
                 GPIO.add_event_detect(line.pin, GPIO.BOTH, callback=self._on_edge)
         except (RuntimeError, ValueError) as exc:
             self._gpio = None
-            raise HardwareError(f"cannot set up GPIO pins {[l.pin for l in self.settings.inputs]} "
-                                f"(inputs) / {[l.pin for l in self.settings.outputs]} (outputs): {exc}") from None
+            inputs = [line.pin for line in self.settings.inputs]
+            outputs = [line.pin for line in self.settings.outputs]
+            raise HardwareError(f"cannot set up GPIO pins {inputs} (inputs) / {outputs} (outputs): {exc}") from None
         atexit.register(self._outputs_off)  # the last line of defence if close() is never reached
 
     def _on_edge(self, pin: int) -> None:

@@ -49,7 +49,8 @@ def _ts(value: object, where: str) -> float:
 def parse_script(text: str, origin: str = "<script>") -> list[tuple[float, str, int]]:
     """Parse script text into (ts, input ref, level) rows, in file order; errors name the file and line."""
     rows: list[tuple[float, str, int]] = []
-    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip() and not line.lstrip().startswith("#")]
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1)
+             if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         return rows
     if lines[0][1].lstrip().startswith("{"):
