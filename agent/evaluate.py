@@ -179,16 +179,16 @@ def evaluate_clip(clip: ClipSpec, root: Path, config: AgentConfig) -> ClipReport
     with camera:
         fps = camera.fps
         for frame in camera.frames():
-            # mirrors Analyzer.process, passing the frame time so detection timing follows the clip's fps
-            result = analyzer.detector.process(frame.luma, frame.ts)
-            events = analyzer.engine.update(frame.ts, frame.index, result)
-            spans.feed(frame.index, events, analyzer.engine.phase)
+            analysis = analyzer.process(frame)  # the same detection + event engine as `replay --fast`
+            result = analysis.result
+            spans.feed(frame.index, analysis.events, analyzer.engine.phase)
             report_lists["score"].append(round(result.score, 5))
             report_lists["activity"].append(round(result.activity, 5))
             report_lists["motion"].append(result.motion)
             scene_changes += result.scene_change
             tamper_frames += result.tamper is not None
-            if frame.index in masks and result.mask is not None:
+            # (a panorama-unwrapped mask is not in the clip's geometry and cannot be compared)
+            if frame.index in masks and result.mask is not None and result.mask.shape == frame.luma.shape:
                 pixels.add(pixel_counts(result.mask, _read_mask(masks[frame.index], result.mask.shape), cdnet))
             frames += 1
     if frames == 0:

@@ -1,0 +1,151 @@
+"""MotionDetector on synthetic scenes: real arrays through the real detector (no mocks)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from models.motion import MotionDetector, MotionSettings
+from models.scale import downscale
+from models.zones import ZoneSettings
+
+FPS = 10.0
+H, W = 120, 160
+
+
+def background(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    texture = cv2.GaussianBlur(rng.uniform(0, 255, (H, W)).astype(np.float32), (0, 0), 3)
+    texture = (texture - texture.min()) / (texture.max() - texture.min())
+    return (60 + 100 * texture).astype(np.float32)
+
+
+def noisy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return np.clip(image + rng.normal(0, 2.0, image.shape), 0, 255).astype(np.uint8)
+
+
+def run(frames, settings: MotionSettings | None = None):
+    detector = MotionDetector(settings or MotionSettings())
+    return [detector.process(frame, index / FPS) for index, frame in enumerate(frames)]
+
+
+def square_scene(start: int = 50, frames: int = 110, x0: int = 5, y: int = 50, step: int = 2, size: int = 16):
+    """Still textured scene; from `start` a bright square walks right `step` px per frame."""
+    rng = np.random.default_rng(1)
+    bg = background()
+    out = []
+    for index in range(frames):
+        image = bg.copy()
+        if index >= start:
+            x = x0 + step * (index - start)
+            image[y:y + size, x:x + size] = 235
+        out.append(noisy(image, rng))
+    return out
+
+
+def test_square_moving_across_noise_is_motion_with_its_box():
+    results = run(square_scene())
+    assert not any(r.motion for r in results[:50]), "nothing moves before frame 50"
+    moving = [i for i, r in enumerate(results) if r.motion]
+    assert moving and moving[0] <= 50 + 10, f"the walking square must count within a second, got {moving[:3]}"
+    assert len(moving) >= 40
+    last = results[-1]
+    x = 5 + 2 * (109 - 50)
+    box = last.boxes[0]
+    assert box.x <= x + 8 <= box.x + box.w and box.y <= 58 <= box.y + box.h
+    assert last.zone == "" and last.score > 0
+
+
+def test_swaying_blob_in_place_is_not_motion():
+    rng = np.random.default_rng(2)
+    bg = background()
+    frames = []
+    for index in range(200):
+        image = bg.copy()
+        dx = int(round(6 * np.sin(index * 0.9)))  # a branch swinging +-6 px a few times a second
+        dy = int(round(3 * np.cos(index * 1.3)))
+        image[40 + dy:70 + dy, 60 + dx:80 + dx] = 220
+        frames.append(noisy(image, rng))
+    results = run(frames)
+    assert any(r.activity > 0 for r in results[45:]), "the sway must be seen as change"
+    assert not any(r.motion for r in results), "swaying in place must never count as intrusion motion"
+
+
+def test_whole_frame_brightness_jump_is_scene_change_not_motion():
+    rng = np.random.default_rng(3)
+    bg = background()
+    frames = [noisy(bg if index < 60 else bg * 0.45, rng) for index in range(120)]  # lights dimmed at 60
+    results = run(frames)
+    assert results[60].scene_change
+    assert not results[59].scene_change
+    assert not any(r.motion for r in results)
+
+
+def test_black_frames_report_tamper_covered():
+    rng = np.random.default_rng(4)
+    bg = background()
+    frames = [noisy(bg, rng) for _ in range(60)] + [np.zeros((H, W), np.uint8)] * 60
+    results = run(frames)
+    assert all(r.tamper is None for r in results[:60])
+    assert results[-1].tamper == "covered"
+    assert not any(r.motion for r in results)
+
+
+def test_object_that_arrives_and_stays_is_absorbed():
+    rng = np.random.default_rng(5)
+    bg = background()
+    frames = []
+    for index in range(220):
+        image = bg.copy()
+        if index >= 60:
+            image[30:60, 30:70] = 230  # e.g. a moved chair: appears and stays put
+        frames.append(noisy(image, rng))
+    results = run(frames, MotionSettings(absorb_s=5.0))
+    assert not any(r.motion for r in results), "a change that never travels is not an intruder"
+    assert cv2.countNonZero(results[-1].mask) == 0, "after absorb_s it is part of the background"
+
+
+def test_detection_zone_limits_and_names_alarms():
+    left = ZoneSettings(name="yard", polygon=((0, 0), (0.5, 0), (0.5, 1), (0, 1)))
+    settings = MotionSettings(zones=(left,))
+    in_zone = run(square_scene(x0=2, step=1), settings)
+    assert any(r.motion for r in in_zone)
+    assert {r.zone for r in in_zone if r.motion} == {"yard"}
+    outside = run(square_scene(x0=90, step=1), settings)
+    assert not any(r.motion for r in outside), "motion outside every detection zone does not count"
+
+
+def test_ignore_zone_blanks_detection():
+    ignore = ZoneSettings(name="road", kind="ignore", polygon=((0, 0), (1, 0), (1, 0.9), (0, 0.9)))
+    results = run(square_scene(), MotionSettings(zones=(ignore,)))
+    assert not any(r.motion for r in results)
+    assert cv2.countNonZero(results[-1].mask[:100]) == 0
+
+
+def test_bad_input_is_a_clear_error():
+    detector = MotionDetector(MotionSettings())
+    with pytest.raises(ValueError, match="2-D uint8"):
+        detector.process(np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(ValueError, match="2-D uint8"):
+        detector.process(np.zeros((10, 10), np.float32))
+
+
+def test_settings_reject_unknown_keys_and_bad_zones():
+    with pytest.raises(ValidationError, match="extra"):
+        MotionSettings(treshold=3)
+    with pytest.raises(ValidationError, match="outside 0..1"):
+        ZoneSettings(name="z", polygon=((0, 0), (1.5, 0), (1, 1)))
+    with pytest.raises(ValidationError):
+        MotionSettings(threshold=0)
+
+
+def test_downscale_matches_area_average_and_never_upscales():
+    rng = np.random.default_rng(6)
+    image = rng.integers(0, 256, (720, 1280), dtype=np.uint8)
+    small = downscale(image, 320)
+    reference = cv2.resize(image, (320, 180), interpolation=cv2.INTER_AREA)
+    assert small.shape == (180, 320)
+    assert int(np.abs(small.astype(np.int16) - reference).max()) <= 1
+    assert downscale(image[:100, :200], 320).shape == (100, 200)

@@ -1,0 +1,58 @@
+"""Tracker: travelling objects confirm, oscillating and reshuffling blobs do not."""
+
+from __future__ import annotations
+
+import math
+
+from models.tracking import Tracker, TrackerParams
+
+PARAMS = TrackerParams(travel_px=8.0, move_px=2.0, gate_px=2.0, max_gap_s=0.5, still_s=2.0, min_hits=4,
+                       min_straightness=0.3)
+
+
+def blob(cx: float, cy: float, side: int = 12) -> tuple[int, int, int, int, int]:
+    return (int(cx - side / 2), int(cy - side / 2), side, side, side * side)
+
+
+def test_travelling_blob_is_confirmed_and_keeps_its_track():
+    tracker = Tracker(PARAMS)
+    owners = [tracker.update([blob(20 + 3 * i, 50)], i / 10)[0] for i in range(10)]
+    assert len({track.id for track in owners}) == 1
+    assert owners[-1].confirmed and owners[-1].moving(0.9, PARAMS.still_s)
+    assert not owners[2].confirmed or owners[2].hits >= PARAMS.min_hits
+
+
+def test_oscillating_blob_is_never_confirmed():
+    tracker = Tracker(PARAMS)
+    for i in range(100):
+        owner = tracker.update([blob(50 + 5 * math.sin(i * 1.1), 50)], i / 10)[0]
+        assert not owner.confirmed
+
+
+def test_fragments_jumping_about_do_not_chain_into_travel():
+    tracker = Tracker(PARAMS)
+    spots = [(20, 20), (60, 25), (30, 70), (80, 60), (40, 40)]
+    for i in range(60):
+        x, y = spots[i % len(spots)]
+        owner = tracker.update([blob(x, y, side=8 + (i % 3) * 4)], i / 10)[0]
+        assert not owner.confirmed
+
+
+def test_demand_makes_busy_regions_need_more_travel():
+    easy, hard = Tracker(PARAMS), Tracker(PARAMS)
+    for i in range(6):
+        easy_owner = easy.update([blob(20 + 2.5 * i, 50)], i / 10, [1.0])[0]
+        hard_owner = hard.update([blob(20 + 2.5 * i, 50)], i / 10, [3.0])[0]
+    assert easy_owner.confirmed and not hard_owner.confirmed
+
+
+def test_confirmed_object_at_rest_stops_counting_and_lost_tracks_expire():
+    tracker = Tracker(PARAMS)
+    for i in range(10):
+        owner = tracker.update([blob(20 + 3 * i, 50)], i / 10)[0]
+    for i in range(10, 40):
+        owner = tracker.update([blob(47, 50)], i / 10)[0]
+    assert owner.confirmed and not owner.moving(3.9, PARAMS.still_s)
+    tracker.update([], 4.0)
+    tracker.update([], 4.6)
+    assert tracker.tracks == []
