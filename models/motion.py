@@ -45,7 +45,7 @@ class MotionSettings(BaseModel):
     background_s: float = Field(4.0, gt=0, le=600, description="Time constant (s) of background learning.")
     absorb_s: float = Field(6.0, gt=0, le=3600, description="Stationary change is absorbed into the background "
                                                             "after this many seconds (moved chair, parked car).")
-    startup_s: float = Field(4.0, ge=0, le=600, description="Seconds of fast learning, without alarms, after "
+    startup_s: float = Field(3.0, ge=0, le=600, description="Seconds of fast learning, without alarms, after "
                                                             "start-up (learns the scene and where nuisance is).")
     settle_s: float = Field(1.5, ge=0, le=60, description="Seconds of fast background learning, without alarms, "
                                                           "after a scene change.")
