@@ -42,19 +42,22 @@ class _View:
     edges: np.ndarray
 
 
+def _normalised(edges: np.ndarray) -> np.ndarray:
+    """Zero-mean, unit-norm copy, so the dot product of two of them is their correlation."""
+    edges = cv2.subtract(edges, cv2.mean(edges)[0])
+    return cv2.multiply(edges, 1.0 / (cv2.norm(edges) + 1e-6))
+
+
 def _view(luma: np.ndarray) -> _View:
     height = max(8, round(luma.shape[0] * TAMPER_WIDTH / luma.shape[1]))
     small = cv2.resize(luma, (TAMPER_WIDTH, height), interpolation=cv2.INTER_AREA).astype(np.float32)
-    std = float(small.std())
+    std = float(cv2.meanStdDev(small)[1][0, 0])
     lap = cv2.Laplacian(small, cv2.CV_32F)
     # dividing by contrast makes sharpness insensitive to the light level (lights off is not defocus)
-    sharpness = float(np.abs(lap).mean()) / (std + 1.0)
+    sharpness = cv2.norm(lap, cv2.NORM_L1) / lap.size / (std + 1.0)
     gx = cv2.Sobel(small, cv2.CV_32F, 1, 0)
     gy = cv2.Sobel(small, cv2.CV_32F, 0, 1)
-    edges = cv2.GaussianBlur(cv2.magnitude(gx, gy), (5, 5), 0)
-    edges -= edges.mean()
-    edges /= float(np.linalg.norm(edges)) + 1e-6
-    return _View(std, sharpness, edges)
+    return _View(std, sharpness, _normalised(cv2.GaussianBlur(cv2.magnitude(gx, gy), (5, 5), 0)))
 
 
 class TamperDetector:
@@ -99,7 +102,7 @@ class TamperDetector:
             return "covered"
         if view.std >= s.flat_std and ref.sharpness > 0 and view.sharpness < s.defocus_ratio * ref.sharpness:
             return "defocused"
-        if view.std >= s.flat_std and float((view.edges * ref.edges).sum()) < s.turned_similarity:
+        if view.std >= s.flat_std and float(view.edges.ravel() @ ref.edges.ravel()) < s.turned_similarity:
             return "turned"
         return None
 
@@ -108,8 +111,6 @@ class TamperDetector:
         self._last_ts = ts
         rate = min(1.0, dt / self.settings.reference_s)
         ref = self._ref
-        edges = (1 - rate) * ref.edges + rate * view.edges
-        edges -= edges.mean()
-        edges /= float(np.linalg.norm(edges)) + 1e-6
+        edges = _normalised(cv2.addWeighted(ref.edges, 1 - rate, view.edges, rate, 0.0))
         self._ref = _View((1 - rate) * ref.std + rate * view.std,
                           (1 - rate) * ref.sharpness + rate * view.sharpness, edges)
