@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.background import BackgroundModel
 from models.tamper import TamperDetector, TamperSettings
@@ -77,6 +77,19 @@ class MotionSettings(BaseModel):
     zones: tuple[ZoneSettings, ...] = Field((), description="Detection zones and ignore/privacy masks "
                                                             "([[detection.zones]]).")
     tamper: TamperSettings = Field(TamperSettings(), description="Tamper checks ([detection.tamper]).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "MotionSettings":
+        if self.min_area >= self.max_area:
+            raise ValueError(f"min_area ({self.min_area}) must be smaller than max_area ({self.max_area})")
+        if not self.min_area <= self.large_object <= self.max_area:
+            raise ValueError(f"large_object ({self.large_object}) must lie between min_area and max_area")
+        if self.blur % 2 == 0:
+            raise ValueError(f"blur must be an odd kernel size, got {self.blur}")
+        names = [zone.name for zone in self.zones]
+        if len(names) != len(set(names)):
+            raise ValueError(f"zone names must be unique, got {names}")
+        return self
 
 
 @dataclass(frozen=True, slots=True)

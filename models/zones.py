@@ -83,3 +83,15 @@ class ZoneMap:
         if label == 0:
             return None, None
         return self.detect[label - 1].name, self.min_area_px[label - 1]
+
+
+def privacy_mask(zones: tuple[ZoneSettings, ...], shape: tuple[int, int]) -> np.ndarray | None:
+    """0/255 mask of the privacy zones for an image of `shape` (any size: recordings are full-size), or None when
+    there are none. The recorder blanks these pixels."""
+    private = [zone for zone in zones if zone.kind == "privacy"]
+    if not private:
+        return None
+    out = np.zeros(shape[:2], np.uint8)
+    for zone in private:
+        _fill(shape[:2], zone.polygon, 255, out)
+    return out

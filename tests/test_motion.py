@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from models.motion import MotionDetector, MotionSettings
 from models.scale import downscale
-from models.zones import ZoneSettings
+from models.zones import ZoneSettings, privacy_mask
 
 FPS = 10.0
 H, W = 120, 160
@@ -139,6 +139,21 @@ def test_settings_reject_unknown_keys_and_bad_zones():
         ZoneSettings(name="z", polygon=((0, 0), (1.5, 0), (1, 1)))
     with pytest.raises(ValidationError):
         MotionSettings(threshold=0)
+    with pytest.raises(ValidationError, match="smaller than max_area"):
+        MotionSettings(min_area=0.5, max_area=0.4, large_object=0.45)
+    with pytest.raises(ValidationError, match="odd"):
+        MotionSettings(blur=4)
+    zone = ZoneSettings(name="a", polygon=((0, 0), (1, 0), (1, 1)))
+    with pytest.raises(ValidationError, match="unique"):
+        MotionSettings(zones=(zone, zone))
+
+
+def test_privacy_mask_covers_its_polygon_at_any_size():
+    private = ZoneSettings(name="window", kind="privacy", polygon=((0.5, 0), (1, 0), (1, 0.5), (0.5, 0.5)))
+    mask = privacy_mask((private,), (720, 1280))
+    assert mask.shape == (720, 1280)
+    assert mask[100, 1000] == 255 and mask[100, 100] == 0 and mask[600, 1000] == 0
+    assert privacy_mask((), (720, 1280)) is None
 
 
 def test_downscale_matches_area_average_and_never_upscales():
