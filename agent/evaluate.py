@@ -299,7 +299,7 @@ def write_plots(report: EvalReport, directory: Path) -> list[Path]:
         motion_t = times[np.asarray(clip.motion, bool)]
         ax.plot(motion_t, np.full(motion_t.shape, -0.02), "|", color="tab:orange", ms=4, label="motion frame")
         handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles))
+        unique = dict(zip(labels, handles, strict=True))
         ax.legend(unique.values(), unique.keys(), loc="upper left", fontsize=7, ncol=3)
         a = clip.alarms
         ax.set_title(f"{clip.id}: {a.detected}/{a.intrusions} detected, {a.false_alarms} false alarms", fontsize=9)

@@ -284,7 +284,7 @@ class MotionDetector:
         owners = self._tracker.update(blobs, ts, demand)
         default_min = self.settings.min_area * self._model.mean.size
         boxes = []
-        for blob, track in zip(blobs, owners):
+        for blob, track in zip(blobs, owners, strict=True):
             if not (track.confirmed and track.moving(ts, self.settings.still_s)):
                 continue
             x, y, w, h, area = blob

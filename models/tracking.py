@@ -110,7 +110,8 @@ class Tracker:
     def _start(self, blob: tuple[int, int, int, int, int], ts: float) -> Track:
         x, y, w, h, area = blob
         centre = (x + w / 2, y + h / 2)
-        track = Track(self._next_id, ts, centre, centre, math.sqrt(area), math.sqrt(area), ts, anchor=centre, anchor_ts=ts, box=blob)
+        size = math.sqrt(area)
+        track = Track(self._next_id, ts, centre, centre, size, size, ts, anchor=centre, anchor_ts=ts, box=blob)
         self._next_id += 1
         self.tracks.append(track)
         return track
