@@ -59,9 +59,7 @@ def make_luma(image: np.ndarray, width: int) -> np.ndarray:
     """Downscale a BGR or grey image to a grey image `width` pixels wide (aspect kept), like a lores stream."""
     import cv2
 
+    from models.scale import downscale
+
     grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    height_px, width_px = grey.shape[:2]
-    if width >= width_px:
-        return np.ascontiguousarray(grey)
-    out_h = max(1, round(height_px * width / width_px))
-    return cv2.resize(grey, (width, out_h), interpolation=cv2.INTER_AREA)
+    return downscale(grey, width)
