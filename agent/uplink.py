@@ -81,6 +81,7 @@ class Uplink:
         self._state_lock = threading.Lock()
         self._gen = 0
         self._connected = False
+        self._ever_connected = False
         self._acks: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -136,7 +137,8 @@ class Uplink:
             if not info.is_published():
                 self._error("status 'stopped' not acknowledged before timeout")
         else:
-            log.warning("uplink stopping while disconnected; broker shows the 'offline' Last Will instead")
+            log.warning("uplink stopping while disconnected; %s", "the broker shows the 'offline' Last Will"
+                        if self._ever_connected else "the broker was never reached")
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -153,6 +155,7 @@ class Uplink:
             with self._state_lock:
                 self._gen += 1
                 self._connected = True
+                self._ever_connected = True
             client.publish(self._topic("status"), self._status_payload("online"), qos=1, retain=True)
         client.subscribe(self._topic("cmd"), qos=1)
         self.last_error = None
