@@ -133,7 +133,8 @@ class Agent:
             self.health = Health(self.clock, self.config.data_dir)
             self._start_gpio(stack)
             self.analyzer = Analyzer(self.config, AlarmInputs(self.gpio, self.config.fusion))
-            self.recorder = Recorder(self.config.recorder, self.outbox.media_dir, self.camera.fps)
+            self.recorder = Recorder(self.config.recorder, self.outbox.media_dir, self.camera.fps, self.camera,
+                                     allow_hardware=not self.privacy.active)
             self.watchdog = CameraWatchdog(self.config.camera_watchdog, self.clock)
             self._start_supervisor(stack)
             self._loop()

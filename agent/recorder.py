@@ -18,7 +18,7 @@ import numpy as np
 
 from agent.config import RecorderSettings
 from agent.errors import StorageError
-from drivers.camera.base import Frame
+from drivers.camera.base import Camera, Frame
 
 CLIP_NAME = "clip.mp4"
 SNAPSHOT_NAME = "snapshot.jpg"
@@ -144,22 +144,39 @@ def draw_boxes(image: np.ndarray, boxes, scale: float) -> np.ndarray:
     return marked
 
 
-class Recorder:
-    """Keeps the pre-roll and writes one clip (and snapshot) per alarm into media_dir/<event_id>/."""
+CLIP_CONTENT_TYPES = {"mp4": "video/mp4", "h264": "video/h264"}
 
-    def __init__(self, settings: RecorderSettings, media_dir: Path, fps: float) -> None:
+
+class Recorder:
+    """Keeps the pre-roll and writes one clip (and snapshot) per alarm into media_dir/<event_id>/.
+
+    With a camera that keeps its own encoded pre-roll (a Pi 4's hardware encoder) the clip comes from the camera
+    and no frame is re-encoded here; otherwise frames are buffered as JPEG and encoded with PyAV. Privacy masks
+    need the software path, since the hardware stream is encoded before the agent sees the pixels.
+    """
+
+    def __init__(self, settings: RecorderSettings, media_dir: Path, fps: float, camera: Camera | None = None,
+                 allow_hardware: bool = True) -> None:
         self.settings = settings
         self.media_dir = media_dir
         self.fps = fps
+        self.camera = camera
+        self.allow_hardware = allow_hardware
         self.pre_roll = PreRollBuffer(settings.pre_roll_s, settings.buffer_jpeg_quality)
         self._writer: ClipWriter | None = None
-        self._event_id: str | None = None
+        self._hardware_clip: tuple[Path, Path] | None = None  # (part, final) being written by the camera
+
+    @property
+    def uses_camera_clips(self) -> bool:
+        return self.allow_hardware and self.camera is not None and self.camera.hardware_preroll
 
     @property
     def recording(self) -> bool:
-        return self._writer is not None
+        return self._writer is not None or self._hardware_clip is not None
 
     def push(self, frame: Frame) -> None:
+        if self.uses_camera_clips:
+            return  # the camera's encoder keeps the pre-roll and writes the clip
         if self._writer is not None:
             self._writer.add(frame.ts, frame.image)
         else:
@@ -170,9 +187,14 @@ class Recorder:
         folder = self.media_dir / event_id
         folder.mkdir(parents=True, exist_ok=True)
         snapshot = self._write_snapshot(folder, frame, boxes)
+        if self.uses_camera_clips:
+            final = folder / f"clip.{self.camera.clip_format}"
+            part = final.with_name(final.name + ".part")
+            self.camera.start_clip(part)
+            self._hardware_clip = (part, final)
+            return snapshot
         height, width = frame.image.shape[:2]
         self._writer = ClipWriter(folder / CLIP_NAME, self.settings, self.fps, width, height)
-        self._event_id = event_id
         for ts, image in self.pre_roll.drain():
             self._writer.add(ts, image)
         self._writer.add(frame.ts, frame.image)
@@ -190,7 +212,11 @@ class Recorder:
 
     def finish(self) -> MediaFile:
         """Close the clip of the current alarm and return it, fingerprinted."""
+        if self._hardware_clip is not None:
+            (part, final), self._hardware_clip = self._hardware_clip, None
+            self.camera.stop_clip()
+            return finalize(part, final, CLIP_CONTENT_TYPES[self.camera.clip_format])
         if self._writer is None:
             raise StorageError("no clip is being recorded")
-        writer, self._writer, self._event_id = self._writer, None, None
+        writer, self._writer = self._writer, None
         return writer.close()

@@ -9,6 +9,7 @@ pre-roll clip written by the backend is decoded and checked frame by frame.
 
 from __future__ import annotations
 
+import hashlib
 import collections
 import itertools
 import sys
@@ -497,3 +498,38 @@ def test_capture_failure_mid_stream_is_a_hardware_error(fake_picamera2, tmp_path
     assert FakePicamera2.instances[0].closed
     with pytest.raises(HardwareError, match="not open"):
         next(camera.frames())
+
+
+def test_recorder_takes_the_pi4_hardware_clip_instead_of_encoding(fake_picamera2, tmp_path):
+    from agent.config import RecorderSettings
+    from agent.recorder import Recorder
+
+    camera = PiCamera(CAMERA, PiCameraSettings(preroll_s=1.0, iperiod=5), model_file=_board(tmp_path, PI4))
+    recorder = Recorder(RecorderSettings(pre_roll_s=1.0), tmp_path / "media", fps=10.0, camera=camera)
+    with camera:
+        assert recorder.uses_camera_clips
+        frames = camera.frames()
+        for _ in range(30):
+            recorder.push(next(frames))
+        assert len(recorder.pre_roll) == 0  # nothing buffered or re-encoded in software
+        snapshot = recorder.start("ev1", next(frames), [])
+        for _ in range(9):
+            recorder.push(next(frames))
+        clip = recorder.finish()
+    assert snapshot.path.exists() and not list((tmp_path / "media").rglob("*.part"))
+    assert clip.path.name == "clip.mp4" and clip.content_type == "video/mp4"
+    assert clip.sha256 == hashlib.sha256(clip.path.read_bytes()).hexdigest()
+    # the alarm frame is 30: one second (10 frames) before it, from a key frame (every 5th), through frame 39
+    assert _decoded_indexes(clip.path) == list(range(20, 40))
+
+
+def test_privacy_masks_keep_the_software_recorder(fake_picamera2, tmp_path):
+    from agent.config import RecorderSettings
+    from agent.recorder import Recorder
+
+    camera = PiCamera(CAMERA, PiCameraSettings(), model_file=_board(tmp_path, PI4))
+    recorder = Recorder(RecorderSettings(), tmp_path / "media", fps=10.0, camera=camera, allow_hardware=False)
+    with camera:
+        assert camera.hardware_preroll and not recorder.uses_camera_clips
+        recorder.push(next(camera.frames()))
+        assert len(recorder.pre_roll) == 1

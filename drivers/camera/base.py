@@ -34,6 +34,10 @@ class Camera(abc.ABC):
     frame_count: int | None = None
     #: a live camera is retried when it fails or ends; a recording that ends or fails ends the run
     live: bool = False
+    #: True when the camera keeps an encoded pre-roll itself and writes clips (a Pi 4's hardware encoder);
+    #: such cameras implement start_clip(path) / stop_clip() and say their container in clip_format
+    hardware_preroll: bool = False
+    clip_format: str = "mp4"
 
     @abc.abstractmethod
     def open(self) -> None:

@@ -188,6 +188,11 @@ class PiCamera(Camera):
         """True when clips come from the hardware encoder's circular buffer (start_clip / stop_clip)."""
         return self._preroll is not None
 
+    @property
+    def clip_format(self) -> str:
+        """'mp4' through PyavOutput; the older CircularOutput writes a raw H.264 elementary stream."""
+        return "mp4" if self._preroll is None or hasattr(self._preroll, "open_output") else "h264"
+
     def start_clip(self, path: str | Path) -> None:
         """Start writing a clip that begins preroll_s before now (from the first key frame in the buffer).
         CircularOutput2 writes an MP4 through PyavOutput; the older CircularOutput writes raw H.264."""
@@ -199,7 +204,7 @@ class PiCamera(Camera):
         if hasattr(self._preroll, "open_output"):
             from picamera2.outputs import PyavOutput
 
-            self._preroll.open_output(PyavOutput(str(path)))
+            self._preroll.open_output(PyavOutput(str(path), format="mp4"))
         else:
             self._preroll.fileoutput = str(path)
             self._preroll.start()
