@@ -9,8 +9,8 @@ pre-roll clip written by the backend is decoded and checked frame by frame.
 
 from __future__ import annotations
 
-import hashlib
 import collections
+import hashlib
 import itertools
 import sys
 import types
