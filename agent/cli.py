@@ -11,8 +11,8 @@ from pathlib import Path
 
 from agent import __version__
 from agent.clock import SystemClock
-from agent.config import AgentConfig, load_config
-from agent.errors import AgentError
+from agent.config import AgentConfig, load_config, parse_config
+from agent.errors import AgentError, ConfigError
 
 log = logging.getLogger("pid-agent")
 
@@ -81,10 +81,16 @@ def _run_agent(config: AgentConfig, *, upload: bool, events_path: Path | None, s
 
     camera = open_camera(config)
     with contextlib.ExitStack() as stack:
-        events_out = stack.enter_context(events_path.open("w", encoding="utf-8")) if events_path else None
-        bar = stack.enter_context(_progress(camera.frame_count)) if show_progress else None
+        events_out = stack.enter_context(_open_events(events_path)) if events_path else None
+        bar = stack.enter_context(_progress(None)) if show_progress else None
+
+        def advance(frame) -> None:
+            if bar.total is None and camera.frame_count:
+                bar.total = camera.frame_count  # known once the recording is open
+            bar.update(1)
+
         agent = Agent(config, camera, SystemClock(), upload=upload, events_out=events_out,
-                      on_frame=(lambda frame: bar.update(1)) if bar is not None else None)
+                      on_frame=advance if bar is not None else None)
         _stop_on_signals(agent)
         summary = agent.run()
     print(f"frames: {summary.frames}, alarms: {summary.alarms}, events: {len(summary.events_published)}")
@@ -97,10 +103,18 @@ def _run_agent(config: AgentConfig, *, upload: bool, events_path: Path | None, s
     return 0
 
 
+def _open_events(path: Path):
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--events: cannot write {path}: {exc.strerror or exc}") from None
+
+
 def _stop_on_signals(agent) -> None:
     def request_stop(signum, _frame):
-        log.info("signal %s: stopping", signal.Signals(signum).name)
+        log.info("signal %s: stopping (send it again to exit at once)", signal.Signals(signum).name)
         agent.stop_event.set()
+        signal.signal(signum, signal.SIG_DFL)  # a second signal is not ignored if the camera blocks
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
@@ -113,10 +127,11 @@ def cmd_run(args) -> int:
 
 def cmd_replay(args) -> int:
     config = load_config(args.config)
-    camera = config.camera.model_copy(update={
-        "backend": "replay", "source": args.source, "realtime": not args.fast,
-        "fps": args.fps if args.fps else config.camera.fps})
-    config = config.model_copy(update={"camera": camera})
+    data = config.model_dump()
+    data["camera"].update(backend="replay", source=args.source, realtime=not args.fast)
+    if args.fps is not None:
+        data["camera"]["fps"] = args.fps
+    config = parse_config(data, origin="(config with replay options)")  # --fps is validated like camera.fps
     return _run_agent(config, upload=not args.offline, events_path=args.events, show_progress=True)
 
 
@@ -131,7 +146,8 @@ def cmd_command(args) -> int:
 
     result = send_command(args.broker, args.device, args.json, args.timeout)
     if result is None:
-        print(f"no answer from {args.device} within {args.timeout:.0f} s (it is sent when the unit reconnects)")
+        print(f"no answer from {args.device} within {args.timeout:.0f} s; commands are not queued for a unit "
+              "that is offline: send it again once its status is online")
         return 1
     print(result)
     return 0 if result.get("ok") else 1

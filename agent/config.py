@@ -84,6 +84,13 @@ class BrokerSettings(Section):
     chunk_bytes: int = Field(256 * 1024, ge=1024, le=16 * 1024 * 1024, description="Media chunk size.")
     inflight: int = Field(16, ge=1, le=1000, description="QoS 1 messages in flight before waiting for acks.")
 
+    @model_validator(mode="after")
+    def _backoff_order(self) -> "BrokerSettings":
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError(f"reconnect_min_s ({self.reconnect_min_s}) must not exceed reconnect_max_s "
+                             f"({self.reconnect_max_s})")
+        return self
+
     @property
     def host(self) -> str:
         return self.url.split("://", 1)[1].rstrip("/").split(":")[0]

@@ -297,6 +297,8 @@ class Outbox:
     def _make_room(self, incoming: int, allowed: tuple[str, ...], what: str) -> bool:
         """Evict oldest heartbeats, then oldest media, then oldest events (as allowed) until incoming fits."""
         used = self.size_bytes()
+        if used - sum(self._bytes_of(kind) for kind in allowed) + incoming > self.max_bytes:
+            return False  # cannot fit even with every allowed eviction: evict nothing for it
         for victim_kind in ("heartbeat", "media", "event"):
             while used + incoming > self.max_bytes and victim_kind in allowed:
                 freed = self._evict_oldest(victim_kind, what)
@@ -304,6 +306,16 @@ class Outbox:
                     break
                 used -= freed
         return used + incoming <= self.max_bytes
+
+    def _bytes_of(self, kind: str) -> int:
+        """Bytes that evicting every queued item of this kind would free."""
+        if kind == "media":
+            files = self._db.execute("SELECT COALESCE(SUM(total_bytes), 0) FROM media").fetchone()[0]
+            kind = "manifest"
+        else:
+            files = 0
+        rows = self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM messages WHERE kind = ?", (kind,)).fetchone()
+        return files + rows[0]
 
     def _evict_oldest(self, kind: str, what: str) -> int | None:
         if kind == "media":

@@ -14,13 +14,13 @@ import queue
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Callable, Sequence
 
 from agent import __version__, messages
 from agent.clock import Clock, iso_utc
 from agent.commands import Arm, CommandError, Disarm, SetMode, Silence, parse_command, request_id
 from agent.config import AgentConfig
-from agent.errors import HardwareError, SourceError
+from agent.errors import AgentError, HardwareError, SourceError, StorageError
 from agent.events import (
     AlarmEnded,
     AlarmStarted,
@@ -35,7 +35,7 @@ from agent.health import Health
 from agent.outbox import Outbox
 from agent.privacy import PrivacyFilter
 from agent.publisher import Publisher
-from agent.recorder import MediaFile, Recorder
+from agent.recorder import MediaFile, Recorder, check_encoder
 from agent.schedule import Schedule
 from agent.sensors import AlarmInputs, FrameInputs, fault_payload
 from agent.signalling import Signaller
@@ -50,6 +50,15 @@ log = logging.getLogger(__name__)
 
 SUPERVISOR_PERIOD_S = 1.0
 CAMERA_RETRY_MAX_S = 60.0
+STOPPING_DRAIN_S = 10.0  # on a stop request: what may still go out quickly; the rest stays in the outbox
+
+
+class _CameraLost(AgentError):
+    """The camera failed while opening or delivering frames (not while the agent processed a frame)."""
+
+    def __init__(self, error: AgentError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +97,7 @@ class Analyzer:
 class RunSummary:
     frames: int = 0
     alarms: int = 0
-    events_published: list[dict] = field(default_factory=list)
+    events_published: Sequence[dict] = field(default_factory=list)
     outbox_path: Path | None = None
     outbox_depth: int = 0
     delivered: bool = False
@@ -119,6 +128,11 @@ class Agent:
         self._last_frame: Frame | None = None
         self._next_heartbeat = 0.0
         self._commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        # one lock for "the unit's state": the frame loop takes it per frame, the supervisor per pass
+        self._lock = threading.RLock()
+        self._streaming = False
+        self._last_frame_mono = 0.0
+        self._camera_attempt = 0
 
     # lifecycle: start in order, stop in reverse (ExitStack), one stop signal (stop_event) ---------------------
     def run(self) -> RunSummary:
@@ -133,6 +147,7 @@ class Agent:
             self.health = Health(self.clock, self.config.data_dir)
             self._start_gpio(stack)
             self.analyzer = Analyzer(self.config, AlarmInputs(self.gpio, self.config.fusion))
+            check_encoder(self.config.recorder)
             self.recorder = Recorder(self.config.recorder, self.outbox.media_dir, self.camera.fps, self.camera,
                                      allow_hardware=not self.privacy.active)
             self.watchdog = CameraWatchdog(self.config.camera_watchdog, self.clock)
@@ -188,41 +203,56 @@ class Agent:
             self.outbox.close_alarm(start_payload["event_id"])
 
     def _loop(self) -> None:
-        attempt = 0
         try:
             while not self.stop_event.is_set():
                 try:
                     self._stream()
                     if self.stop_event.is_set() or not self.camera.live:
                         return  # asked to stop, or the recording ended
-                    raise SourceError("the camera stopped delivering frames")
-                except (SourceError, HardwareError) as exc:
+                    raise _CameraLost(SourceError("the camera stopped delivering frames"))
+                except _CameraLost as lost:
                     if not self.camera.live:
-                        raise
-                    self._camera_failed(str(exc), attempt)
-                    attempt += 1
+                        raise lost.error from None
+                    self._camera_failed(str(lost))
         finally:
-            frame = self._last_frame
-            if frame is not None:
-                for event in self.analyzer.finish(frame):
-                    self._handle(event, frame, None)
-                self.signaller.close(frame.ts)
+            with self._lock:
+                frame = self._last_frame
+                if frame is not None:
+                    for event in self.analyzer.finish(frame):
+                        self._handle(event, frame, None)
+                    self.signaller.close(frame.ts)
 
     def _stream(self) -> None:
-        self.camera.open()
+        """Frames until the source ends or a stop is asked; camera errors become _CameraLost, errors of the
+        agent's own work on a frame are not mistaken for camera faults."""
         try:
-            for frame in self.camera.frames():
-                self._process(frame)
-                if self.stop_event.is_set():
+            self.camera.open()
+        except (SourceError, HardwareError) as exc:
+            raise _CameraLost(exc) from None
+        self.recorder.fps = self.camera.fps  # a recording's real rate is known once it is open
+        self._streaming = True
+        try:
+            frames = iter(self.camera.frames())
+            while not self.stop_event.is_set():
+                try:
+                    frame = next(frames)
+                except StopIteration:
                     return
+                except (SourceError, HardwareError) as exc:
+                    raise _CameraLost(exc) from None
+                self._process(frame)
+                self._camera_attempt = 0
         finally:
+            self._streaming = False
             self.camera.close()
 
-    def _camera_failed(self, message: str, attempt: int) -> None:
+    def _camera_failed(self, message: str) -> None:
         """A live camera failed: report it, keep everything else running, and retry with capped backoff."""
         log.error("camera: %s", message)
-        self._publish_camera_events(self.watchdog.error(message))
-        delay = min(CAMERA_RETRY_MAX_S, 2.0 ** attempt)
+        with self._lock:
+            self._publish_camera_events(self.watchdog.error(message))
+        delay = min(CAMERA_RETRY_MAX_S, 2.0 ** self._camera_attempt)
+        self._camera_attempt += 1
         self.stop_event.wait(delay)
 
     def _drain(self) -> None:
@@ -230,16 +260,35 @@ class Agent:
         if self.uplink is None:
             return
         if self.uplink.connected:
-            self.summary.delivered = self.uplink.wait_drained(self.drain_timeout_s)
+            # asked to stop (SIGTERM): don't outlast the service manager; the outbox keeps the rest for later
+            timeout = min(self.drain_timeout_s, STOPPING_DRAIN_S) if self.stop_event.is_set() else self.drain_timeout_s
+            self.summary.delivered = self.uplink.wait_drained(timeout)
             self.summary.outbox_depth = self.outbox.depth()
 
     # beside the loop -----------------------------------------------------------------------------------------
     def _supervise(self, done: threading.Event) -> None:
         while True:
-            self._publish_camera_events(self.watchdog.tick())
-            self._maybe_heartbeat()
+            try:
+                with self._lock:
+                    if self._streaming:
+                        self._publish_camera_events(self.watchdog.tick())
+                    self._while_no_frames()
+                    self._maybe_heartbeat()
+            except Exception:  # noqa: BLE001 - a dead supervisor would silently end heartbeats and stall checks
+                log.exception("supervisor pass failed; the next pass runs in %.0f s", SUPERVISOR_PERIOD_S)
             if done.wait(SUPERVISOR_PERIOD_S):
                 return
+
+    def _while_no_frames(self) -> None:
+        """With the camera stalled or down, outputs must still time out and commands still apply: run them on
+        the frame timeline extrapolated from the last frame."""
+        frame = self._last_frame
+        idle = self.clock.monotonic() - self._last_frame_mono
+        if frame is None or idle < SUPERVISOR_PERIOD_S:
+            return
+        now = dataclasses.replace(frame, ts=frame.ts + idle)
+        self.signaller.tick(now.ts)
+        self._apply_commands(now)
 
     def _maybe_heartbeat(self) -> None:
         now = self.clock.monotonic()
@@ -278,7 +327,7 @@ class Agent:
                 command = parse_command(payload)
                 detail = self._execute(command, frame)
                 result.update(id=command.id, cmd=command.cmd, ok=True, detail=detail)
-            except CommandError as exc:
+            except AgentError as exc:  # a refused command, or one that could not be carried out
                 log.warning("command refused: %s", exc)
                 result.update(id=request_id(payload), ok=False, reason=str(exc))
             self.publisher.command_result(result)
@@ -304,9 +353,14 @@ class Agent:
 
     # per frame -----------------------------------------------------------------------------------------------
     def _process(self, frame: Frame) -> None:
+        with self._lock:
+            self._process_locked(frame)
+
+    def _process_locked(self, frame: Frame) -> None:
         if self._first_frame_ts is None:
             self._first_frame_ts, self._wall_at_first_frame = frame.ts, self.clock.wall()
         self._last_frame = frame
+        self._last_frame_mono = self.clock.monotonic()
         self._publish_camera_events(self.watchdog.frame_arrived(frame.ts))
         self._apply_commands(frame)
         self._follow_schedule(frame)
@@ -314,7 +368,7 @@ class Agent:
         if self.privacy.active:
             frame = dataclasses.replace(frame, image=self.privacy.apply(frame.image))
         if not any(isinstance(event, AlarmStarted) for event in analysis.events):
-            self.recorder.push(frame)
+            self._record(frame)
         if analysis.inputs is not None:
             self._publish_inputs(analysis.inputs, frame)
         for event in analysis.events:
@@ -324,6 +378,20 @@ class Agent:
         self.summary.frames += 1
         if self.on_frame is not None:
             self.on_frame(frame)
+
+    def _record(self, frame: Frame) -> None:
+        try:
+            self.recorder.push(frame)
+        except StorageError as exc:
+            recording = self.analyzer.engine.active_event_id if self.recorder.recording else None
+            self.recorder.abandon()
+            self._storage_failed(recording, exc, frame)
+
+    def _storage_failed(self, event_id: str | None, error: StorageError, frame: Frame) -> None:
+        """A clip or snapshot could not be written or queued: say so upstream and keep guarding the site."""
+        log.error("storage: %s", error)
+        self._publish_unit_event({"kind": "fault", "source": "storage", "message": str(error),
+                                  "alarm_event_id": event_id}, self._wall(frame), frame.index)
 
     def _follow_schedule(self, frame: Frame) -> None:
         armed = self.schedule.change(self._wall(frame))
@@ -382,23 +450,48 @@ class Agent:
         self.outbox.open_alarm(event.event_id, payload)
         self.signaller.alarm_started(frame.ts)
         self._started_wall[event.event_id] = self._wall(frame)
-        snapshot = self.recorder.start(event.event_id, frame, event.boxes)
-        self._snapshots[event.event_id] = snapshot
-        self.publisher.media(event.event_id, snapshot)
         self.health.last_event_id = event.event_id
         self.summary.alarms += 1
+        try:
+            snapshot = self.recorder.start(event.event_id, frame, event.boxes)
+            self._queue_media(event.event_id, snapshot, frame)
+            self._snapshots[event.event_id] = snapshot
+        except StorageError as exc:
+            self.recorder.abandon()
+            self._storage_failed(event.event_id, exc, frame)
 
     def _alarm_ended(self, event: AlarmEnded, frame: Frame) -> None:
-        clip = self.recorder.finish()
-        snapshot = self._snapshots.pop(event.event_id, None)
-        duration = self._wall(frame) - self._started_wall.pop(event.event_id, self._wall(frame))
-        confirmed_by = self.analyzer.inputs.alarm_ended()
-        self.publisher.event(lambda seq: {
-            **messages.alarm_end(self.identity, seq, event, self._wall(frame), duration, clip, snapshot),
-            "confirmed_by": confirmed_by})
-        self.publisher.media(event.event_id, clip)
-        self.outbox.close_alarm(event.event_id)
-        self.signaller.alarm_ended(frame.ts)
+        try:
+            clip = self._finish_clip(event.event_id, frame)
+            snapshot = self._snapshots.pop(event.event_id, None)
+            duration = self._wall(frame) - self._started_wall.pop(event.event_id, self._wall(frame))
+            confirmed_by = self.analyzer.inputs.alarm_ended()
+            self.publisher.event(lambda seq: {
+                **messages.alarm_end(self.identity, seq, event, self._wall(frame), duration, clip, snapshot),
+                "confirmed_by": confirmed_by})
+            self.outbox.close_alarm(event.event_id)
+        finally:
+            self.signaller.alarm_ended(frame.ts)
+
+    def _finish_clip(self, event_id: str, frame: Frame) -> MediaFile | None:
+        """Close and queue the alarm's clip; None (and a storage fault) when it could not be kept."""
+        if not self.recorder.recording:
+            return None
+        try:
+            clip = self.recorder.finish()
+            self._queue_media(event_id, clip, frame)
+            return clip
+        except StorageError as exc:
+            self._storage_failed(event_id, exc, frame)
+            return None
+
+    def _queue_media(self, event_id: str, media: MediaFile, frame: Frame) -> None:
+        """Queue a finished file; one the outbox cannot take is deleted, never left on disk unaccounted for."""
+        try:
+            self.publisher.media(event_id, media)
+        except StorageError:
+            media.path.unlink(missing_ok=True)
+            raise
 
     def _notify(self) -> None:
         if self.uplink is not None:

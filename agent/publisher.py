@@ -6,12 +6,16 @@ when the supervisor thread (heartbeats, camera faults) and the frame loop publis
 
 from __future__ import annotations
 
+import collections
 import json
 import threading
 from typing import IO, Callable
 
 from agent.outbox import Outbox
 from agent.recorder import MediaFile
+
+
+HISTORY = 10_000
 
 
 class Publisher:
@@ -21,8 +25,9 @@ class Publisher:
         self.chunk_bytes = chunk_bytes
         self.events_out = events_out
         self.notify = notify or (lambda: None)
-        self.published: list[dict] = []
-        self.published_results: list[dict] = []
+        # recent history for replays, tests and the CLI summary; bounded, as a unit runs for weeks
+        self.published: collections.deque[dict] = collections.deque(maxlen=HISTORY)
+        self.published_results: collections.deque[dict] = collections.deque(maxlen=HISTORY)
         self._lock = threading.Lock()
 
     def event(self, build: Callable[[int], dict]) -> dict:

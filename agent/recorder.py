@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -17,8 +18,10 @@ import cv2
 import numpy as np
 
 from agent.config import RecorderSettings
-from agent.errors import StorageError
+from agent.errors import ConfigError, StorageError
 from drivers.camera.base import Camera, Frame
+
+log = logging.getLogger(__name__)
 
 CLIP_NAME = "clip.mp4"
 SNAPSHOT_NAME = "snapshot.jpg"
@@ -47,10 +50,13 @@ def sha256_of(path: Path) -> str:
 
 def finalize(part: Path, final: Path, content_type: str) -> MediaFile:
     """fsync a finished .part file, rename it into place and fingerprint it."""
-    with part.open("rb") as stream:
-        os.fsync(stream.fileno())
-    os.replace(part, final)
-    return MediaFile(final.name, final, final.stat().st_size, sha256_of(final), content_type)
+    try:
+        with part.open("rb") as stream:
+            os.fsync(stream.fileno())
+        os.replace(part, final)
+        return MediaFile(final.name, final, final.stat().st_size, sha256_of(final), content_type)
+    except OSError as exc:
+        raise StorageError(f"cannot finish {final}: {exc.strerror or exc}") from None
 
 
 class PreRollBuffer:
@@ -85,6 +91,23 @@ class PreRollBuffer:
         return len(self._frames)
 
 
+def check_encoder(settings: RecorderSettings) -> None:
+    """Open the configured encoder once at start-up, so a wrong codec or preset is a config error then, not a
+    crash at the first alarm (PyAV opens encoders lazily, at the first frame)."""
+    import av
+
+    try:
+        context = av.CodecContext.create(settings.codec, "w")
+        context.width, context.height, context.pix_fmt = 64, 64, "yuv420p"
+        context.time_base = Fraction(1, PTS_PER_SECOND)
+        if settings.codec == "libx264":
+            context.options = {"crf": str(settings.crf), "preset": settings.preset, "tune": "zerolatency"}
+        context.open()
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise ConfigError(f"recorder.codec / recorder.preset: cannot open encoder {settings.codec!r} "
+                          f"(preset {settings.preset!r}): {exc}") from None
+
+
 class ClipWriter:
     """Encodes frames into an H.264 MP4 with PyAV; pts come from frame time, so gaps and jitter are kept honest."""
 
@@ -112,6 +135,14 @@ class ClipWriter:
     def add(self, ts: float, image: np.ndarray) -> None:
         import av
 
+        try:
+            self._add(ts, image)
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise StorageError(f"cannot write clip {self.part_path}: {exc}") from None
+
+    def _add(self, ts: float, image: np.ndarray) -> None:
+        import av
+
         if self._first_ts is None:
             self._first_ts = ts
         pts = int(round((ts - self._first_ts) * PTS_PER_SECOND))
@@ -126,13 +157,24 @@ class ClipWriter:
         self.frames_written += 1
 
     def close(self) -> MediaFile:
-        for packet in self._stream.encode(None):
-            self._container.mux(packet)
-        self._container.close()
-        return finalize(self.part_path, self.final_path, "video/mp4")
+        import av
+
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+            self._container.close()
+            return finalize(self.part_path, self.final_path, "video/mp4")
+        except (av.error.FFmpegError, OSError) as exc:
+            raise StorageError(f"cannot finish clip {self.part_path}: {exc}") from None
 
     def abandon(self) -> None:
-        self._container.close()
+        """Give up on a clip that cannot be written: nothing half-written is left to be mistaken for a clip."""
+        import av
+
+        try:
+            self._container.close()
+        except (av.error.FFmpegError, OSError) as exc:
+            log.warning("closing abandoned clip %s: %s", self.part_path, exc)
         self.part_path.unlink(missing_ok=True)
 
 
@@ -185,7 +227,10 @@ class Recorder:
     def start(self, event_id: str, frame: Frame, boxes) -> MediaFile:
         """Open the clip with the pre-roll and the triggering frame; write and return the snapshot."""
         folder = self.media_dir / event_id
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create media folder {folder}: {exc.strerror or exc}") from None
         snapshot = self._write_snapshot(folder, frame, boxes)
         if self.uses_camera_clips:
             final = folder / f"clip.{self.camera.clip_format}"
@@ -207,8 +252,12 @@ class Recorder:
         if not ok:
             raise StorageError(f"JPEG encoding of the snapshot for {folder.name} failed")
         part = folder / (SNAPSHOT_NAME + ".part")
-        part.write_bytes(encoded.tobytes())
-        return finalize(part, folder / SNAPSHOT_NAME, "image/jpeg")
+        try:
+            part.write_bytes(encoded.tobytes())
+            return finalize(part, folder / SNAPSHOT_NAME, "image/jpeg")
+        except OSError as exc:
+            part.unlink(missing_ok=True)
+            raise StorageError(f"cannot write snapshot {part}: {exc.strerror or exc}") from None
 
     def finish(self) -> MediaFile:
         """Close the clip of the current alarm and return it, fingerprinted."""
@@ -219,4 +268,19 @@ class Recorder:
         if self._writer is None:
             raise StorageError("no clip is being recorded")
         writer, self._writer = self._writer, None
-        return writer.close()
+        try:
+            return writer.close()
+        except StorageError:
+            writer.abandon()
+            raise
+
+    def abandon(self) -> None:
+        """Drop the clip being recorded after a storage failure (its .part file is removed)."""
+        if self._writer is not None:
+            self._writer.abandon()
+            self._writer = None
+        if self._hardware_clip is not None:
+            part, _ = self._hardware_clip
+            self._hardware_clip = None
+            self.camera.stop_clip()
+            part.unlink(missing_ok=True)

@@ -257,3 +257,25 @@ def test_puts_survive_sigkill(tmp_path):
     assert set(confirmed) <= stored
     assert box.next_seq() > len(stored)  # the counter never goes back behind what was handed out
     box.close()
+
+
+def test_a_file_that_can_never_fit_evicts_nothing(tmp_path):
+    from agent.clock import ManualClock
+    from agent.errors import StorageError
+    from agent.outbox import Outbox
+
+    outbox = Outbox(tmp_path / "data", 1024 * 1024, ManualClock())
+    try:
+        outbox.put_message("heartbeat", {"n": 1}, kind="heartbeat")
+        small = outbox.media_dir / "ev1" / "snapshot.jpg"
+        small.parent.mkdir(parents=True)
+        small.write_bytes(b"x" * 1000)
+        outbox.put_media("ev1", "snapshot.jpg", small, "image/jpeg", 256 * 1024)
+        huge = outbox.media_dir / "ev1" / "clip.mp4"
+        huge.write_bytes(b"y" * (1024 * 1024 + 1))
+        depth = outbox.depth()
+        with pytest.raises(StorageError, match="does not fit"):
+            outbox.put_media("ev1", "clip.mp4", huge, "video/mp4", 256 * 1024)
+        assert outbox.depth() == depth and small.exists()  # the heartbeat and the snapshot are still queued
+    finally:
+        outbox.close()
