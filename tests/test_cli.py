@@ -92,3 +92,38 @@ def test_offline_replay_detects_records_and_spools(tmp_path, demo_clip):
     clip = tmp_path / "data" / "media" / start["event_id"] / "clip.mp4"
     assert clip.stat().st_size == end["clip"]["bytes"]
     assert "wait in the outbox at" in result.stdout and str(tmp_path / "data") in result.stdout
+
+
+def test_replay_fps_is_validated_like_the_config(tmp_path, demo_clip):
+    result = pid_agent("replay", demo_clip, "--fast", "--offline", "--fps", "-5")
+    assert result.returncode == 2 and "camera.fps" in result.stderr
+
+
+def test_events_file_in_a_missing_folder_is_reported(tmp_path, demo_clip):
+    result = pid_agent("replay", demo_clip, "--fast", "--offline", "--events", tmp_path / "nope" / "e.jsonl")
+    assert result.returncode == 2 and "--events" in result.stderr
+
+
+def test_unusable_encoder_is_a_config_error_at_start_up(tmp_path, demo_clip):
+    config = write_config(tmp_path / "c.toml", f"data_dir = '{tmp_path / 'data'}'\n[recorder]\npreset = 'superfastt'\n")
+    assert pid_agent("check-config", config).returncode == 0  # valid TOML and types; the encoder is this machine's
+    result = pid_agent("replay", demo_clip, "--fast", "--offline", "--config", config)
+    assert result.returncode == 2 and "recorder.codec / recorder.preset" in result.stderr
+
+
+def test_a_clip_the_outbox_cannot_hold_is_a_storage_fault_not_a_crash(tmp_path, demo_clip):
+    config = write_config(tmp_path / "c.toml", f"data_dir = '{tmp_path / 'data'}'\n[outbox]\nmax_bytes = 1048576\n"
+                                                "[recorder]\ncrf = 0\n")  # lossless: the clip is far over 1 MiB
+    events_path = tmp_path / "events.jsonl"
+    result = pid_agent("replay", demo_clip, "--fast", "--offline", "--config", config, "--events", events_path)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in events_path.read_text().splitlines()]
+    kinds = [(e["kind"], e.get("phase"), e.get("source")) for e in events]
+    assert kinds == [("intrusion", "start", None), ("fault", None, "storage"), ("intrusion", "end", None)]
+    assert "does not fit" in events[1]["message"] and events[1]["alarm_event_id"] == events[0]["event_id"]
+    assert events[2]["clip"] is None and events[2]["snapshot"]["bytes"] > 0
+    assert not (tmp_path / "data" / "media" / events[0]["event_id"] / "clip.mp4").exists()
+    # the next start finds nothing open: no second, contradictory end
+    again = pid_agent("replay", demo_clip, "--fast", "--offline", "--config", config, "--events", events_path)
+    assert "incomplete" not in again.stderr
+    assert all(not e.get("incomplete") for e in map(json.loads, events_path.read_text().splitlines()))
