@@ -280,6 +280,8 @@ class Outbox:
                     repairs.append(f"dropped queued media {path}: expected {total} bytes, file {found}")
             for orphan in sorted(p for p in self._media_root.rglob("*") if p.is_file() and p not in queued):
                 repairs.append(f"media file {orphan} is on disk but not queued (left in place)")
+            for folder in [p for p in self._media_root.iterdir() if p.is_dir() and not any(p.iterdir())]:
+                folder.rmdir()  # tidy: every file of that event was sent
         for line in repairs:
             log.warning("outbox recovery: %s", line)
         return repairs
@@ -348,12 +350,10 @@ class Outbox:
         return freed
 
     def _unlink(self, path: Path) -> None:
+        # Only the file: its event folder may be receiving the alarm's clip right now (the recorder writes there
+        # while the uplink deletes the sent snapshot), so empty folders are tidied by recover() at start-up.
         try:
             path.unlink(missing_ok=True)
-            folder = path.parent
-            # Tidy the per-event folder once its last file is gone (never the media dir itself).
-            if folder != self._media_root and folder.is_relative_to(self._media_root) and not any(folder.iterdir()):
-                folder.rmdir()
         except OSError as exc:
             raise StorageError(f"cannot delete media file {path}: {exc.strerror or exc}") from None
 

@@ -453,9 +453,11 @@ class Agent:
         self.health.last_event_id = event.event_id
         self.summary.alarms += 1
         try:
-            snapshot = self.recorder.start(event.event_id, frame, event.boxes)
+            # the snapshot is queued before the clip starts, so a crash mid-clip cannot strand it unqueued
+            snapshot = self.recorder.snapshot(event.event_id, frame, event.boxes)
             self._queue_media(event.event_id, snapshot, frame)
             self._snapshots[event.event_id] = snapshot
+            self.recorder.start(event.event_id, frame)
         except StorageError as exc:
             self.recorder.abandon()
             self._storage_failed(event.event_id, exc, frame)

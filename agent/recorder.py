@@ -224,26 +224,32 @@ class Recorder:
         else:
             self.pre_roll.push(frame.ts, frame.image)
 
-    def start(self, event_id: str, frame: Frame, boxes) -> MediaFile:
-        """Open the clip with the pre-roll and the triggering frame; write and return the snapshot."""
+    def _folder(self, event_id: str) -> Path:
         folder = self.media_dir / event_id
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create media folder {folder}: {exc.strerror or exc}") from None
-        snapshot = self._write_snapshot(folder, frame, boxes)
+        return folder
+
+    def snapshot(self, event_id: str, frame: Frame, boxes) -> MediaFile:
+        """Write the alarm's snapshot: the triggering frame with the boxes drawn."""
+        return self._write_snapshot(self._folder(event_id), frame, boxes)
+
+    def start(self, event_id: str, frame: Frame) -> None:
+        """Open the alarm's clip with the pre-roll and the triggering frame."""
+        folder = self._folder(event_id)
         if self.uses_camera_clips:
             final = folder / f"clip.{self.camera.clip_format}"
             part = final.with_name(final.name + ".part")
             self.camera.start_clip(part)
             self._hardware_clip = (part, final)
-            return snapshot
+            return
         height, width = frame.image.shape[:2]
         self._writer = ClipWriter(folder / CLIP_NAME, self.settings, self.fps, width, height)
         for ts, image in self.pre_roll.drain():
             self._writer.add(ts, image)
         self._writer.add(frame.ts, frame.image)
-        return snapshot
 
     def _write_snapshot(self, folder: Path, frame: Frame, boxes) -> MediaFile:
         scale = frame.image.shape[1] / frame.luma.shape[1]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.footage import under_ci
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
 
@@ -81,7 +83,7 @@ class Broker:
 
 def _require_mosquitto() -> None:
     if not Path(MOSQUITTO).exists():
-        if os.environ.get("CI") == "true":
+        if under_ci():
             pytest.fail(f"mosquitto not installed at {MOSQUITTO}, and CI=true requires the broker tests")
         pytest.skip(f"mosquitto not installed at {MOSQUITTO}")
 

@@ -512,7 +512,9 @@ def test_recorder_takes_the_pi4_hardware_clip_instead_of_encoding(fake_picamera2
         for _ in range(30):
             recorder.push(next(frames))
         assert len(recorder.pre_roll) == 0  # nothing buffered or re-encoded in software
-        snapshot = recorder.start("ev1", next(frames), [])
+        frame = next(frames)
+        snapshot = recorder.snapshot("ev1", frame, [])
+        recorder.start("ev1", frame)
         for _ in range(9):
             recorder.push(next(frames))
         clip = recorder.finish()

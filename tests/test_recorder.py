@@ -36,7 +36,8 @@ def test_clip_holds_pre_roll_alarm_and_post_roll(tmp_path):
     snapshot = clip = None
     for frame in synthetic_frames(12.0):
         if frame.index == 50:
-            snapshot = recorder.start("ev1", frame, [Box(10, 10, 20, 40, 800)])
+            snapshot = recorder.snapshot("ev1", frame, [Box(10, 10, 20, 40, 800)])
+            recorder.start("ev1", frame)
         elif frame.index == 90:
             clip = recorder.finish()
         else:
@@ -69,4 +70,4 @@ def test_unknown_codec_is_a_clear_error(tmp_path):
     recorder = Recorder(RecorderSettings(codec="no-such-codec"), tmp_path, fps=10.0)
     frame = next(synthetic_frames(1.0))
     with pytest.raises(StorageError, match="no-such-codec"):
-        recorder.start("ev1", frame, [])
+        recorder.start("ev1", frame)
