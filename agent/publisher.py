@@ -14,7 +14,6 @@ from typing import IO, Callable
 from agent.outbox import Outbox
 from agent.recorder import MediaFile
 
-
 HISTORY = 10_000
 
 
