@@ -48,8 +48,12 @@ def alarm_end(identity: dict, seq: int, event: AlarmEnded, wall_ts: float, durat
     }
 
 
-def incomplete_end(identity: dict, seq: int, start_payload: dict, wall_ts: float) -> dict:
-    """The honest end of an alarm whose clip was lost because the agent stopped abruptly."""
+def incomplete_end(identity: dict, seq: int, start_payload: dict, wall_ts: float,
+                   clip: MediaFile | None = None) -> dict:
+    """The honest end of an alarm that was open when the agent stopped abruptly: its clip is lost, unless it had
+    been finished (fsynced and renamed) just before the stop, in which case it is sent."""
+    reason = ("agent stopped abruptly; the clip was finished and is sent" if clip else
+              "agent stopped abruptly; clip incomplete and discarded")
     return {
         **identity,
         "event_id": start_payload["event_id"],
@@ -61,9 +65,9 @@ def incomplete_end(identity: dict, seq: int, start_payload: dict, wall_ts: float
         "started_frame": start_payload.get("frame"),
         "score": start_payload.get("score", 0.0),
         "boxes": [],
-        "reason": "agent stopped abruptly; clip incomplete and discarded",
+        "reason": reason,
         "incomplete": True,
-        "clip": None,
+        "clip": clip.describe() if clip else None,
         "snapshot": None,
     }
 

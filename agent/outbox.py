@@ -231,6 +231,12 @@ class Outbox:
                 self._db.execute("DELETE FROM media WHERE id = ?", (row[0],))
             self._unlink(Path(done[1]))
 
+    def is_queued(self, path: Path) -> bool:
+        """Whether a media file is already queued (so recovery does not queue it twice)."""
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM media WHERE path = ?", (str(Path(path).resolve()),)).fetchone()
+        return row is not None
+
     def depth(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]

@@ -35,7 +35,7 @@ from agent.health import Health
 from agent.outbox import Outbox
 from agent.privacy import PrivacyFilter
 from agent.publisher import Publisher
-from agent.recorder import MediaFile, Recorder, check_encoder
+from agent.recorder import CLIP_CONTENT_TYPES, MediaFile, Recorder, check_encoder
 from agent.schedule import Schedule
 from agent.sensors import AlarmInputs, FrameInputs, fault_payload
 from agent.signalling import Signaller
@@ -198,9 +198,21 @@ class Agent:
         for start_payload in self.outbox.open_alarms():
             log.warning("alarm %s was open when the agent last stopped; sending an incomplete end",
                         start_payload["event_id"])
-            self.publisher.event(lambda seq, start=start_payload: messages.incomplete_end(
-                self.identity, seq, start, self.clock.wall()))
+            clip = self._finished_unqueued_clip(start_payload["event_id"])
+            self.publisher.event(lambda seq, start=start_payload, clip=clip: messages.incomplete_end(
+                self.identity, seq, start, self.clock.wall(), clip))
             self.outbox.close_alarm(start_payload["event_id"])
+
+    def _finished_unqueued_clip(self, event_id: str) -> MediaFile | None:
+        """A clip finished (fsynced, renamed) but not yet queued when the agent was killed: queue it now."""
+        for path in sorted((self.outbox.media_dir / event_id).glob("clip.*")):
+            if path.suffix == ".part" or self.outbox.is_queued(path):
+                continue
+            manifest = self.outbox.put_media(event_id, path.name, path, CLIP_CONTENT_TYPES.get(
+                path.suffix.lstrip("."), "application/octet-stream"), self.config.broker.chunk_bytes)
+            log.warning("queued clip %s, finished just before the agent stopped", path)
+            return MediaFile(path.name, path, manifest["total_bytes"], manifest["sha256"], manifest["content_type"])
+        return None
 
     def _loop(self) -> None:
         try:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from agent.clock import SystemClock
@@ -191,3 +192,32 @@ def test_sigkill_while_writing_a_clip_leaves_a_consistent_outbox(mosquitto, tmp_
     finally:
         outbox.close()
     monitor.stop()
+
+
+def test_a_clip_finished_just_before_a_kill_is_sent_with_the_incomplete_end(tmp_path):
+    """The window between a clip's rename and its queueing: after a restart the finished clip is not lost."""
+    from agent.config import RecorderSettings
+    from agent.demo import write_demo
+    from agent.recorder import ClipWriter
+
+    data_dir = tmp_path / "data"
+    outbox = Outbox(data_dir, 1 << 30, SystemClock())
+    outbox.open_alarm("ev-killed", {"event_id": "ev-killed", "kind": "intrusion", "frame": 60, "score": 0.1})
+    (outbox.media_dir / "ev-killed").mkdir(parents=True)
+    writer = ClipWriter(outbox.media_dir / "ev-killed" / "clip.mp4", RecorderSettings(), 10.0, 64, 48)
+    for index in range(20):
+        writer.add(index / 10, (index * 10 % 255) * np.ones((48, 64, 3), np.uint8))
+    finished = writer.close()  # renamed into place; the kill came before it was queued
+    outbox.close()
+    quiet = tmp_path / "quiet.mp4"
+    write_demo(quiet, seconds=3.0, width=160, height=90)  # ends before the figure appears
+    config = parse_config({"device_id": DEVICE, "data_dir": str(data_dir)})
+    summary = Agent(config, ReplayCamera(str(quiet)), SystemClock(), upload=False).run()
+    (end,) = [e for e in summary.events_published if e["kind"] == "intrusion"]
+    assert end["event_id"] == "ev-killed" and end["incomplete"] is True
+    assert end["clip"] == {"name": "clip.mp4", "bytes": finished.size, "sha256": finished.sha256}
+    outbox = Outbox(data_dir, 1 << 30, SystemClock())
+    try:
+        assert outbox.is_queued(finished.path) and outbox.open_alarms() == []
+    finally:
+        outbox.close()
