@@ -29,8 +29,17 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CameraSourceSettings(Section):
+    """One of the fixed cameras of a multi-camera unit ([[camera.sources]])."""
+
+    name: str = Field(min_length=1, max_length=64, description="Its name in [[panorama.cameras]].")
+    backend: Literal["replay", "opencv", "picamera2"] = Field(description="Driver of this camera.")
+    source: str = Field("", description="replay: video/images; opencv: device index or URL.")
+    camera_num: int = Field(0, ge=0, le=7, description="picamera2: which camera connector.")
+
+
 class CameraSettings(Section):
-    backend: Literal["replay", "synthetic", "picamera2", "opencv"] = Field(
+    backend: Literal["replay", "synthetic", "picamera2", "opencv", "multi"] = Field(
         "synthetic", description="Which camera driver produces frames (see drivers/camera).")
     source: str = Field("", description="Replay: video file, image folder or glob. opencv: device index or URL.")
     fps: float = Field(10.0, gt=0, le=120, description="Frame rate; for image sequences and synthetic scenes, "
@@ -40,6 +49,8 @@ class CameraSettings(Section):
     width: int = Field(1280, ge=64, le=4096, description="Full-size frame width (live and synthetic cameras).")
     height: int = Field(720, ge=48, le=4096, description="Full-size frame height (live and synthetic cameras).")
     duration_s: float = Field(20.0, gt=0, description="Synthetic camera: length of the rendered scene.")
+    sources: tuple[CameraSourceSettings, ...] = Field((), description="multi: the fixed cameras around the pole, "
+                                                                      "read as one side-by-side picture.")
 
 
 class EventSettings(Section):
@@ -142,6 +153,18 @@ class AgentConfig(Section):
     def _replay_needs_source(self) -> "AgentConfig":
         if self.camera.backend == "replay" and not self.camera.source:
             raise ValueError("camera.source is required when camera.backend is 'replay'")
+        return self
+
+    @model_validator(mode="after")
+    def _multi_camera_matches_panorama(self) -> "AgentConfig":
+        if self.camera.backend != "multi":
+            return self
+        if not (self.panorama.enabled and self.panorama.kind == "multi"):
+            raise ValueError("camera.backend 'multi' needs [panorama] enabled = true and kind = 'multi'")
+        names = sorted(source.name for source in self.camera.sources)
+        views = sorted(view.name for view in self.panorama.cameras)
+        if names != views:
+            raise ValueError(f"camera.sources names {names} must match panorama.cameras names {views}")
         return self
 
     @model_validator(mode="after")

@@ -125,3 +125,59 @@ def test_a_stalled_camera_is_reported_while_the_loop_is_blocked(tmp_path):
     faults = [e for e in summary.events_published if e["kind"] in ("fault", "restore")]
     assert [(e["kind"], e["reason"]) for e in faults] == [("fault", "stalled"), ("restore", "stalled")]
     assert faults[1]["down_s"] == pytest.approx(2.0, abs=1.2)
+
+
+def test_four_fixed_cameras_give_one_alarm_with_bearing_sector_and_a_side_by_side_clip(tmp_path):
+    import av
+
+    views = (("n", 0), ("e", 90), ("s", 180), ("w", 270))
+    rng = np.random.default_rng(5)
+    backgrounds = {name: cv2.GaussianBlur(rng.integers(60, 140, (240, 320), dtype=np.uint8), (9, 9), 0)
+                   for name, _ in views}
+    focal = 160 / math.tan(math.radians(45))
+    px = round(160 + focal * math.tan(math.radians(20.0)))  # 20 degrees right of the south camera's axis
+    for name, _ in views:
+        folder = tmp_path / name
+        folder.mkdir()
+        for index in range(60):
+            image = cv2.cvtColor(backgrounds[name], cv2.COLOR_GRAY2BGR)
+            step = index - 30
+            if name == "s" and 0 <= step < 14:  # walks down the south camera's picture at a fixed bearing
+                cv2.ellipse(image, (px, 60 + 8 * step), (12, 40), 0, 0, 360, (235, 235, 235), -1)
+            cv2.imwrite(str(folder / f"f{index:03d}.png"), image)
+    config = parse_config({
+        "data_dir": str(tmp_path / "data"),
+        "camera": {"backend": "multi", "fps": 10, "detect_width": 320,
+                   "sources": [{"name": name, "backend": "replay", "source": str(tmp_path / name)}
+                               for name, _ in views]},
+        "panorama": {"enabled": True, "kind": "multi", "strip_width": 960, "strip_height": 120,
+                     "cameras": [{"name": name, "yaw_deg": yaw, "hfov_deg": 90} for name, yaw in views],
+                     "sectors": [{"name": "back", "start_deg": 135, "end_deg": 225}]},
+        "recorder": {"post_roll_s": 0.5}, "events": {"event_gap_s": 0.3},
+    })
+    from drivers.camera import open_camera
+
+    summary = Agent(config, open_camera(config), SystemClock(), upload=False).run()
+    starts = [e for e in summary.events_published if e["kind"] == "intrusion" and e["phase"] == "start"]
+    assert len(starts) == 1
+    start = starts[0]
+    assert abs(start["bearings_deg"][0] - 200.0) <= 3.0 and start["sectors"] == ["back"]
+    assert start["image_size"] == [4 * 320, 240]
+    x, _, w, _ = start["boxes"][0]
+    assert 2 * 320 <= x + w / 2 < 3 * 320  # drawn in the south camera's part of the picture
+    clip = tmp_path / "data" / "media" / start["event_id"] / "clip.mp4"
+    with av.open(str(clip)) as container:
+        assert container.streams.video[0].codec_context.width == 4 * 320
+
+
+def test_multi_camera_config_must_match_the_panorama():
+    from agent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="panorama.cameras names"):
+        parse_config({"camera": {"backend": "multi", "sources": [{"name": "a", "backend": "replay", "source": "x"},
+                                                                 {"name": "b", "backend": "replay", "source": "y"}]},
+                      "panorama": {"enabled": True, "kind": "multi",
+                                   "cameras": [{"name": "a", "yaw_deg": 0, "hfov_deg": 90},
+                                               {"name": "c", "yaw_deg": 180, "hfov_deg": 90}]}})
+    with pytest.raises(ConfigError, match="needs \\[panorama\\] enabled"):
+        parse_config({"camera": {"backend": "multi"}})

@@ -14,6 +14,7 @@ BACKENDS: dict[str, str] = {
     "synthetic": "drivers.camera.synthetic:SyntheticCamera",
     "picamera2": "drivers.camera.picam:PiCamera",
     "opencv": "drivers.camera.opencv_capture:OpenCVCamera",
+    "multi": "drivers.camera.multi:MultiCamera",
 }
 
 
@@ -39,7 +40,22 @@ def open_camera(config) -> Camera:
     if settings.backend == "picamera2":
         # the camera's hardware pre-roll (Pi 4 encoder) keeps as much as the recorder would
         return cls(settings, config.picamera2.model_copy(update={"preroll_s": config.recorder.pre_roll_s}))
+    if settings.backend == "multi":
+        return _multi_camera(config)
     return cls(settings, config.opencv)
+
+
+def _multi_camera(config) -> Camera:
+    """One camera per [[camera.sources]], in the panorama's camera order (the strip splits the picture so)."""
+    by_name = {source.name: source for source in config.camera.sources}
+    names = [view.name for view in config.panorama.cameras]
+    cameras = []
+    for name in names:
+        source = by_name[name]
+        single = config.camera.model_copy(update={"backend": source.backend, "source": source.source, "sources": ()})
+        update = {"camera": single, "picamera2": config.picamera2.model_copy(update={"camera_num": source.camera_num})}
+        cameras.append(open_camera(config.model_copy(update=update)))
+    return backend_class("multi")(cameras, names)
 
 
 __all__ = ["BACKENDS", "Camera", "Frame", "backend_class", "make_luma", "open_camera"]
