@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -118,13 +119,28 @@ class StallingCamera(Camera):
 
 def test_a_stalled_camera_is_reported_while_the_loop_is_blocked(tmp_path):
     config = parse_config({"data_dir": str(tmp_path / "data"),
-                           "camera_watchdog": {"stall_after_s": 1.0, "restore_frames": 3}})
+                           "camera_watchdog": {"stall_after_s": 1.0, "restore_frames": 3},
+                           "heartbeat": {"interval_s": 1}})
     agent = Agent(config, StallingCamera(stall_s=3.0), SystemClock(), upload=False)
     agent.on_frame = lambda frame: agent.stop_event.set() if frame.index >= 30 else None
     summary = agent.run()
     faults = [e for e in summary.events_published if e["kind"] in ("fault", "restore")]
     assert [(e["kind"], e["reason"]) for e in faults] == [("fault", "stalled"), ("restore", "stalled")]
     assert faults[1]["down_s"] == pytest.approx(2.0, abs=1.2)
+    # heartbeats kept coming while the loop was blocked, and say what the camera was doing
+    from agent.outbox import Outbox
+
+    outbox = Outbox(tmp_path / "data", 1 << 30, SystemClock())
+    try:
+        beats = [json.loads(row.payload) for row in outbox.pending(0, 1000) if row.topic == "heartbeat"]
+    finally:
+        outbox.close()
+    assert beats, "no heartbeat was queued"
+    first = beats[0]
+    assert first["kind"] == "heartbeat" and first["device_id"] == "pid-demo-001" and first["armed"] is True
+    assert set(first["camera"]) >= {"state", "fps", "frames", "faults"}
+    assert first["signalling"] == {"mode": "covert", "active": False} and first["outbox_depth"] >= 0
+    assert any(beat["camera"]["state"] == "stalled" for beat in beats)  # sent while the loop was blocked
 
 
 def test_four_fixed_cameras_give_one_alarm_with_bearing_sector_and_a_side_by_side_clip(tmp_path):
