@@ -167,6 +167,7 @@ class Agent:
             self.recorder = Recorder(self.config.recorder, self.outbox.media_dir, self.camera.fps, self.camera,
                                      allow_hardware=not self.privacy.active)
             self.watchdog = CameraWatchdog(self.config.camera_watchdog, self.clock)
+            self.camera.on_error = self._camera_read_error
             self._start_supervisor(stack)
             self._loop()
             self._drain()
@@ -192,8 +193,8 @@ class Agent:
         self.gpio = make_gpio(settings, clock=self.clock, script=script)
         self.gpio.open()
         stack.callback(self.gpio.close)
+        # outputs reach their safe state in _loop's finally (on the frame timeline) and again in gpio.close()
         self.signaller = Signaller(self.config.signalling, self.gpio, self.clock)
-        stack.callback(self.signaller.close)  # runs before gpio.close: outputs reach their safe state first
         self.schedule = Schedule(self.config.schedule)
 
     def _start_supervisor(self, stack: contextlib.ExitStack) -> None:
@@ -273,6 +274,12 @@ class Agent:
         finally:
             self._streaming = False
             self.camera.close()
+
+    def _camera_read_error(self, message: str) -> None:
+        """A camera that reconnects by itself (OpenCV/RTSP) reports each failed read here."""
+        log.warning("camera: %s", message)
+        with self._lock:
+            self._publish_camera_events(self.watchdog.error(message))
 
     def _camera_failed(self, message: str) -> None:
         """A live camera failed: report it, keep everything else running, and retry with capped backoff."""
@@ -361,15 +368,9 @@ class Agent:
             self.publisher.command_result(result)
 
     def _execute(self, command, frame: Frame) -> str:
-        engine = self.analyzer.engine
         if isinstance(command, (Arm, Disarm)):
             armed = isinstance(command, Arm)
-            for event in engine.set_armed(armed, frame.ts, frame.index):
-                self._handle(event, frame, None)
-            if not armed:
-                self.signaller.silence(frame.ts)
-            self._publish_unit_event({"kind": "armed", "armed": armed, "source": "command"}, self._wall(frame),
-                                     frame.index)
+            self._set_armed(armed, frame, "command")
             return "armed" if armed else "disarmed"
         if isinstance(command, SetMode):
             self.signaller.set_mode(command.mode, frame.ts)
@@ -426,13 +427,16 @@ class Agent:
         if armed is None:
             return
         armed = armed and self.config.events.armed
-        if armed == self.analyzer.engine.armed:
-            return
+        if armed != self.analyzer.engine.armed:
+            self._set_armed(armed, frame, "schedule")
+
+    def _set_armed(self, armed: bool, frame: Frame, source: str) -> None:
+        """Arm or disarm (ending an active alarm and silencing outputs), and say so upstream."""
         for event in self.analyzer.engine.set_armed(armed, frame.ts, frame.index):
             self._handle(event, frame, None)
         if not armed:
             self.signaller.silence(frame.ts)
-        self._publish_unit_event({"kind": "armed", "armed": armed, "source": "schedule"}, self._wall(frame),
+        self._publish_unit_event({"kind": "armed", "armed": armed, "source": source}, self._wall(frame),
                                  frame.index)
 
     def _publish_inputs(self, inputs: FrameInputs, frame: Frame) -> None:

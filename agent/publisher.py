@@ -26,7 +26,6 @@ class Publisher:
         self.notify = notify or (lambda: None)
         # recent history for replays, tests and the CLI summary; bounded, as a unit runs for weeks
         self.published: collections.deque[dict] = collections.deque(maxlen=HISTORY)
-        self.published_results: collections.deque[dict] = collections.deque(maxlen=HISTORY)
         self._lock = threading.Lock()
 
     def event(self, build: Callable[[int], dict]) -> dict:
@@ -50,7 +49,6 @@ class Publisher:
     def command_result(self, payload: dict) -> None:
         with self._lock:
             self.outbox.put_message("cmd/result", payload, kind="event")
-            self.published_results.append(payload)
         self.notify()
 
     def heartbeat(self, payload: dict) -> None:

@@ -6,7 +6,6 @@ Files are written as `<name>.part`, flushed to disk and renamed, so a crash neve
 from __future__ import annotations
 
 import collections
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import numpy as np
 
 from agent.config import RecorderSettings
 from agent.errors import ConfigError, StorageError
+from agent.outbox import file_sha256
 from drivers.camera.base import Camera, Frame
 
 log = logging.getLogger(__name__)
@@ -40,21 +40,13 @@ class MediaFile:
         return {"name": self.name, "bytes": self.size, "sha256": self.sha256}
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def finalize(part: Path, final: Path, content_type: str) -> MediaFile:
     """fsync a finished .part file, rename it into place and fingerprint it."""
     try:
         with part.open("rb") as stream:
             os.fsync(stream.fileno())
         os.replace(part, final)
-        return MediaFile(final.name, final, final.stat().st_size, sha256_of(final), content_type)
+        return MediaFile(final.name, final, final.stat().st_size, file_sha256(final), content_type)
     except OSError as exc:
         raise StorageError(f"cannot finish {final}: {exc.strerror or exc}") from None
 
@@ -91,6 +83,14 @@ class PreRollBuffer:
         return len(self._frames)
 
 
+def encoder_options(settings: RecorderSettings) -> dict[str, str]:
+    """x264's quality and speed; zerolatency: no lookahead or B-frame queue, so memory stays flat and a clip
+    closes promptly. Other encoders (a Pi 4's h264_v4l2m2m) take their defaults."""
+    if settings.codec != "libx264":
+        return {}
+    return {"crf": str(settings.crf), "preset": settings.preset, "tune": "zerolatency"}
+
+
 def check_encoder(settings: RecorderSettings) -> None:
     """Open the configured encoder once at start-up, so a wrong codec or preset is a config error then, not a
     crash at the first alarm (PyAV opens encoders lazily, at the first frame)."""
@@ -100,8 +100,7 @@ def check_encoder(settings: RecorderSettings) -> None:
         context = av.CodecContext.create(settings.codec, "w")
         context.width, context.height, context.pix_fmt = 64, 64, "yuv420p"
         context.time_base = Fraction(1, PTS_PER_SECOND)
-        if settings.codec == "libx264":
-            context.options = {"crf": str(settings.crf), "preset": settings.preset, "tune": "zerolatency"}
+        context.options = encoder_options(settings)
         context.open()
     except (av.error.FFmpegError, ValueError) as exc:
         raise ConfigError(f"recorder.codec / recorder.preset: cannot open encoder {settings.codec!r} "
@@ -119,7 +118,6 @@ class ClipWriter:
         self._size = (width - width % 2, height - height % 2)
         self._first_ts: float | None = None
         self._last_pts = -1
-        self.frames_written = 0
         try:
             self._container = av.open(str(self.part_path), mode="w", format="mp4")
             self._stream = self._container.add_stream(settings.codec, rate=Fraction(round(fps * 1000), 1000))
@@ -128,9 +126,7 @@ class ClipWriter:
         self._stream.width, self._stream.height = self._size
         self._stream.pix_fmt = "yuv420p"
         self._stream.codec_context.time_base = Fraction(1, PTS_PER_SECOND)
-        if settings.codec == "libx264":
-            # zerolatency: no lookahead or B-frame queue, so memory stays flat and the clip closes promptly
-            self._stream.options = {"crf": str(settings.crf), "preset": settings.preset, "tune": "zerolatency"}
+        self._stream.options = encoder_options(settings)
 
     def add(self, ts: float, image: np.ndarray) -> None:
         import av
@@ -154,7 +150,6 @@ class ClipWriter:
         self._last_pts = pts
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
-        self.frames_written += 1
 
     def close(self) -> MediaFile:
         import av

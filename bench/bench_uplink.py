@@ -8,40 +8,19 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from agent.clock import SystemClock
-from agent.config import BrokerSettings
-from agent.monitor import Monitor
-from agent.outbox import Outbox
-from agent.uplink import Uplink
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def start_broker(folder: Path) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    conf = folder / "mosquitto.conf"
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false", "max_queued_messages 0"]
-    if os.geteuid() == 0:
-        lines.append("user root")
-    conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"mqtt://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("mosquitto did not start")
+from agent.clock import SystemClock  # noqa: E402
+from agent.config import BrokerSettings  # noqa: E402
+from agent.monitor import Monitor  # noqa: E402
+from agent.outbox import Outbox  # noqa: E402
+from agent.uplink import Uplink  # noqa: E402
+from tests.conftest import Broker  # noqa: E402
 
 
 def main() -> None:
@@ -52,7 +31,9 @@ def main() -> None:
     parser.add_argument("--inflight", type=int, default=16)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-uplink-"))
-    proc, url = start_broker(folder)
+    broker = Broker(folder)
+    broker.start()
+    url = broker.url
     try:
         box = Outbox(folder / "agent", 4 * 1024**3, SystemClock())
         t0 = time.perf_counter()
@@ -85,8 +66,7 @@ def main() -> None:
         monitor.stop()
         box.close()
     finally:
-        proc.terminate()
-        proc.wait()
+        broker.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
     print(f"outbox put_message (commit+fsync each): {args.events / t_put:8.0f} events/s "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -38,6 +38,8 @@ class Camera(abc.ABC):
     #: such cameras implement start_clip(path) / stop_clip() and say their container in clip_format
     hardware_preroll: bool = False
     clip_format: str = "mp4"
+    #: called with a message when a live camera hits a read error it recovers from by itself (reconnects)
+    on_error: Callable[[str], object] | None = None
 
     @abc.abstractmethod
     def open(self) -> None:
@@ -57,6 +59,13 @@ class Camera(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def pace(started: float, ts: float, monotonic, sleep) -> None:
+    """Real-time playback: wait until a frame `ts` seconds into the stream is due (started = monotonic at 0)."""
+    delay = started + ts - monotonic()
+    if delay > 0:
+        sleep(delay)
 
 
 def make_luma(image: np.ndarray, width: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from agent.errors import SourceError
-from drivers.camera.base import Camera, Frame, make_luma
+from drivers.camera.base import Camera, Frame, make_luma, pace
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
@@ -74,15 +74,12 @@ class ReplayCamera(Camera):
         self.frame_count = stream.frames or None
 
     def frames(self) -> Iterator[Frame]:
-        images = self._images if self._images is not None else None
-        decoded = self._image_frames(images) if images is not None else self._video_frames()
+        decoded = self._image_frames(self._images) if self._images is not None else self._video_frames()
         started = self._monotonic()
         for index, image in enumerate(decoded):
             ts = index / self.fps
             if self.realtime:
-                delay = started + ts - self._monotonic()
-                if delay > 0:
-                    self._sleep(delay)
+                pace(started, ts, self._monotonic, self._sleep)
             yield Frame(ts=ts, index=index, image=image, luma=make_luma(image, self.detect_width))
 
     def _image_frames(self, images: list[str]) -> Iterator[np.ndarray]:

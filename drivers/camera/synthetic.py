@@ -11,7 +11,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from drivers.camera.base import Camera, Frame, make_luma
+from drivers.camera.base import Camera, Frame, make_luma, pace
 
 WALK_START_S = 6.0
 WALK_DURATION_S = 5.0
@@ -78,9 +78,7 @@ class SyntheticCamera(Camera):
                 return
             ts = index / self.fps
             if self.realtime:
-                delay = started + ts - self._monotonic()
-                if delay > 0:
-                    self._sleep(delay)
+                pace(started, ts, self._monotonic, self._sleep)
             image = render_frame(self._background, ts, rng, self.noise_sigma)
             yield Frame(ts=ts, index=index, image=image, luma=make_luma(image, self.detect_width))
 
