@@ -138,7 +138,7 @@ class Uplink:
                 self._error("status 'stopped' not acknowledged before timeout")
         else:
             log.warning("uplink stopping while disconnected; %s", "the broker shows the 'offline' Last Will"
-                        if self._ever_connected else "the broker was never reached")
+                        if self._ever_connected else "it never connected")
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -165,8 +165,9 @@ class Uplink:
     def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
         with self._state_lock:
             self._gen += 1
-            self._connected = False
-        if reason.is_failure and not self._stopping.is_set():
+            was_connected, self._connected = self._connected, False
+        # a refused connection also ends in a disconnect: keep the refusal's reason as the error to show
+        if was_connected and reason.is_failure and not self._stopping.is_set():
             self._error(f"connection to {self._settings.url} lost: {reason}; will reconnect")
         self._wake.set()
 
