@@ -9,7 +9,7 @@ from agent.recorder import MediaFile
 
 def scaled_boxes(boxes, scale: float) -> list[list[int]]:
     """Boxes from detection-image pixels to full-image pixels, as [x, y, w, h]."""
-    return [[int(round(value * scale)) for value in box.as_list()] for box in boxes]
+    return [box.scaled(scale) for box in boxes]
 
 
 def alarm_start(identity: dict, seq: int, event: AlarmStarted, wall_ts: float, scale: float,

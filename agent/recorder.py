@@ -176,7 +176,7 @@ class ClipWriter:
 def draw_boxes(image: np.ndarray, boxes, scale: float) -> np.ndarray:
     marked = image.copy()
     for box in boxes:
-        x, y, w, h = (int(round(v * scale)) for v in box.as_list())
+        x, y, w, h = box.scaled(scale)
         cv2.rectangle(marked, (x, y), (x + w, y + h), (0, 0, 255), max(1, int(round(2 * scale))))
     return marked
 

@@ -112,6 +112,9 @@ class Fusion:
             raise ConfigError("; ".join(problems))
         self.settings = settings
         self._pirs = {pir_id: _Pir(zone) for pir_id, zone in pir_zones.items()}
+        self._zone_pirs: dict[str, list[str]] = {}  # zone -> its PIR ids (looked up per zone and frame)
+        for pir_id, zone in pir_zones.items():
+            self._zone_pirs.setdefault(zone, []).append(pir_id)
         listed = {z.zone: z.policy for z in settings.zones}
         self._zones = sorted(set(listed) | set(pir_zones.values())) or [DEFAULT_ZONE]
         self._policy = {zone: listed.get(zone, settings.default_policy if self._pirs_in(zone) else "video")
@@ -123,7 +126,7 @@ class Fusion:
         return self._policy.get(zone, "video")
 
     def _pirs_in(self, zone: str) -> list[str]:
-        return [pir_id for pir_id, pir in self._pirs.items() if pir.zone == zone]
+        return self._zone_pirs.get(zone, [])
 
     # -- inputs ------------------------------------------------------------------------------------------------
     def observe_pir(self, ts: float, pir_id: str, active: bool) -> None:

@@ -108,6 +108,10 @@ class Box:
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
 
+    def scaled(self, scale: float) -> list[int]:
+        """[x, y, w, h] in an image `scale` times the detection image's size (e.g. the recorded frame)."""
+        return [int(round(value * scale)) for value in self.as_list()]
+
 
 @dataclass(frozen=True, slots=True)
 class MotionResult:
