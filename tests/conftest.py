@@ -81,6 +81,16 @@ class Broker:
         self.process = None
 
 
+def reap(child: subprocess.Popen) -> None:
+    """End a test's child process if it still runs, and close its pipes."""
+    if child.poll() is None:
+        child.kill()
+        child.wait()
+    for stream in (child.stdin, child.stdout, child.stderr):
+        if stream is not None:
+            stream.close()
+
+
 def _require_mosquitto() -> None:
     if not Path(MOSQUITTO).exists():
         if under_ci():

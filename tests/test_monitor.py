@@ -14,6 +14,7 @@ import pytest
 
 from agent.errors import ConfigError
 from agent.monitor import Monitor
+from tests.conftest import reap
 
 pytestmark = pytest.mark.broker
 NET_TIMEOUT = 20.0
@@ -122,9 +123,5 @@ def test_run_monitor_prints_verified_and_exits_on_ctrl_c(mosquitto, tmp_path):
         child.send_signal(signal.SIGINT)
         assert child.wait(timeout=NET_TIMEOUT) == 0
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stdout.close()
-        child.stderr.close()
+        reap(child)
     assert (tmp_path / "out" / "unit-9" / "e4" / "snapshot.jpg").read_bytes() == data

@@ -16,6 +16,7 @@ from agent.config import BrokerSettings
 from agent.monitor import Monitor
 from agent.outbox import Outbox
 from agent.uplink import Uplink
+from tests.conftest import reap
 
 pytestmark = pytest.mark.broker
 DEVICE = "unit-7"
@@ -115,11 +116,7 @@ def test_last_will_offline_when_agent_process_is_killed(mosquitto, tmp_path):
         assert monitor.wait_for(lambda m: m.statuses[DEVICE]["state"] == "offline", NET_TIMEOUT)
         assert monitor.statuses[DEVICE]["device_id"] == DEVICE
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stdout.close()
-        child.stderr.close()
+        reap(child)
         monitor.stop()
     late = watch(mosquitto.url, None)  # the will is retained
     assert late.wait_for(lambda m: m.statuses.get(DEVICE, {}).get("state") == "offline", NET_TIMEOUT)
