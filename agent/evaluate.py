@@ -16,10 +16,10 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from agent.analyzer import Analyzer
 from agent.config import AgentConfig
 from agent.errors import ConfigError, SourceError
 from agent.events import AlarmEnded, AlarmStarted, MotionStopped, Phase
-from agent.pipeline import Analyzer
 from agent.scoring import AlarmScore, AlarmSpan, PixelCounts, pixel_counts, score_alarms
 from drivers.camera.replay import ReplayCamera, list_images
 

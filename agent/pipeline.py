@@ -1,8 +1,7 @@
-"""The loop: pull frames, run detection, feed the event engine, and act on its events.
+"""The loop: pull frames, analyse them (agent/analyzer.py), and act on the events: record, publish, signal.
 
-`Analyzer` is detection + fusion + event engine only (what `eval` runs); `Agent` adds the recorder, outbox,
-uplink, signalling, camera watchdog and heartbeat (what `run` and `replay` run). Both are the same for a live
-camera and a recording.
+`Agent` is what `run` and `replay` run: the analyzer plus the recorder, outbox, uplink, signalling, camera
+watchdog and heartbeat. It is the same for a live camera and a recording.
 """
 
 from __future__ import annotations
@@ -16,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Sequence
 
-import numpy as np
-
 from agent import __version__, messages
+from agent.analyzer import Analysis, Analyzer
 from agent.clock import Clock, iso_utc
 from agent.commands import Arm, CommandError, Disarm, SetMode, Silence, parse_command, request_id
 from agent.config import AgentConfig
@@ -27,7 +25,6 @@ from agent.events import (
     AlarmEnded,
     AlarmStarted,
     EngineEvent,
-    EventEngine,
     SceneChanged,
     TamperCleared,
     TamperRaised,
@@ -45,8 +42,7 @@ from drivers.camera.base import Camera, Frame
 from drivers.camera.watchdog import CameraFault, CameraRestored, CameraWatchdog
 from drivers.gpio import make_gpio
 from drivers.gpio.simulated import sidecar_script
-from models.motion import MotionDetector, MotionResult
-from models.panorama import Location, PanoramaView, alarm_fields
+from models.panorama import alarm_fields
 
 log = logging.getLogger(__name__)
 
@@ -61,52 +57,6 @@ class _CameraLost(AgentError):
     def __init__(self, error: AgentError) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-@dataclass(frozen=True, slots=True)
-class Analysis:
-    result: MotionResult
-    events: list[EngineEvent]
-    inputs: FrameInputs | None = None
-    locations: tuple[Location, ...] = ()
-
-
-class Analyzer:
-    """Detection (on the panorama strip when configured), sensor fusion and the event engine."""
-
-    def __init__(self, config: AgentConfig, inputs: AlarmInputs | None = None) -> None:
-        self.view = PanoramaView(config.panorama) if config.panorama.enabled else None
-        # multi: the detection image holds the cameras side by side, in this order
-        self.camera_names = [view.name for view in config.panorama.cameras] if config.panorama.kind == "multi" else []
-        self.detector = MotionDetector(config.detection)
-        self.engine = EventEngine(config.events, post_roll_s=config.recorder.post_roll_s)
-        self.inputs = inputs
-
-    def process(self, frame: Frame) -> Analysis:
-        luma = self.view.unwrap(self._views_of(frame.luma)) if self.view is not None else frame.luma
-        result = self.detector.process(luma, frame.ts)
-        locations: tuple[Location, ...] = ()
-        if self.view is not None and result.boxes:
-            locations = tuple(self.view.locate(result.boxes))
-            result = dataclasses.replace(result, boxes=self._source_boxes(locations, frame.luma.shape[1]))
-        fused = self.inputs.frame(frame.ts, result) if self.inputs is not None else None
-        decided = fused.result if fused is not None else result
-        return Analysis(decided, self.engine.update(frame.ts, frame.index, decided), fused, locations)
-
-    def finish(self, frame: Frame) -> list[EngineEvent]:
-        return self.engine.finish(frame.ts, frame.index)
-
-    def _views_of(self, luma: np.ndarray) -> np.ndarray | list[np.ndarray]:
-        return np.hsplit(luma, len(self.camera_names)) if self.camera_names else luma
-
-    def _source_boxes(self, locations: tuple[Location, ...], luma_width: int) -> tuple:
-        """Boxes in the detection image; for N cameras side by side, shifted into their camera's part."""
-        boxes = PanoramaView.source_boxes(locations)
-        if not self.camera_names:
-            return boxes
-        part = luma_width // len(self.camera_names)
-        return tuple(dataclasses.replace(box, x=box.x + part * self.camera_names.index(location.camera))
-                     for box, location in zip(boxes, locations, strict=True))
 
 
 @dataclass
