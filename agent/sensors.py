@@ -89,12 +89,9 @@ class Sensors:
 
     def __init__(self, gpio: Gpio) -> None:
         self.gpio = gpio
-        self.events_seen = 0
 
     def poll(self, now: float) -> list[SensorEvent]:
-        events = [to_event(self.gpio, change) for change in self.gpio.poll(now)]
-        self.events_seen += len(events)
-        return events
+        return [to_event(self.gpio, change) for change in self.gpio.poll(now)]
 
     def pir_zones(self) -> dict[str, str]:
         """PIR input id -> zone, for models.fusion.Fusion."""

@@ -56,7 +56,6 @@ class ZoneMap:
         self.detect = [zone for zone in zones if zone.kind == "detect"]
         self.labels = np.zeros(shape, np.uint8)      # 0 = no detection zone, i = self.detect[i - 1]
         self.keep = np.full(shape, 255, np.uint8)    # 0 where ignore/privacy masks blank detection
-        self.privacy = np.zeros(shape, np.uint8)
         self.threshold = np.full(shape, float(threshold), np.float32)
         self.min_area_px = [min_area_px if zone.min_area is None else zone.min_area * shape[0] * shape[1]
                             for zone in self.detect]
@@ -66,10 +65,8 @@ class ZoneMap:
             _fill(shape, zone.polygon, 1, region)
             self.threshold[region > 0] = threshold / zone.sensitivity
         for zone in zones:
-            if zone.kind != "detect":
+            if zone.kind != "detect":  # ignore and privacy zones; recordings are blanked by privacy_mask()
                 _fill(shape, zone.polygon, 0, self.keep)
-            if zone.kind == "privacy":
-                _fill(shape, zone.polygon, 255, self.privacy)
         self.masks_anything = bool(np.any(self.keep == 0))
 
     def zone_at(self, x: float, y: float) -> tuple[str | None, float | None]:
