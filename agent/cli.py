@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from agent import __version__
-from agent.clock import SystemClock
 from agent.config import AgentConfig, load_config, parse_config
-from agent.errors import AgentError, ConfigError
+from common.clock import SystemClock
+from common.errors import AgentError, ConfigError
 
 log = logging.getLogger("pid-agent")
 
@@ -136,13 +136,13 @@ def cmd_replay(args) -> int:
 
 
 def cmd_monitor(args) -> int:
-    from agent.monitor import run_monitor
+    from station.monitor import run_monitor
 
     return run_monitor(args.broker, args.device, args.out)
 
 
 def cmd_command(args) -> int:
-    from agent.monitor import send_command
+    from station.monitor import send_command
 
     result = send_command(args.broker, args.device, args.json, args.timeout)
     if result is None:
@@ -154,7 +154,7 @@ def cmd_command(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from agent import evaluate
+    from evaluation import evaluate
 
     config = load_config(args.config)
     report = evaluate.evaluate(args.manifest, config, args.clips)
@@ -167,7 +167,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_make_demo(args) -> int:
-    from agent.demo import write_demo
+    from evaluation.demo import write_demo
 
     frames = write_demo(args.out, seconds=args.seconds)
     print(f"wrote {args.out} ({frames} frames)")

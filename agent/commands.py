@@ -10,7 +10,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from agent.errors import AgentError
+from common.errors import AgentError
 
 
 class CommandError(AgentError):

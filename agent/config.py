@@ -11,9 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agent.errors import ConfigError
 from agent.schedule import ScheduleSettings
 from agent.signalling import SignallingSettings, signalling_problems
+from common.errors import ConfigError
 from drivers.camera.opencv_capture import OpenCVSettings
 from drivers.camera.picam import PiCameraSettings
 from drivers.camera.watchdog import WatchdogSettings

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from agent import __version__
-from agent.clock import Clock, iso_utc
+from common.clock import Clock, iso_utc
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 

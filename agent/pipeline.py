@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Sequence
 
-from agent import __version__, messages
+from agent import __version__
 from agent.analyzer import Analysis, Analyzer
-from agent.clock import Clock, iso_utc
 from agent.commands import Arm, CommandError, Disarm, SetMode, Silence, parse_command, request_id
 from agent.config import AgentConfig
-from agent.errors import AgentError, HardwareError, SourceError, StorageError
 from agent.events import (
     AlarmEnded,
     AlarmStarted,
@@ -31,13 +29,16 @@ from agent.events import (
     new_event_id,
 )
 from agent.health import Health
-from agent.outbox import Outbox
 from agent.privacy import PrivacyFilter
-from agent.publisher import Publisher
-from agent.recorder import CLIP_CONTENT_TYPES, MediaFile, Recorder, check_encoder
 from agent.schedule import Schedule
 from agent.sensors import AlarmInputs, FrameInputs, fault_payload
 from agent.signalling import Signaller
+from agent.storage.outbox import Outbox
+from agent.storage.recorder import CLIP_CONTENT_TYPES, MediaFile, Recorder, check_encoder
+from agent.uplink import messages
+from agent.uplink.publisher import Publisher
+from common.clock import Clock, iso_utc
+from common.errors import AgentError, HardwareError, SourceError, StorageError
 from drivers.camera.base import Camera, Frame
 from drivers.camera.watchdog import CameraFault, CameraRestored, CameraWatchdog
 from drivers.gpio import make_gpio
@@ -126,7 +127,7 @@ class Agent:
     def _start_uplink(self, stack: contextlib.ExitStack):
         if not self.upload:
             return None
-        from agent.uplink import Uplink
+        from agent.uplink.client import Uplink
 
         uplink = Uplink(self.config.broker, self.config.topic_root, self.config.device_id, self.outbox,
                         self.clock, __version__)

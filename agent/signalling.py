@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.clock import Clock, SystemClock
-from agent.errors import ConfigError
+from common.clock import Clock, SystemClock
+from common.errors import ConfigError
 from drivers.gpio.base import Gpio, GpioSettings
 
 Mode = Literal["overt", "covert"]

@@ -14,11 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.clock import SystemClock  # noqa: E402
 from agent.config import parse_config  # noqa: E402
-from agent.monitor import Monitor  # noqa: E402
 from agent.pipeline import Agent  # noqa: E402
+from common.clock import SystemClock  # noqa: E402
 from drivers.camera.synthetic import WALK_START_S, SyntheticCamera  # noqa: E402
+from station.monitor import Monitor  # noqa: E402
 from tests.conftest import Broker  # noqa: E402
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.clock import SystemClock  # noqa: E402
 from agent.config import parse_config  # noqa: E402
-from agent.demo import write_demo  # noqa: E402
 from agent.pipeline import Agent  # noqa: E402
+from common.clock import SystemClock  # noqa: E402
 from drivers.camera.replay import ReplayCamera  # noqa: E402
+from evaluation.demo import write_demo  # noqa: E402
 
 
 def peak_rss_mib() -> float:

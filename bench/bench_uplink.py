@@ -15,11 +15,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.clock import SystemClock  # noqa: E402
 from agent.config import BrokerSettings  # noqa: E402
-from agent.monitor import Monitor  # noqa: E402
-from agent.outbox import Outbox  # noqa: E402
-from agent.uplink import Uplink  # noqa: E402
+from agent.storage.outbox import Outbox  # noqa: E402
+from agent.uplink.client import Uplink  # noqa: E402
+from common.clock import SystemClock  # noqa: E402
+from station.monitor import Monitor  # noqa: E402
 from tests.conftest import Broker  # noqa: E402
 
 

@@ -22,7 +22,7 @@ from typing import Iterable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.errors import ConfigError
+from common.errors import ConfigError
 
 Policy = Literal["video", "pir", "both", "either"]
 DEFAULT_ZONE = "default"  # the zone whole-frame motion belongs to when no zones are known

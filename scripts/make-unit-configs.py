@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tomli_w  # noqa: E402
 
 from agent.config import parse_config  # noqa: E402
-from agent.errors import ConfigError  # noqa: E402
+from common.errors import ConfigError  # noqa: E402
 
 
 def unit_config(template: dict, row: dict) -> dict:

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.clock import SystemClock
 from agent.config import parse_config
-from agent.errors import HardwareError
 from agent.pipeline import Agent
+from common.clock import SystemClock
+from common.errors import HardwareError
 from drivers.camera.base import Camera, Frame, make_luma
 from drivers.camera.replay import ReplayCamera
 
@@ -128,7 +128,7 @@ def test_a_stalled_camera_is_reported_while_the_loop_is_blocked(tmp_path):
     assert [(e["kind"], e["reason"]) for e in faults] == [("fault", "stalled"), ("restore", "stalled")]
     assert faults[1]["down_s"] == pytest.approx(2.0, abs=1.2)
     # heartbeats kept coming while the loop was blocked, and say what the camera was doing
-    from agent.outbox import Outbox
+    from agent.storage.outbox import Outbox
 
     outbox = Outbox(tmp_path / "data", 1 << 30, SystemClock())
     try:
@@ -187,7 +187,7 @@ def test_four_fixed_cameras_give_one_alarm_with_bearing_sector_and_a_side_by_sid
 
 
 def test_multi_camera_config_must_match_the_panorama():
-    from agent.errors import ConfigError
+    from common.errors import ConfigError
 
     with pytest.raises(ConfigError, match="panorama.cameras names"):
         parse_config({"camera": {"backend": "multi", "sources": [{"name": "a", "backend": "replay", "source": "x"},

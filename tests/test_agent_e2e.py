@@ -14,12 +14,12 @@ import av
 import numpy as np
 import pytest
 
-from agent.clock import SystemClock
 from agent.config import parse_config
-from agent.monitor import Monitor
-from agent.outbox import Outbox
 from agent.pipeline import Agent
+from agent.storage.outbox import Outbox
+from common.clock import SystemClock
 from drivers.camera.replay import ReplayCamera
+from station.monitor import Monitor
 from tests.footage import require_footage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def test_broker_down_then_up_with_agent_restart_delivers_everything_in_order(mos
     data_dir = tmp_path / "data"
     # first life of the agent: a recording with an alarm, broker unreachable -> spooled, then the agent exits
     demo = tmp_path / "demo.mp4"
-    from agent.demo import write_demo
+    from evaluation.demo import write_demo
 
     write_demo(demo, seconds=25.0)
     config = write_config(tmp_path / "a.toml", data_dir, mosquitto.url)
@@ -197,8 +197,8 @@ def test_sigkill_while_writing_a_clip_leaves_a_consistent_outbox(mosquitto, tmp_
 def test_a_clip_finished_just_before_a_kill_is_sent_with_the_incomplete_end(tmp_path):
     """The window between a clip's rename and its queueing: after a restart the finished clip is not lost."""
     from agent.config import RecorderSettings
-    from agent.demo import write_demo
-    from agent.recorder import ClipWriter
+    from agent.storage.recorder import ClipWriter
+    from evaluation.demo import write_demo
 
     data_dir = tmp_path / "data"
     outbox = Outbox(data_dir, 1 << 30, SystemClock())

@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.clock import ManualClock
 from agent.config import parse_config
 from agent.pipeline import Agent
+from common.clock import ManualClock
 from drivers.camera.replay import ReplayCamera
 
 LONDON = ZoneInfo("Europe/London")
@@ -17,7 +17,7 @@ LONDON = ZoneInfo("Europe/London")
 
 @pytest.fixture(scope="module")
 def walk_clip(tmp_path_factory):
-    from agent.demo import write_demo
+    from evaluation.demo import write_demo
 
     path = tmp_path_factory.mktemp("walk") / "walk.mp4"
     write_demo(path, seconds=14.0, width=320, height=180)  # a figure crosses from 6 s to 11 s

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.clock import ManualClock
 from agent.config import parse_config
 from agent.pipeline import Agent
+from common.clock import ManualClock
 from drivers.camera.replay import ReplayCamera
 
 GPIO = {"inputs": [{"id": "pir-east", "pin": 17, "kind": "pir", "zone": "yard", "debounce_ms": 100},
@@ -16,7 +16,7 @@ GPIO = {"inputs": [{"id": "pir-east", "pin": 17, "kind": "pir", "zone": "yard", 
 
 @pytest.fixture(scope="module")
 def walk_clip(tmp_path_factory):
-    from agent.demo import write_demo
+    from evaluation.demo import write_demo
 
     path = tmp_path_factory.mktemp("walk") / "walk.mp4"
     write_demo(path, seconds=14.0, width=320, height=180)

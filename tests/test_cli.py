@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.demo import write_demo
+from evaluation.demo import write_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from agent.clock import SystemClock
 from agent.commands import CommandError, Disarm, SetMode, parse_command
 from agent.config import parse_config
-from agent.monitor import send_command
 from agent.pipeline import Agent
+from common.clock import SystemClock
 from drivers.camera.synthetic import SyntheticCamera
+from station.monitor import send_command
 
 
 @pytest.mark.parametrize("payload, reason", [

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from agent.config import AgentConfig
-from agent.errors import ConfigError, SourceError
-from agent.evaluate import evaluate, format_table, report_dict, write_json, write_plots
+from common.errors import ConfigError, SourceError
+from evaluation.evaluate import evaluate, format_table, report_dict, write_json, write_plots
 from tests.footage import require_footage
 
 NUISANCE_CLIPS = ["wallflower-wavingtrees-raw", "wallflower-wavingtrees", "sbi-foliage", "wallflower-lightswitch",

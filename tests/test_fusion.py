@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from agent.errors import ConfigError
+from common.errors import ConfigError
 from models.fusion import FaultReport, Fusion, FusionSettings, order_sources, zone_problems
 
 PIRS = {"pir-east": "east", "pir-east2": "east", "pir-west": "west"}

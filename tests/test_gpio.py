@@ -6,9 +6,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from agent.clock import ManualClock
-from agent.errors import ConfigError, HardwareError, SourceError
 from agent.sensors import PirEvent, PowerEvent, Sensors, TamperEvent, TriggerEvent
+from common.clock import ManualClock
+from common.errors import ConfigError, HardwareError, SourceError
 from drivers.gpio import GpioSettings, InputChange, OutputChange, SimulatedGpio, make_gpio, parse_script, sidecar_script
 
 INPUTS = [

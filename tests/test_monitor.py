@@ -12,8 +12,8 @@ import sys
 import paho.mqtt.publish as publish
 import pytest
 
-from agent.errors import ConfigError
-from agent.monitor import Monitor
+from common.errors import ConfigError
+from station.monitor import Monitor
 from tests.conftest import reap
 
 pytestmark = pytest.mark.broker
@@ -105,7 +105,7 @@ def test_bad_url_is_a_config_error():
 
 
 def test_run_monitor_prints_verified_and_exits_on_ctrl_c(mosquitto, tmp_path):
-    script = ("import sys; from pathlib import Path; from agent.monitor import run_monitor; "
+    script = ("import sys; from pathlib import Path; from station.monitor import run_monitor; "
               "sys.exit(run_monitor(sys.argv[1], None, Path(sys.argv[2])))")
     child = subprocess.Popen([sys.executable, "-u", "-c", script, mosquitto.url, str(tmp_path / "out")],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from agent.clock import ManualClock
 from agent.config import CameraSettings
-from agent.errors import SourceError
+from common.clock import ManualClock
+from common.errors import SourceError
 from drivers.camera.opencv_capture import OpenCVCamera, OpenCVSettings, backoff_delay, parse_source
 from drivers.camera.watchdog import CameraFault, CameraRestored, CameraWatchdog, WatchdogSettings
 

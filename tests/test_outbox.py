@@ -9,9 +9,9 @@ import sqlite3
 
 import pytest
 
-from agent.clock import ManualClock
-from agent.errors import StorageError
-from agent.outbox import Outbox
+from agent.storage.outbox import Outbox
+from common.clock import ManualClock
+from common.errors import StorageError
 
 
 def make(tmp_path, max_bytes=64 * 1024 * 1024):
@@ -246,8 +246,8 @@ def test_puts_survive_sigkill(tmp_path):
     import subprocess
     import sys
 
-    script = ("import sys; from pathlib import Path; from agent.clock import SystemClock; "
-              "from agent.outbox import Outbox\n"
+    script = ("import sys; from pathlib import Path; from common.clock import SystemClock; "
+              "from agent.storage.outbox import Outbox\n"
               "box = Outbox(Path(sys.argv[1]), 10**8, SystemClock())\n"
               "for n in range(100000):\n"
               "    print(box.put_message('event', {'n': n, 'seq': box.next_seq()}, 'event'), flush=True)\n")
@@ -266,9 +266,9 @@ def test_puts_survive_sigkill(tmp_path):
 
 
 def test_a_file_that_can_never_fit_evicts_nothing(tmp_path):
-    from agent.clock import ManualClock
-    from agent.errors import StorageError
-    from agent.outbox import Outbox
+    from agent.storage.outbox import Outbox
+    from common.clock import ManualClock
+    from common.errors import StorageError
 
     outbox = Outbox(tmp_path / "data", 1024 * 1024, ManualClock())
     try:

@@ -24,7 +24,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent.config import CameraSettings
-from agent.errors import HardwareError
+from common.errors import HardwareError
 from drivers.camera.picam import (
     PiCamera,
     PiCameraSettings,
@@ -502,7 +502,7 @@ def test_capture_failure_mid_stream_is_a_hardware_error(fake_picamera2, tmp_path
 
 def test_recorder_takes_the_pi4_hardware_clip_instead_of_encoding(fake_picamera2, tmp_path):
     from agent.config import RecorderSettings
-    from agent.recorder import Recorder
+    from agent.storage.recorder import Recorder
 
     camera = PiCamera(CAMERA, PiCameraSettings(preroll_s=1.0, iperiod=5), model_file=_board(tmp_path, PI4))
     recorder = Recorder(RecorderSettings(pre_roll_s=1.0), tmp_path / "media", fps=10.0, camera=camera)
@@ -527,7 +527,7 @@ def test_recorder_takes_the_pi4_hardware_clip_instead_of_encoding(fake_picamera2
 
 def test_privacy_masks_keep_the_software_recorder(fake_picamera2, tmp_path):
     from agent.config import RecorderSettings
-    from agent.recorder import Recorder
+    from agent.storage.recorder import Recorder
 
     camera = PiCamera(CAMERA, PiCameraSettings(), model_file=_board(tmp_path, PI4))
     recorder = Recorder(RecorderSettings(), tmp_path / "media", fps=10.0, camera=camera, allow_hardware=False)

@@ -4,10 +4,10 @@ import av
 import cv2
 import numpy as np
 
-from agent.clock import ManualClock
 from agent.config import parse_config
 from agent.pipeline import Agent
 from agent.privacy import PrivacyFilter
+from common.clock import ManualClock
 from drivers.camera.replay import ReplayCamera
 from models.zones import ZoneSettings
 
@@ -27,7 +27,7 @@ def test_filter_blanks_the_zone_at_any_size_and_leaves_the_original_alone():
 
 
 def test_privacy_zone_is_black_in_snapshot_and_clip(tmp_path):
-    from agent.demo import write_demo
+    from evaluation.demo import write_demo
 
     clip = tmp_path / "walk.mp4"
     write_demo(clip, seconds=14.0, width=320, height=180)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from agent.config import RecorderSettings
-from agent.errors import StorageError
-from agent.recorder import PreRollBuffer, Recorder
+from agent.storage.recorder import PreRollBuffer, Recorder
+from common.errors import StorageError
 from drivers.camera.synthetic import SyntheticCamera
 from models.motion import Box
 

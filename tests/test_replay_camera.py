@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from agent.config import AgentConfig, CameraSettings
-from agent.errors import SourceError
+from common.errors import SourceError
 from drivers.camera import open_camera
 from drivers.camera.replay import ReplayCamera, natural_key
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.scoring import AlarmSpan, decode_truth, pixel_counts, score_alarms
+from evaluation.scoring import AlarmSpan, decode_truth, pixel_counts, score_alarms
 
 FPS = 10.0
 

@@ -3,9 +3,9 @@
 import pytest
 from pydantic import ValidationError
 
-from agent.clock import ManualClock
-from agent.errors import ConfigError
 from agent.signalling import Signaller, SignallingSettings
+from common.clock import ManualClock
+from common.errors import ConfigError
 from drivers.gpio import GpioSettings, OutputChange, SimulatedGpio
 
 GPIO = GpioSettings(outputs=[{"id": "strobe", "pin": 22, "kind": "strobe"},

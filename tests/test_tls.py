@@ -13,10 +13,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.clock import SystemClock
 from agent.config import BrokerSettings
-from agent.outbox import Outbox
-from agent.uplink import Uplink
+from agent.storage.outbox import Outbox
+from agent.uplink.client import Uplink
+from common.clock import SystemClock
 from tests.conftest import Broker, _require_mosquitto
 from tests.footage import under_ci
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.clock import SystemClock
 from agent.config import BrokerSettings
-from agent.monitor import Monitor
-from agent.outbox import Outbox
-from agent.uplink import Uplink
+from agent.storage.outbox import Outbox
+from agent.uplink.client import Uplink
+from common.clock import SystemClock
+from station.monitor import Monitor
 from tests.conftest import reap
 
 pytestmark = pytest.mark.broker
@@ -95,10 +95,10 @@ def test_last_will_offline_when_agent_process_is_killed(mosquitto, tmp_path):
     script = textwrap.dedent(f"""
         import sys, threading
         from pathlib import Path
-        from agent.clock import SystemClock
+        from common.clock import SystemClock
         from agent.config import BrokerSettings
-        from agent.outbox import Outbox
-        from agent.uplink import Uplink
+        from agent.storage.outbox import Outbox
+        from agent.uplink.client import Uplink
         box = Outbox(Path(sys.argv[2]), 10**8, SystemClock())
         uplink = Uplink(BrokerSettings(url=sys.argv[1], reconnect_min_s=0.1, reconnect_max_s=0.5),
                         "{ROOT}", "{DEVICE}", box, SystemClock(), "0.0.1")
@@ -181,7 +181,7 @@ def test_broker_restart_midway_everything_arrives(mosquitto_persistent, box, tmp
 
 def test_missing_tls_file_is_a_config_error_naming_it(box, tmp_path):
     from agent.config import TlsSettings
-    from agent.errors import ConfigError
+    from common.errors import ConfigError
 
     missing = tmp_path / "no-such-ca.pem"
     tls_settings = BrokerSettings(url="mqtts://127.0.0.1:8883", tls=TlsSettings(ca_file=missing))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from agent.clock import ManualClock
+from common.clock import ManualClock
 from drivers.camera.watchdog import CameraFault, CameraRestored, CameraWatchdog, WatchdogSettings
 
 

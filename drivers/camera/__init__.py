@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from agent.errors import ConfigError
+from common.errors import ConfigError
 from drivers.camera.base import Camera, Frame, make_luma
 
 # name -> "module:Class"; modules are imported only when their backend is chosen, and hardware libraries

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
-from agent.errors import SourceError
+from common.errors import SourceError
 from drivers.camera.base import Camera, Frame
 
 

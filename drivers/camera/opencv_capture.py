@@ -17,8 +17,8 @@ from typing import Callable, Iterator, Literal
 import cv2
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.clock import Clock, SystemClock
-from agent.errors import SourceError
+from common.clock import Clock, SystemClock
+from common.errors import SourceError
 from drivers.camera.base import Camera, Frame, make_luma
 
 _URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")

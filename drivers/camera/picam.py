@@ -16,7 +16,7 @@ from typing import Iterator, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.errors import HardwareError
+from common.errors import HardwareError
 from drivers.camera.base import Camera, Frame
 
 MODEL_FILE = Path("/proc/device-tree/model")

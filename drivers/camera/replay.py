@@ -14,7 +14,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from agent.errors import SourceError
+from common.errors import SourceError
 from drivers.camera.base import Camera, Frame, make_luma, pace
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent.clock import Clock
+from common.clock import Clock
 
 CameraState = Literal["ok", "stalled", "error"]
 

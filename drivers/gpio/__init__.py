@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from agent.clock import Clock
-from agent.errors import ConfigError
+from common.clock import Clock
+from common.errors import ConfigError
 from drivers.gpio.base import Gpio, GpioInput, GpioOutput, GpioSettings, InputChange, OutputChange
 from drivers.gpio.simulated import SimulatedGpio, parse_script, sidecar_script
 

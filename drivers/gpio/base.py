@@ -15,7 +15,7 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.errors import ConfigError
+from common.errors import ConfigError
 
 InputKind = Literal["pir", "trigger", "tamper", "power"]
 OutputKind = Literal["strobe", "siren", "led"]

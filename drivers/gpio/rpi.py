@@ -11,8 +11,8 @@ from __future__ import annotations
 import atexit
 from collections import deque
 
-from agent.clock import Clock, SystemClock
-from agent.errors import HardwareError
+from common.clock import Clock, SystemClock
+from common.errors import HardwareError
 from drivers.gpio.base import Gpio, GpioOutput, GpioSettings
 
 _INSTALL_HINT = ("install python3-rpi.gpio (apt) or RPi.GPIO (pip) on a Pi 4 and earlier, "

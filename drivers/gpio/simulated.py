@@ -15,7 +15,7 @@ import io
 import json
 from pathlib import Path
 
-from agent.errors import ConfigError, HardwareError, SourceError
+from common.errors import ConfigError, HardwareError, SourceError
 from drivers.gpio.base import Gpio, GpioOutput, GpioSettings
 
 SIDECAR_SUFFIXES = (".pir.csv", ".pir.jsonl")

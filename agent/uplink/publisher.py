@@ -11,8 +11,8 @@ import json
 import threading
 from typing import IO, Callable
 
-from agent.outbox import Outbox
-from agent.recorder import MediaFile
+from agent.storage.outbox import Outbox
+from agent.storage.recorder import MediaFile
 
 HISTORY = 10_000
 

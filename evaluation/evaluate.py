@@ -18,10 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agent.analyzer import Analyzer
 from agent.config import AgentConfig
-from agent.errors import ConfigError, SourceError
 from agent.events import AlarmEnded, AlarmStarted, MotionStopped, Phase
-from agent.scoring import AlarmScore, AlarmSpan, PixelCounts, pixel_counts, score_alarms
+from common.errors import ConfigError, SourceError
 from drivers.camera.replay import ReplayCamera, list_images
+from evaluation.scoring import AlarmScore, AlarmSpan, PixelCounts, pixel_counts, score_alarms
 
 
 class ClipSpec(BaseModel):

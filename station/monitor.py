@@ -19,8 +19,8 @@ import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
 from agent.config import BrokerSettings
-from agent.errors import ConfigError
-from agent.uplink import make_client
+from agent.uplink.client import make_client
+from common.errors import ConfigError
 
 
 @dataclass

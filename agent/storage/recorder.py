@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from agent.config import RecorderSettings
-from agent.errors import ConfigError, StorageError
-from agent.outbox import file_sha256
+from agent.storage.outbox import file_sha256
+from common.errors import ConfigError, StorageError
 from drivers.camera.base import Camera, Frame
 
 log = logging.getLogger(__name__)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agent.clock import iso_utc
 from agent.events import AlarmEnded, AlarmStarted
-from agent.recorder import MediaFile
+from agent.storage.recorder import MediaFile
+from common.clock import iso_utc
 
 
 def scaled_boxes(boxes, scale: float) -> list[list[int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.config import RecorderSettings
-from agent.recorder import ClipWriter
+from agent.storage.recorder import ClipWriter
 from drivers.camera.synthetic import SyntheticCamera
 
 

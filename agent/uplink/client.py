@@ -18,10 +18,10 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from agent.clock import Clock, iso_utc
 from agent.config import BrokerSettings
-from agent.errors import ConfigError
-from agent.outbox import Outbox
+from agent.storage.outbox import Outbox
+from common.clock import Clock, iso_utc
+from common.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from agent.clock import Clock
-from agent.errors import StorageError
+from common.clock import Clock
+from common.errors import StorageError
 
 log = logging.getLogger(__name__)
 

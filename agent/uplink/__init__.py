@@ -1,0 +1,1 @@
+"""The MQTT link: the typed contract (messages, topics), the publisher into the outbox, and the paho client."""
