@@ -1,6 +1,8 @@
 """Analysis of one frame: detection (on the panorama strip when configured), sensor fusion, the event engine.
 
-This is what `eval` runs, and what the agent's loop runs before it records and publishes anything.
+This is what `eval` runs, and what the agent's loop runs before it records and publishes anything. The analyzer is
+the one way into the event engine: alarm start/end events leave it carrying who confirmed them, and `status()`
+is the snapshot the heartbeat reads, so nothing downstream reaches into the engine or the fusion stage.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent.config import AgentConfig
-from agent.events import EngineEvent, EventEngine
+from agent.events import AlarmEnded, AlarmStarted, EngineEvent, EventEngine, Phase
 from agent.sensors import AlarmInputs, FrameInputs
 from drivers.camera.base import Frame
 from models.motion import MotionDetector, MotionResult
@@ -24,6 +26,25 @@ class Analysis:
     events: list[EngineEvent]
     inputs: FrameInputs | None = None
     locations: tuple[Location, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AnalyzerStatus:
+    """What the heartbeat reports of detection and inputs, read in one go."""
+
+    armed: bool
+    phase: Phase
+    active_event_id: str | None
+    tamper: str | None
+    inputs: dict | None          # current GPIO input states (None without an input stage)
+    detector_faults: list[str]   # detectors currently suspected faulty
+
+
+def motion_zones(result: MotionResult) -> list[str | None]:
+    """Zones with video motion on this frame; None stands for the whole image (no zones configured)."""
+    if not result.motion:
+        return []
+    return [box.zone or None for box in result.boxes] or [None]
 
 
 class Analyzer:
@@ -44,12 +65,38 @@ class Analyzer:
         if self.view is not None and result.boxes:
             locations = tuple(self.view.locate(result.boxes))
             result = dataclasses.replace(result, boxes=self._source_boxes(locations, frame.luma.shape[1]))
-        fused = self.inputs.frame(frame.ts, result) if self.inputs is not None else None
+        fused = self.inputs.frame(frame.ts, result, motion_zones(result)) if self.inputs is not None else None
         decided = fused.result if fused is not None else result
-        return Analysis(decided, self.engine.update(frame.ts, frame.index, decided), fused, locations)
+        events = self._confirmed(self.engine.update(frame.ts, frame.index, decided))
+        return Analysis(decided, events, fused, locations)
 
-    def finish(self, frame: Frame) -> list[EngineEvent]:
-        return self.engine.finish(frame.ts, frame.index)
+    def set_armed(self, armed: bool, ts: float, frame: int | None) -> list[EngineEvent]:
+        """Arm or disarm; disarming ends an active alarm (returned, with who confirmed it)."""
+        return self._confirmed(self.engine.set_armed(armed, ts, frame))
+
+    def finish(self, ts: float, frame: int | None) -> list[EngineEvent]:
+        """End any active alarm: the agent is stopping or the recording ended."""
+        return self._confirmed(self.engine.finish(ts, frame))
+
+    def status(self) -> AnalyzerStatus:
+        inputs = self.inputs
+        return AnalyzerStatus(
+            armed=bool(self.engine.armed), phase=self.engine.phase, active_event_id=self.engine.active_event_id,
+            tamper=self.engine.tampered, inputs=inputs.sensors.state() if inputs is not None else None,
+            detector_faults=[report.detector for report in inputs.fusion.active_faults()] if inputs else [])
+
+    def _confirmed(self, events: list[EngineEvent]) -> list[EngineEvent]:
+        """Alarm starts and ends carry the technologies that confirmed them (video alone without inputs)."""
+        out: list[EngineEvent] = []
+        for event in events:
+            if isinstance(event, AlarmStarted):
+                sources = self.inputs.alarm_started() if self.inputs is not None else ["video"]
+                event = dataclasses.replace(event, confirmed_by=tuple(sources))
+            elif isinstance(event, AlarmEnded):
+                sources = self.inputs.alarm_ended() if self.inputs is not None else ["video"]
+                event = dataclasses.replace(event, confirmed_by=tuple(sources))
+            out.append(event)
+        return out
 
     def _views_of(self, luma: np.ndarray) -> np.ndarray | list[np.ndarray]:
         return np.hsplit(luma, len(self.camera_names)) if self.camera_names else luma

@@ -113,7 +113,7 @@ def _open_events(path: Path):
 def _stop_on_signals(agent) -> None:
     def request_stop(signum, _frame):
         log.info("signal %s: stopping (send it again to exit at once)", signal.Signals(signum).name)
-        agent.stop_event.set()
+        agent.stop()
         signal.signal(signum, signal.SIG_DFL)  # a second signal is not ignored if the camera blocks
 
     signal.signal(signal.SIGTERM, request_stop)
@@ -142,7 +142,7 @@ def cmd_monitor(args) -> int:
 
 
 def cmd_command(args) -> int:
-    from station.monitor import send_command
+    from station.command import send_command
 
     result = send_command(args.broker, args.device, args.json, args.timeout)
     if result is None:

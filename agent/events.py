@@ -27,6 +27,7 @@ class AlarmStarted:
     frame: int
     score: float
     boxes: tuple = ()
+    confirmed_by: tuple[str, ...] = ()  # technologies that confirmed it ("video", "pir:<id>"), set by the analyzer
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,7 @@ class AlarmEnded:
     started_frame: int
     peak_score: float
     reason: str  # "motion stopped" | "max length" | "disarmed" | "shutdown"
+    confirmed_by: tuple[str, ...] = ()  # every technology that confirmed any frame of the alarm (analyzer)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,11 @@ import shutil
 from pathlib import Path
 
 from agent import __version__
+from agent.uplink.messages import Heartbeat, Identity
 from common.clock import Clock, iso_utc
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
+NO_INPUTS = {"pir_active": [], "triggers_active": [], "tamper_open": [], "mains_ok": None}
 
 
 def cpu_temperature_c(path: Path = THERMAL_ZONE) -> float | None:
@@ -42,24 +44,16 @@ class Health:
         span = self._arrivals[-1] - self._arrivals[0]
         return round((len(self._arrivals) - 1) / span, 2) if span > 0 else 0.0
 
-    def heartbeat(self, identity: dict, armed: bool, outbox_depth: int, outbox_bytes: int, **extra) -> dict:
+    def heartbeat(self, identity: Identity, *, armed: bool, outbox_depth: int, outbox_bytes: int, camera: dict,
+                  tamper: str | None, inputs: dict | None, signalling: dict, detector_faults: list[str]) -> Heartbeat:
         try:
             disk_free = shutil.disk_usage(self.data_dir).free
         except OSError:
             disk_free = None
-        return {
-            **identity,
-            "kind": "heartbeat",
-            "ts": iso_utc(self.clock.wall()),
-            "uptime_s": round(self.clock.monotonic() - self.started, 1),
-            "frames": self.frames,
-            "fps": self.fps,
-            "armed": armed,
-            "outbox_depth": outbox_depth,
-            "outbox_bytes": outbox_bytes,
-            "disk_free_bytes": disk_free,
-            "cpu_temp_c": cpu_temperature_c(),
-            "version": __version__,
-            "last_event_id": self.last_event_id,
-            **extra,
-        }
+        return Heartbeat(
+            **identity.model_dump(), ts=iso_utc(self.clock.wall()),
+            uptime_s=round(self.clock.monotonic() - self.started, 1), frames=self.frames, fps=self.fps, armed=armed,
+            outbox_depth=outbox_depth, outbox_bytes=outbox_bytes, disk_free_bytes=disk_free,
+            cpu_temp_c=cpu_temperature_c(), version=__version__, last_event_id=self.last_event_id,
+            camera=camera, tamper=tamper, inputs=inputs or NO_INPUTS, signalling=signalling,
+            detector_faults=detector_faults)

@@ -24,8 +24,6 @@ class PirEvent:
     active: bool
     kind = "pir"
 
-    def payload(self) -> dict:
-        return {"kind": self.kind, "input": self.input_id, "zone": self.zone, "active": self.active}
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +36,6 @@ class TriggerEvent:
     active: bool
     kind = "trigger"
 
-    def payload(self) -> dict:
-        return {"kind": self.kind, "input": self.input_id, "zone": self.zone, "active": self.active}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +48,6 @@ class TamperEvent:
     open: bool
     kind = "tamper"
 
-    def payload(self) -> dict:
-        return {"kind": self.kind, "input": self.input_id, "zone": self.zone, "open": self.open}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +59,6 @@ class PowerEvent:
     mains_ok: bool
     kind = "power"
 
-    def payload(self) -> dict:
-        return {"kind": self.kind, "input": self.input_id, "mains_ok": self.mains_ok}
 
 
 SensorEvent = PirEvent | TriggerEvent | TamperEvent | PowerEvent
@@ -133,14 +125,14 @@ class AlarmInputs:
         self._streak: set[str] = set()
         self._alarm: set[str] | None = None
 
-    def frame(self, ts: float, result: MotionResult, motion_zones: Iterable[str | None] | None = None) -> FrameInputs:
-        """motion_zones: zones with video motion; default: the whole frame when the detector saw motion."""
+    def frame(self, ts: float, result: MotionResult, motion_zones: Iterable[str | None]) -> FrameInputs:
+        """motion_zones: the zones with video motion on this frame (None = the whole image, when no zones are
+        configured); required, so that video in one zone can never confirm another zone's PIR."""
         events = self.sensors.poll(ts)
         for event in events:
             if isinstance(event, PirEvent):
                 self.fusion.observe_pir(event.ts, event.input_id, event.active)
-        zones = ([None] if result.motion else []) if motion_zones is None else motion_zones
-        fused = self.fusion.step(ts, zones)
+        fused = self.fusion.step(ts, motion_zones)
         self._streak = self._streak | set(fused.confirmed_by) if fused.confirmed else set()
         if self._alarm is not None:
             self._alarm |= set(fused.confirmed_by)
@@ -156,9 +148,3 @@ class AlarmInputs:
         sources, self._alarm = self._alarm or set(), None
         return list(order_sources(sources))
 
-
-def fault_payload(report: FaultReport) -> dict:
-    """MQTT `event` payload body for a suspected detector fault (kind "detector_fault")."""
-    return {"kind": "detector_fault", "detector": report.detector, "zone": report.zone, "reason": report.reason,
-            "active": report.active, "evidence_count": report.count,
-            "evidence_s": round(report.ts - report.since, 1)}

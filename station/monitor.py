@@ -1,4 +1,4 @@
-"""The engineers' receiver: subscribes to one unit (or all), prints what arrives and reassembles media files.
+"""The engineers' receiver (station side): watches one unit (or all), prints what arrives, reassembles media.
 
 Media chunks may arrive before their manifest, out of order, or twice (at-least-once delivery); a file is
 assembled once the manifest and every chunk index are present, then checked against the manifest's SHA-256.
@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Callable
 
 import paho.mqtt.client as mqtt
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from agent.config import BrokerSettings
 from agent.uplink.client import make_client
+from agent.uplink.messages import EVENT, CommandResult, Heartbeat, MediaManifest, Status
 from common.errors import ConfigError
 
 
@@ -40,6 +41,20 @@ class MediaFile:
 class _Assembly:
     manifest: dict | None = None
     chunks: dict[int, bytes] = field(default_factory=dict)
+
+
+def _parsed(schema, payload: bytes) -> dict:
+    """A payload checked against the unit's contract (agent/uplink/messages.py); the JSON as sent, as a dict.
+
+    A payload that does not match is a ValueError, reported as a bad message and otherwise ignored."""
+    data = json.loads(payload)
+    adapter = schema if isinstance(schema, TypeAdapter) else TypeAdapter(schema)
+    try:
+        adapter.validate_python(data)
+    except ValidationError as exc:
+        raise ValueError(f"does not match the contract: {exc.error_count()} problem(s), first: "
+                         f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}") from None
+    return data
 
 
 def _settings_for(url: str) -> BrokerSettings:
@@ -137,13 +152,13 @@ class Monitor:
 
     def _dispatch(self, device: str, rest: list[str], payload: bytes) -> None:
         if rest == ["status"]:
-            self._on_status(device, json.loads(payload))
+            self._on_status(device, _parsed(Status, payload))
         elif rest == ["heartbeat"]:
-            self._on_heartbeat(device, json.loads(payload))
+            self._on_heartbeat(device, _parsed(Heartbeat, payload))
         elif rest == ["event"]:
-            self._on_event(device, json.loads(payload))
+            self._on_event(device, _parsed(EVENT, payload))
         elif rest == ["cmd", "result"]:
-            self._on_command_result(device, json.loads(payload))
+            self._on_command_result(device, _parsed(CommandResult, payload))
         elif rest == ["cmd"]:
             pass  # our own (or another operator's) command on its way to the unit
         elif len(rest) == 4 and rest[0] == "media":
@@ -189,7 +204,7 @@ class Monitor:
         done = self.media.get((event_id, name))
         assembly = self._assemblies.setdefault(key, _Assembly())
         if part == "manifest":
-            manifest = json.loads(payload)
+            manifest = _parsed(MediaManifest, payload)
             if done is not None and done.expected_sha256 == manifest["sha256"]:
                 return  # resent after a reconnect; already assembled
             assembly.manifest = manifest
@@ -244,26 +259,3 @@ def run_monitor(url: str, device_id: str | None, out_dir: Path | None, session: 
         return 1
     return 0
 
-
-def send_command(url: str, device_id: str, command_json: str, timeout: float) -> dict | None:
-    """Publish a command to one unit and wait for its result; None if the unit did not answer in time."""
-    try:
-        request = json.loads(command_json)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"the command is not JSON: {exc}") from None
-    if isinstance(request, dict) and not request.get("id"):
-        request["id"] = uuid.uuid4().hex[:12]
-    wanted = request.get("id") if isinstance(request, dict) else ""
-    monitor = Monitor(url, device_id, None, printer=lambda line: None)
-    monitor.start()
-    try:
-        if not monitor.wait_for(lambda m: m.subscribed, timeout=min(timeout, 10.0)):
-            raise ConfigError(f"cannot reach broker {url}")
-        info = monitor._client.publish(f"{monitor._prefix}/{device_id}/cmd", json.dumps(request), qos=1)
-        info.wait_for_publish(timeout)
-        answered = lambda m: any(r.get("id") == wanted for r in m.command_results)
-        if not monitor.wait_for(answered, timeout=timeout):
-            return None
-        return next(r for r in monitor.command_results if r.get("id") == wanted)
-    finally:
-        monitor.stop()

@@ -88,7 +88,7 @@ def test_a_failing_live_camera_raises_fault_and_restore_and_the_agent_keeps_runn
     config = parse_config({"data_dir": str(tmp_path / "data"), "camera_watchdog": {"restore_frames": 3}})
     camera = FlakySensorCamera(fail_after=10)
     agent = Agent(config, camera, SystemClock(), upload=False)
-    agent.on_frame = lambda frame: agent.stop_event.set() if agent.summary.frames >= 30 else None
+    agent.on_frame = lambda frame: agent.stop() if agent.summary.frames >= 30 else None
     summary = agent.run()
     kinds = [(e["kind"], e.get("source"), e.get("reason")) for e in summary.events_published]
     assert kinds == [("fault", "camera", "error"), ("restore", "camera", "error")]
@@ -122,7 +122,7 @@ def test_a_stalled_camera_is_reported_while_the_loop_is_blocked(tmp_path):
                            "camera_watchdog": {"stall_after_s": 1.0, "restore_frames": 3},
                            "heartbeat": {"interval_s": 1}})
     agent = Agent(config, StallingCamera(stall_s=3.0), SystemClock(), upload=False)
-    agent.on_frame = lambda frame: agent.stop_event.set() if frame.index >= 30 else None
+    agent.on_frame = lambda frame: agent.stop() if frame.index >= 30 else None
     summary = agent.run()
     faults = [e for e in summary.events_published if e["kind"] in ("fault", "restore")]
     assert [(e["kind"], e["reason"]) for e in faults] == [("fault", "stalled"), ("restore", "stalled")]

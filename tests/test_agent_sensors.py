@@ -82,3 +82,34 @@ def test_covert_mode_alarms_but_keeps_every_output_off(walk_clip, tmp_path):
     intrusions = [e for e in events if e["kind"] == "intrusion"]
     assert len(intrusions) == 2 and intrusions[0]["confirmed_by"] == ["video", "pir:pir-east"]
     assert history and not any(on for _, _, on in history)  # only the safe-state writes
+
+
+def run_two_zones(clip, tmp_path, script_rows):
+    """The figure walks in zone "gate" (the whole picture but a corner); zone "yard" is that far corner. Each zone
+    has its own PIR and needs video and PIR together."""
+    script = clip.with_name(clip.name + ".pir.csv")
+    script.write_text("ts,input,level\n" + "".join(f"{ts},{ref},{level}\n" for ts, ref, level in script_rows))
+    yard = [[0.0, 0.0], [0.04, 0.0], [0.04, 0.04], [0.0, 0.04]]
+    gate = [[0.05, 0.05], [1.0, 0.05], [1.0, 1.0], [0.05, 1.0]]
+    config = parse_config({
+        "data_dir": str(tmp_path / "data"), "camera": {"backend": "replay", "source": str(clip)},
+        "detection": {"zones": [{"name": "gate", "polygon": gate}, {"name": "yard", "polygon": yard}]},
+        "gpio": {"inputs": [{"id": "pir-gate", "pin": 17, "kind": "pir", "zone": "gate", "debounce_ms": 100},
+                            {"id": "pir-yard", "pin": 27, "kind": "pir", "zone": "yard", "debounce_ms": 100}]},
+        "fusion": {"zones": [{"zone": "gate", "policy": "both"}, {"zone": "yard", "policy": "both"}],
+                   "window_s": 3.0},
+        "recorder": {"post_roll_s": 1.0},
+    })
+    agent = Agent(config, ReplayCamera(clip, realtime=False), ManualClock(), upload=False)
+    return [e for e in agent.run().events_published if e["kind"] == "intrusion"]
+
+
+def test_video_in_one_zone_and_the_pir_of_another_confirm_neither(walk_clip, tmp_path):
+    # the yard's PIR fires while the figure walks through the gate: under "both" neither zone has both
+    assert run_two_zones(walk_clip, tmp_path, [(5.0, "pir-yard", 1), (12.0, "pir-yard", 0)]) == []
+
+
+def test_video_and_the_pir_of_the_same_zone_confirm_it(walk_clip, tmp_path):
+    intrusions = run_two_zones(walk_clip, tmp_path, [(5.0, "pir-gate", 1), (12.0, "pir-gate", 0)])
+    assert [e["phase"] for e in intrusions] == ["start", "end"]
+    assert intrusions[0]["zone"] == "gate" and intrusions[0]["confirmed_by"] == ["video", "pir:pir-gate"]

@@ -12,7 +12,7 @@ from agent.config import parse_config
 from agent.pipeline import Agent
 from common.clock import SystemClock
 from drivers.camera.synthetic import SyntheticCamera
-from station.monitor import send_command
+from station.command import send_command
 
 
 @pytest.mark.parametrize("payload, reason", [

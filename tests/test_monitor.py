@@ -14,6 +14,7 @@ import pytest
 
 from common.errors import ConfigError
 from station.monitor import Monitor
+from tests import payloads
 from tests.conftest import reap
 
 pytestmark = pytest.mark.broker
@@ -70,18 +71,19 @@ def test_corrupt_media_is_flagged_not_verified(mosquitto):
 def test_events_deduplicated_and_statuses_per_device(mosquitto):
     lines: list[str] = []
     monitor = started(mosquitto.url, None, lines=lines)
-    start = {"event_id": "e3", "seq": 1, "kind": "intrusion", "phase": "start", "score": 0.4, "boxes": [[1, 2, 3, 4]]}
-    end = dict(start, seq=2, phase="end", boxes=[], clip={"name": "clip.mp4", "bytes": 10, "sha256": "ab"})
+    start = payloads.alarm_start("e3", seq=1)
+    end = payloads.alarm_end("e3", seq=2, clip={"name": "clip.mp4", "bytes": 10, "sha256": payloads.SHA})
+    beat = payloads.heartbeat(uptime_s=5)
     send(mosquitto, [{"topic": f"{ROOT}/event", "payload": json.dumps(p), "qos": 1} for p in (start, start, end)]
-         + [{"topic": "pids/other/status", "payload": json.dumps({"state": "online", "device_id": "other"}),
+         + [{"topic": "pids/other/status", "payload": json.dumps(payloads.status("online", "other")),
              "qos": 1, "retain": True},
-            {"topic": f"{ROOT}/heartbeat", "payload": json.dumps({"kind": "heartbeat", "uptime_s": 5}), "qos": 1},
+            {"topic": f"{ROOT}/heartbeat", "payload": json.dumps(beat), "qos": 1},
             {"topic": f"{ROOT}/event", "payload": b"not json", "qos": 1}])
     assert monitor.wait_for(lambda m: len(m.events) == 2 and m.heartbeats and m.statuses and m.errors,
                             NET_TIMEOUT)
     assert [e["phase"] for e in monitor.events] == ["start", "end"] and monitor.duplicates == 1
     assert monitor.statuses["other"]["state"] == "online"
-    assert monitor.heartbeats == [{"kind": "heartbeat", "uptime_s": 5}]
+    assert monitor.heartbeats == [beat]
     assert any("bad message" in err and f"{ROOT}/event" in err for err in monitor.errors)
     assert any("EVENT end e3" in line and "clip=clip.mp4(10 B)" in line for line in lines)
     assert any("HEARTBEAT" in line and "uptime_s=5" in line for line in lines)
@@ -90,10 +92,8 @@ def test_events_deduplicated_and_statuses_per_device(mosquitto):
 
 def test_device_filter_ignores_other_units(mosquitto):
     monitor = started(mosquitto.url, "unit-9")
-    send(mosquitto, [{"topic": "pids/other/event", "payload": json.dumps({"event_id": "x", "phase": "start"}),
-                      "qos": 1},
-                     {"topic": f"{ROOT}/event", "payload": json.dumps({"event_id": "y", "phase": "start"}),
-                      "qos": 1}])
+    send(mosquitto, [{"topic": "pids/other/event", "payload": json.dumps(payloads.alarm_start("x")), "qos": 1},
+                     {"topic": f"{ROOT}/event", "payload": json.dumps(payloads.alarm_start("y")), "qos": 1}])
     assert monitor.wait_for(lambda m: m.events, NET_TIMEOUT)
     assert [e["event_id"] for e in monitor.events] == ["y"]
     monitor.stop()
@@ -112,7 +112,7 @@ def test_run_monitor_prints_verified_and_exits_on_ctrl_c(mosquitto, tmp_path):
     try:
         assert "watching pids/+/#" in child.stdout.readline()
         # The subscription follows the connect line; a retained status proves it is active.
-        send(mosquitto, [{"topic": f"{ROOT}/status", "payload": json.dumps({"state": "online"}), "qos": 1,
+        send(mosquitto, [{"topic": f"{ROOT}/status", "payload": json.dumps(payloads.status("online")), "qos": 1,
                           "retain": True}])
         assert "STATUS online" in child.stdout.readline()
         data = os.urandom(3000)

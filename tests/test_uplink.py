@@ -16,6 +16,7 @@ from agent.storage.outbox import Outbox
 from agent.uplink.client import Uplink
 from common.clock import SystemClock
 from station.monitor import Monitor
+from tests import payloads
 from tests.conftest import reap
 
 pytestmark = pytest.mark.broker
@@ -30,14 +31,13 @@ def settings(url: str, **extra) -> BrokerSettings:
 
 def queue_alarm(box: Outbox, event_id: str, clip_bytes: int, chunk_bytes: int) -> None:
     seq = box.next_seq()
-    box.put_message("event", {"event_id": event_id, "seq": seq, "kind": "intrusion", "phase": "start"}, "event")
+    box.put_message("event", payloads.alarm_start(event_id, seq), "event")
     clip = box.media_dir / event_id / "clip.mp4"
     clip.parent.mkdir(parents=True, exist_ok=True)
     clip.write_bytes(os.urandom(clip_bytes))
     manifest = box.put_media(event_id, "clip.mp4", clip, "video/mp4", chunk_bytes)
-    box.put_message("event", {"event_id": event_id, "seq": box.next_seq(), "kind": "intrusion", "phase": "end",
-                              "clip": {"name": "clip.mp4", "bytes": clip_bytes, "sha256": manifest["sha256"]}},
-                    "event")
+    clip_ref = {"name": "clip.mp4", "bytes": clip_bytes, "sha256": manifest["sha256"]}
+    box.put_message("event", payloads.alarm_end(event_id, box.next_seq(), clip=clip_ref), "event")
 
 
 def watch(url: str, out_dir: Path, session: str | None = None) -> Monitor:
@@ -130,7 +130,7 @@ def test_broker_down_at_start_then_everything_arrives_once_in_order(mosquitto_pe
     broker.stop()
     queue_alarm(box, "a1", 30_000, chunk_bytes=2048)
     for _ in range(5):
-        box.put_message("heartbeat", {"kind": "heartbeat", "seq": box.next_seq()}, "heartbeat")
+        box.put_message("heartbeat", payloads.heartbeat(uptime_s=box.next_seq()), "heartbeat")  # uptime marks order
     queue_alarm(box, "a2", 20_000, chunk_bytes=2048)
     uplink = Uplink(settings(broker.url), ROOT, DEVICE, box, SystemClock(), "1.0")
     uplink.start()  # must not raise: an unreachable broker is retried
@@ -142,7 +142,7 @@ def test_broker_down_at_start_then_everything_arrives_once_in_order(mosquitto_pe
         assert monitor.wait_for(lambda m: len(m.events) == 4 and len(m.media) == 2 and len(m.heartbeats) == 5,
                                 NET_TIMEOUT)
         assert [e["seq"] for e in monitor.events] == [1, 2, 8, 9]
-        assert [h["seq"] for h in monitor.heartbeats] == [3, 4, 5, 6, 7]
+        assert [h["uptime_s"] for h in monitor.heartbeats] == [3, 4, 5, 6, 7]
         assert monitor.duplicates == 0
         assert all(m.verified for m in monitor.media.values())
     finally:
@@ -154,10 +154,10 @@ def test_broker_restart_midway_everything_arrives(mosquitto_persistent, box, tmp
     broker = mosquitto_persistent
     monitor = watch(broker.url, tmp_path / "received", session="test-receiver")
     for n in range(30):
-        box.put_message("event", {"event_id": f"pre{n}", "seq": box.next_seq(), "phase": "start"}, "event")
+        box.put_message("event", payloads.alarm_start(f"pre{n}", box.next_seq()), "event")
     queue_alarm(box, "big", 1_000_000, chunk_bytes=1024)  # ~1000 chunk rows, so the cut lands mid-stream
     for n in range(30):
-        box.put_message("event", {"event_id": f"post{n}", "seq": box.next_seq(), "phase": "start"}, "event")
+        box.put_message("event", payloads.alarm_start(f"post{n}", box.next_seq()), "event")
     total = box.depth()
     uplink = Uplink(settings(broker.url, inflight=2), ROOT, DEVICE, box, SystemClock(), "1.0")
     uplink.start()

@@ -1,77 +1,254 @@
-"""Payloads of the `event` topic: built in one place so MQTT, the outbox and --events JSONL carry the same thing."""
+"""The MQTT contract, typed: one pydantic model per payload, used by the unit to build and by station tools to parse.
+
+MQTT, the outbox and `--events` JSONL all carry `model.wire()`, so what the unit sends and what a receiver checks
+are the same schema. Extra keys are refused both ways: a payload that does not match is a bad message, not a guess.
+`docs/mqtt.md` describes each payload with examples.
+"""
 
 from __future__ import annotations
 
-from agent.events import AlarmEnded, AlarmStarted
-from agent.storage.recorder import MediaFile
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
 from common.clock import iso_utc
 
 
-def scaled_boxes(boxes, scale: float) -> list[list[int]]:
-    """Boxes from detection-image pixels to full-image pixels, as [x, y, w, h]."""
-    return [box.scaled(scale) for box in boxes]
+class Message(BaseModel):
+    """Base of every payload: unknown keys refused, immutable once built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def wire(self) -> dict:
+        """The JSON-ready dict that goes into the outbox and onto the wire."""
+        return self.model_dump(mode="json")
 
 
-def alarm_start(identity: dict, seq: int, event: AlarmStarted, wall_ts: float, scale: float,
-                image_size: tuple[int, int]) -> dict:
-    return {
-        **identity,
-        "event_id": event.event_id,
-        "seq": seq,
-        "kind": "intrusion",
-        "phase": "start",
-        "ts": iso_utc(wall_ts),
-        "frame": event.frame,
-        "score": round(float(event.score), 5),
-        "boxes": scaled_boxes(event.boxes, scale),
-        "image_size": list(image_size),
-    }
+class Identity(Message):
+    device_id: str
+    site_ref: str
 
 
-def alarm_end(identity: dict, seq: int, event: AlarmEnded, wall_ts: float, duration_s: float,
-              clip: MediaFile | None, snapshot: MediaFile | None) -> dict:
-    return {
-        **identity,
-        "event_id": event.event_id,
-        "seq": seq,
-        "kind": "intrusion",
-        "phase": "end",
-        "ts": iso_utc(wall_ts),
-        "frame": event.frame,
-        "started_frame": event.started_frame,
-        "score": round(float(event.peak_score), 5),
-        "boxes": [],
-        "reason": event.reason,
-        "duration_s": round(duration_s, 3),
-        "clip": clip.describe() if clip else None,
-        "snapshot": snapshot.describe() if snapshot else None,
-    }
+class MediaRef(Message):
+    """A finished file named in an alarm end: its size and SHA-256 as computed when it was written."""
+
+    name: str
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
-def incomplete_end(identity: dict, seq: int, start_payload: dict, wall_ts: float,
-                   clip: MediaFile | None = None) -> dict:
-    """The honest end of an alarm that was open when the agent stopped abruptly: its clip is lost, unless it had
-    been finished (fsynced and renamed) just before the stop, in which case it is sent."""
+# --- events (`<root>/event`): one envelope, a body per kind --------------------------------------------------
+
+class Event(Identity):
+    event_id: str
+    seq: int = Field(ge=0)
+    ts: str
+    frame: int | None
+
+
+class AlarmStart(Event):
+    kind: Literal["intrusion"] = "intrusion"
+    phase: Literal["start"] = "start"
+    score: float
+    boxes: list[list[int]]
+    image_size: list[int]
+    zone: str | None
+    confirmed_by: list[str]
+    bearings_deg: list[float] | None = None  # 360° units only
+    sectors: list[str] | None = None
+
+    def wire(self) -> dict:
+        # a unit without a panorama sends no bearing keys at all, rather than nulls
+        absent = {name for name in ("bearings_deg", "sectors") if getattr(self, name) is None}
+        return self.model_dump(mode="json", exclude=absent)
+
+
+class AlarmEnd(Event):
+    kind: Literal["intrusion"] = "intrusion"
+    phase: Literal["end"] = "end"
+    started_frame: int | None
+    score: float
+    boxes: list[list[int]] = []
+    reason: str
+    duration_s: float | None  # None when the agent stopped abruptly and the alarm's length is unknown
+    clip: MediaRef | None
+    snapshot: MediaRef | None
+    confirmed_by: list[str]
+    incomplete: bool = False
+
+
+class VideoTamper(Event):
+    kind: Literal["tamper"] = "tamper"
+    source: Literal["video"] = "video"
+    reason: str
+
+
+class Restore(Event):
+    """A video tamper or camera fault cleared."""
+
+    kind: Literal["restore"] = "restore"
+    source: Literal["video", "camera"]
+    reason: str
+    down_s: float
+
+
+class CameraFault(Event):
+    kind: Literal["fault"] = "fault"
+    source: Literal["camera"] = "camera"
+    reason: str
+    message: str
+
+
+class StorageFault(Event):
+    kind: Literal["fault"] = "fault"
+    source: Literal["storage"] = "storage"
+    message: str
+    alarm_event_id: str | None
+
+
+class SceneChange(Event):
+    kind: Literal["scene_change"] = "scene_change"
+    source: Literal["video"] = "video"
+
+
+class DetectorChange(Event):
+    """A PIR or an external trigger asserted or released (each input on its own)."""
+
+    kind: Literal["pir", "trigger"]
+    input: str
+    zone: str
+    active: bool
+
+
+class EnclosureTamper(Event):
+    kind: Literal["tamper"] = "tamper"
+    input: str
+    zone: str
+    open: bool
+
+
+class PowerChange(Event):
+    kind: Literal["power"] = "power"
+    input: str
+    mains_ok: bool
+
+
+class DetectorFault(Event):
+    kind: Literal["detector_fault"] = "detector_fault"
+    detector: str
+    zone: str
+    reason: str
+    active: bool
+    evidence_count: int
+    evidence_s: float
+
+
+class ArmedChange(Event):
+    kind: Literal["armed"] = "armed"
+    armed: bool
+    source: Literal["command", "schedule"]
+
+
+AnyEvent = Union[AlarmStart, AlarmEnd, VideoTamper, EnclosureTamper, Restore, CameraFault, StorageFault,
+                 SceneChange, DetectorChange, PowerChange, DetectorFault, ArmedChange]
+EVENT = TypeAdapter(AnyEvent)  # extra="forbid" on each member makes the match exact
+
+
+# --- heartbeat, command results, status, media manifests -----------------------------------------------------
+
+class CameraHealth(Message):
+    state: Literal["ok", "stalled", "error"]
+    fps: float
+    frames: int
+    faults: int
+    last_error: str | None
+    last_frame_age_s: float | None
+
+
+class InputStates(Message):
+    pir_active: list[str]
+    triggers_active: list[str]
+    tamper_open: list[str]
+    mains_ok: bool | None  # None: no mains-fail input is wired
+
+
+class SignallingState(Message):
+    mode: Literal["overt", "covert"]
+    active: bool
+
+
+class Heartbeat(Identity):
+    kind: Literal["heartbeat"] = "heartbeat"
+    ts: str
+    uptime_s: float
+    frames: int
+    fps: float
+    armed: bool
+    outbox_depth: int
+    outbox_bytes: int
+    disk_free_bytes: int | None
+    cpu_temp_c: float | None
+    version: str
+    last_event_id: str | None
+    camera: CameraHealth
+    tamper: str | None
+    inputs: InputStates
+    signalling: SignallingState
+    detector_faults: list[str]
+
+
+class CommandResult(Identity):
+    ts: str
+    id: str
+    ok: bool
+    cmd: str | None = None
+    detail: str | None = None    # what was done (ok)
+    reason: str | None = None    # why it was refused (not ok)
+
+    def wire(self) -> dict:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+class Status(Message):
+    state: Literal["online", "offline", "stopped"]
+    device_id: str
+    ts: str
+    version: str
+
+
+class MediaManifest(Message):
+    event_id: str
+    name: str
+    content_type: str
+    total_bytes: int = Field(ge=0)
+    chunk_bytes: int = Field(gt=0)
+    chunks: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+# --- builders shared by the unit's reactions -----------------------------------------------------------------
+
+def envelope(identity: Identity, seq: int, event_id: str, wall_ts: float, frame: int | None) -> dict:
+    """The fields every event carries, as keyword arguments for an Event model."""
+    return {**identity.model_dump(), "event_id": event_id, "seq": seq, "ts": iso_utc(wall_ts), "frame": frame}
+
+
+def alarm_end(identity: Identity, seq: int, event_id: str, wall_ts: float, *, frame: int | None,
+              started_frame: int | None, score: float, reason: str, duration_s: float | None,
+              clip: MediaRef | None, snapshot: MediaRef | None, confirmed_by: list[str],
+              incomplete: bool = False) -> AlarmEnd:
+    """The one builder of an alarm's end: a normal end, and the honest end of an alarm that was open when the
+    agent stopped abruptly (incomplete=True: no frame, no duration, the clip only if it had been finished)."""
+    return AlarmEnd(**envelope(identity, seq, event_id, wall_ts, frame), started_frame=started_frame,
+                    score=round(float(score), 5), reason=reason,
+                    duration_s=None if duration_s is None else round(duration_s, 3), clip=clip,
+                    snapshot=snapshot, confirmed_by=confirmed_by, incomplete=incomplete)
+
+
+def incomplete_end(identity: Identity, seq: int, start: AlarmStart, wall_ts: float,
+                   clip: MediaRef | None) -> AlarmEnd:
     reason = ("agent stopped abruptly; the clip was finished and is sent" if clip else
               "agent stopped abruptly; clip incomplete and discarded")
-    return {
-        **identity,
-        "event_id": start_payload["event_id"],
-        "seq": seq,
-        "kind": start_payload.get("kind", "intrusion"),
-        "phase": "end",
-        "ts": iso_utc(wall_ts),
-        "frame": None,
-        "started_frame": start_payload.get("frame"),
-        "score": start_payload.get("score", 0.0),
-        "boxes": [],
-        "reason": reason,
-        "incomplete": True,
-        "clip": clip.describe() if clip else None,
-        "snapshot": None,
-    }
-
-
-def unit_event(identity: dict, seq: int, event_id: str, body: dict, wall_ts: float, frame: int | None) -> dict:
-    """Any other event of the unit (sensor input, detector fault, arming change...): `body` carries its kind."""
-    return {**identity, "event_id": event_id, "seq": seq, "ts": iso_utc(wall_ts), "frame": frame, **body}
+    return alarm_end(identity, seq, start.event_id, wall_ts, frame=None, started_frame=start.frame,
+                     score=start.score, reason=reason, duration_s=None, clip=clip, snapshot=None,
+                     confirmed_by=start.confirmed_by, incomplete=True)

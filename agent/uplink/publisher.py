@@ -13,6 +13,7 @@ from typing import IO, Callable
 
 from agent.storage.outbox import Outbox
 from agent.storage.recorder import MediaFile
+from agent.uplink.messages import CommandResult, Event, Heartbeat
 
 HISTORY = 10_000
 
@@ -28,10 +29,10 @@ class Publisher:
         self.published: collections.deque[dict] = collections.deque(maxlen=HISTORY)
         self._lock = threading.Lock()
 
-    def event(self, build: Callable[[int], dict]) -> dict:
-        """Publish the event payload that build(seq) returns, on the `event` topic."""
+    def event(self, build: Callable[[int], Event]) -> dict:
+        """Publish the event that build(seq) returns, on the `event` topic; returns its wire payload."""
         with self._lock:
-            payload = build(self.outbox.next_seq())
+            payload = build(self.outbox.next_seq()).wire()
             self.outbox.put_message("event", payload, kind="event")
             self.published.append(payload)
             if self.events_out is not None:
@@ -46,12 +47,12 @@ class Publisher:
                                   sha256=media.sha256)
         self.notify()
 
-    def command_result(self, payload: dict) -> None:
+    def command_result(self, result: CommandResult) -> None:
         with self._lock:
-            self.outbox.put_message("cmd/result", payload, kind="event")
+            self.outbox.put_message("cmd/result", result.wire(), kind="event")
         self.notify()
 
-    def heartbeat(self, payload: dict) -> None:
+    def heartbeat(self, beat: Heartbeat) -> None:
         with self._lock:
-            self.outbox.put_message("heartbeat", payload, kind="heartbeat")
+            self.outbox.put_message("heartbeat", beat.wire(), kind="heartbeat")
         self.notify()

@@ -1,0 +1,181 @@
+"""Reactions to what the analyzer and the hardware report: alarms → recorder, publisher and signalling; everything
+else the unit notices (tamper, scene change, inputs, camera and storage faults) → a typed event upstream."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from agent.analyzer import Analysis
+from agent.events import AlarmEnded, AlarmStarted, EngineEvent, SceneChanged, TamperCleared, TamperRaised, new_event_id
+from agent.moment import Moment
+from agent.sensors import FrameInputs, PirEvent, PowerEvent, SensorEvent, TamperEvent, TriggerEvent
+from agent.signalling import Signaller
+from agent.storage.outbox import Outbox
+from agent.storage.recorder import MediaFile, Recorder
+from agent.uplink import messages
+from agent.uplink.messages import Identity, MediaRef
+from agent.uplink.publisher import Publisher
+from common.errors import StorageError
+from drivers.camera.base import Frame
+from drivers.camera.watchdog import CameraFault, CameraRestored
+from models.fusion import FaultReport
+from models.panorama import alarm_fields
+
+log = logging.getLogger(__name__)
+
+
+def media_ref(media: MediaFile | None) -> MediaRef | None:
+    return MediaRef(**media.describe()) if media is not None else None
+
+
+def sensor_message(event: SensorEvent, envelope: dict) -> messages.Event:
+    """The event message for one debounced input change (each input on its own, never grouped)."""
+    if isinstance(event, (PirEvent, TriggerEvent)):
+        return messages.DetectorChange(**envelope, kind=event.kind, input=event.input_id, zone=event.zone,
+                                       active=event.active)
+    if isinstance(event, TamperEvent):
+        return messages.EnclosureTamper(**envelope, input=event.input_id, zone=event.zone, open=event.open)
+    assert isinstance(event, PowerEvent)
+    return messages.PowerChange(**envelope, input=event.input_id, mains_ok=event.mains_ok)
+
+
+def fault_message(report: FaultReport, envelope: dict) -> messages.DetectorFault:
+    return messages.DetectorFault(**envelope, detector=report.detector, zone=report.zone, reason=report.reason,
+                                  active=report.active, evidence_count=report.count,
+                                  evidence_s=round(report.ts - report.since, 1))
+
+
+class Reactions:
+    """Acts on engine events and reports the unit's own conditions; the one place alarms turn into media."""
+
+    def __init__(self, identity: Identity, publisher: Publisher, outbox: Outbox, recorder: Recorder,
+                 signaller: Signaller, on_alarm: Callable[[str], None]) -> None:
+        self.identity = identity
+        self.publisher = publisher
+        self.outbox = outbox
+        self.recorder = recorder
+        self.signaller = signaller
+        self.on_alarm = on_alarm  # told each new alarm's event id (health, run summary)
+        self._snapshots: dict[str, MediaFile] = {}
+        self._started_wall: dict[str, float] = {}
+        self._recording: str | None = None  # event id of the clip being recorded
+
+    # --- events of the unit ------------------------------------------------------------------------------------
+    def publish(self, build: Callable[[dict], messages.Event], wall: float, frame: int | None) -> dict:
+        """Publish one event; build gets the envelope (identity, event id, seq, ts, frame)."""
+        event_id = new_event_id()
+        return self.publisher.event(
+            lambda seq: build(messages.envelope(self.identity, seq, event_id, wall, frame)))
+
+    def camera_events(self, events: list[CameraFault | CameraRestored]) -> None:
+        for event in events:
+            if isinstance(event, CameraFault):
+                self.publish(lambda env, e=event: messages.CameraFault(**env, reason=e.reason, message=e.message),
+                             event.wall, None)
+            else:
+                self.publish(lambda env, e=event: messages.Restore(**env, source="camera", reason=e.reason,
+                                                                   down_s=round(e.down_s, 1)), event.wall, None)
+
+    def inputs(self, inputs: FrameInputs, moment: Moment) -> None:
+        for sensor_event in inputs.events:
+            self.publish(lambda env, e=sensor_event: sensor_message(e, env), moment.wall, moment.frame)
+        for fault in inputs.faults:
+            self.publish(lambda env, f=fault: fault_message(f, env), moment.wall, moment.frame)
+
+    def armed(self, armed: bool, source: str, moment: Moment) -> None:
+        self.publish(lambda env: messages.ArmedChange(**env, armed=armed, source=source), moment.wall, moment.frame)
+
+    def storage_failed(self, event_id: str | None, error: StorageError, moment: Moment) -> None:
+        """A clip or snapshot could not be written or queued: say so upstream and keep guarding the site."""
+        log.error("storage: %s", error)
+        self.publish(lambda env: messages.StorageFault(**env, message=str(error), alarm_event_id=event_id),
+                     moment.wall, moment.frame)
+
+    # --- engine events ----------------------------------------------------------------------------------------
+    def handle(self, event: EngineEvent, moment: Moment, frame: Frame | None = None,
+               analysis: Analysis | None = None) -> None:
+        """frame: the frame the event happened on (needed for an alarm's start: its snapshot and pre-roll)."""
+        if isinstance(event, AlarmStarted):
+            assert frame is not None, "an alarm starts on a frame"
+            self._alarm_started(event, moment, frame, analysis)
+        elif isinstance(event, AlarmEnded):
+            self._alarm_ended(event, moment)
+        elif isinstance(event, TamperRaised):
+            self.publish(lambda env: messages.VideoTamper(**env, reason=event.reason), moment.wall, moment.frame)
+        elif isinstance(event, TamperCleared):
+            self.publish(lambda env: messages.Restore(**env, source="video", reason=event.reason,
+                                                      down_s=round(event.duration_s, 1)), moment.wall, moment.frame)
+        elif isinstance(event, SceneChanged):
+            self.publish(lambda env: messages.SceneChange(**env), moment.wall, moment.frame)
+
+    def record(self, frame: Frame, moment: Moment) -> None:
+        """Feed a frame to the recorder (pre-roll, or the clip of the running alarm)."""
+        try:
+            self.recorder.push(frame)
+        except StorageError as exc:
+            recording = self._recording if self.recorder.recording else None
+            self.recorder.abandon()
+            self.storage_failed(recording, exc, moment)
+
+    def _alarm_started(self, event: AlarmStarted, moment: Moment, frame: Frame, analysis: Analysis | None) -> None:
+        scale = frame.image.shape[1] / frame.luma.shape[1]
+        where = alarm_fields(analysis.locations) if analysis is not None and analysis.locations else {}
+        zone = next((box.zone for box in event.boxes if box.zone), None)
+
+        def build(seq: int) -> messages.AlarmStart:
+            return messages.AlarmStart(
+                **messages.envelope(self.identity, seq, event.event_id, moment.wall, event.frame),
+                score=round(float(event.score), 5), boxes=[box.scaled(scale) for box in event.boxes],
+                image_size=[frame.image.shape[1], frame.image.shape[0]], zone=zone,
+                confirmed_by=list(event.confirmed_by), **where)
+
+        payload = self.publisher.event(build)  # the start goes out before any media
+        self.outbox.open_alarm(event.event_id, payload)
+        self.signaller.alarm_started(moment.ts)
+        self._started_wall[event.event_id] = moment.wall
+        self.on_alarm(event.event_id)
+        try:
+            # the snapshot is queued before the clip starts, so a crash mid-clip cannot strand it unqueued
+            snapshot = self.recorder.snapshot(event.event_id, frame, event.boxes)
+            self._queue_media(event.event_id, snapshot)
+            self._snapshots[event.event_id] = snapshot
+            self.recorder.start(event.event_id, frame)
+            self._recording = event.event_id
+        except StorageError as exc:
+            self.recorder.abandon()
+            self.storage_failed(event.event_id, exc, moment)
+
+    def _alarm_ended(self, event: AlarmEnded, moment: Moment) -> None:
+        try:
+            clip = self._finish_clip(event.event_id, moment)
+            snapshot = self._snapshots.pop(event.event_id, None)
+            duration = moment.wall - self._started_wall.pop(event.event_id, moment.wall)
+            self.publisher.event(lambda seq: messages.alarm_end(
+                self.identity, seq, event.event_id, moment.wall, frame=event.frame,
+                started_frame=event.started_frame, score=event.peak_score, reason=event.reason, duration_s=duration,
+                clip=media_ref(clip), snapshot=media_ref(snapshot), confirmed_by=list(event.confirmed_by)))
+            self.outbox.close_alarm(event.event_id)
+        finally:
+            self.signaller.alarm_ended(moment.ts)
+
+    def _finish_clip(self, event_id: str, moment: Moment) -> MediaFile | None:
+        """Close and queue the alarm's clip; None (and a storage fault) when it could not be kept."""
+        self._recording = None
+        if not self.recorder.recording:
+            return None
+        try:
+            clip = self.recorder.finish()
+            self._queue_media(event_id, clip)
+            return clip
+        except StorageError as exc:
+            self.storage_failed(event_id, exc, moment)
+            return None
+
+    def _queue_media(self, event_id: str, media: MediaFile) -> None:
+        """Queue a finished file; one the outbox cannot take is deleted, never left on disk unaccounted for."""
+        try:
+            self.publisher.media(event_id, media)
+        except StorageError:
+            media.path.unlink(missing_ok=True)
+            raise
