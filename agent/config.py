@@ -9,11 +9,12 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from agent.schedule import ScheduleSettings
 from agent.signalling import SignallingSettings, signalling_problems
 from common.errors import ConfigError
+from common.settings import Section, describe_errors
 from drivers.camera.opencv_capture import OpenCVSettings
 from drivers.camera.picam import PiCameraSettings
 from drivers.camera.watchdog import WatchdogSettings
@@ -21,12 +22,6 @@ from drivers.gpio import GpioSettings
 from models.fusion import FusionSettings, zone_problems
 from models.motion import MotionSettings
 from models.panorama import PanoramaSettings
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CameraSourceSettings(Section):
@@ -180,21 +175,12 @@ class AgentConfig(Section):
         return self.broker.topic_root.format(device_id=self.device_id).rstrip("/")
 
 
-def _describe(error: dict) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"{where}: unknown key"
-    got = error.get("input")
-    shown = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"{where}: {error['msg']}{shown}"
-
-
 def parse_config(data: dict, origin: str = "<config>") -> AgentConfig:
     """Validate a config mapping; raise ConfigError naming every bad key."""
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as exc:
-        lines = "\n  ".join(_describe(err) for err in exc.errors())
+        lines = "\n  ".join(describe_errors(exc))
         raise ConfigError(f"invalid config {origin}:\n  {lines}") from None
 
 

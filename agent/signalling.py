@@ -11,20 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from common.clock import Clock, SystemClock
 from common.errors import ConfigError
+from common.settings import Section
 from drivers.gpio.base import Gpio, GpioSettings
 
 Mode = Literal["overt", "covert"]
 _EPS = 1e-6  # frame times are sums of float steps: 100.19999999 must count as the 100.2 boundary
 
 
-class SignallingSettings(BaseModel):
+class SignallingSettings(Section):
     """Config section [signalling]."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Mode = Field("covert", description="overt: alarms flash the strobe (and sound the siren if enabled); "
                                              "covert: nothing lights or sounds.")

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.analyzer import Analyzer
 from agent.config import AgentConfig
 from agent.events import AlarmEnded, AlarmStarted, MotionStopped, Phase
+from common.clock import ManualClock
 from common.errors import ConfigError, SourceError
 from drivers.camera.replay import ReplayCamera, list_images
 from evaluation.scoring import AlarmScore, AlarmSpan, PixelCounts, pixel_counts, score_alarms
@@ -168,7 +169,8 @@ class _SpanRecorder:
 
 
 def evaluate_clip(clip: ClipSpec, root: Path, config: AgentConfig) -> ClipReport:
-    camera = ReplayCamera(root / clip.source, fps=clip.fps, realtime=False, detect_width=config.camera.detect_width)
+    camera = ReplayCamera(root / clip.source, clock=ManualClock(), fps=clip.fps, realtime=False,
+                          detect_width=config.camera.detect_width)
     analyzer = Analyzer(config)
     masks = _mask_paths(clip, root)
     cdnet = clip.mask_encoding.lower().startswith("cdnet")

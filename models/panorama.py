@@ -17,8 +17,9 @@ from typing import Literal, Sequence
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from common.settings import Section
 from models.bearing import Mount, SectorSettings, check_sector_names, norm_deg, point_bearing, sectors_in_span
 from models.motion import Box
 
@@ -26,20 +27,16 @@ from models.motion import Box
 _OUTLINE_STEPS = 8
 
 
-class CameraViewSettings(BaseModel):
+class CameraViewSettings(Section):
     """One of N fixed (rectilinear) cameras around the pole, for kind = "multi"."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(..., min_length=1, max_length=64, description="Camera name, reported with its detections.")
     yaw_deg: float = Field(..., ge=0, lt=360, description="Bearing the camera's optical axis points to.")
     hfov_deg: float = Field(..., gt=10, lt=170, description="Horizontal field of view of the camera.")
 
 
-class PanoramaSettings(BaseModel):
+class PanoramaSettings(Section):
     """360° geometry (config section [panorama])."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(False, description="Unwrap frames into a panoramic strip before detection.")
     kind: Literal["fisheye", "multi"] = Field("fisheye", description="One 360° fisheye, or N fixed cameras.")

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from common.settings import Section
 
 TAMPER_WIDTH = 64
 
 
-class TamperSettings(BaseModel):
+class TamperSettings(Section):
     """Tamper checks (config section [detection.tamper])."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(True, description="Run the tamper checks.")
     check_every_s: float = Field(1.0, gt=0, le=10, description="Seconds between checks.")

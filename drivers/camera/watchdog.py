@@ -14,17 +14,16 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from common.clock import Clock
+from common.settings import Section
 
 CameraState = Literal["ok", "stalled", "error"]
 
 
-class WatchdogSettings(BaseModel):
+class WatchdogSettings(Section):
     """Camera fault thresholds (config section [camera_watchdog])."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     stall_after_s: float = Field(5.0, gt=0, le=3600,
                                  description="No new frame for this long (from start-up or the last frame) "
