@@ -53,9 +53,9 @@ class EventSettings(Section):
     min_motion_frames: int = Field(3, ge=1, le=100, description="Consecutive motion frames needed to raise an alarm.")
     event_gap_s: float = Field(2.0, ge=0, le=60, description="Motion that pauses for less than this stays one alarm.")
     max_alarm_s: float = Field(120.0, gt=0, le=3600, description="Longest an alarm may stay active before it is ended.")
-    tamper_hold_s: float = Field(2.0, ge=0, le=600, description="A camera tamper condition must persist this long "
+    tamper_hold_s: float = Field(5.0, ge=0, le=600, description="A camera tamper condition must persist this long "
                                                                "to raise a tamper event, and be gone this long to "
-                                                               "restore.")
+                                                               "restore (the one tamper debounce).")
     scene_change_quiet_s: float = Field(30.0, ge=0, le=3600, description="At most one scene-change event per this "
                                                                          "many seconds (lights flicker, IR toggles).")
 

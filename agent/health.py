@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import collections
 import shutil
 from pathlib import Path
 
 from agent import __version__
 from common.clock import Clock, iso_utc
+from common.rate import RateMeter
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 
@@ -29,18 +29,15 @@ class Health:
         self.started = clock.monotonic()
         self.frames = 0
         self.last_event_id: str | None = None
-        self._arrivals: collections.deque[float] = collections.deque(maxlen=window)
+        self._frame_rate = RateMeter(max_samples=window)
 
     def frame_done(self) -> None:
         self.frames += 1
-        self._arrivals.append(self.clock.monotonic())
+        self._frame_rate.mark(self.clock.monotonic())
 
     @property
     def fps(self) -> float:
-        if len(self._arrivals) < 2:
-            return 0.0
-        span = self._arrivals[-1] - self._arrivals[0]
-        return round((len(self._arrivals) - 1) / span, 2) if span > 0 else 0.0
+        return round(self._frame_rate.rate(), 2)
 
     def heartbeat(self, identity: dict, armed: bool, outbox_depth: int, outbox_bytes: int, **extra) -> dict:
         try:

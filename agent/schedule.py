@@ -80,8 +80,3 @@ class Schedule:
         self._last = armed
         return armed
 
-    def describe(self, wall_time: float) -> str:
-        local = datetime.fromtimestamp(wall_time, self.zone)
-        state = "armed" if self.is_armed(wall_time) else "disarmed"
-        return f"{state} at {local:%a %H:%M %Z} ({self.settings.timezone})"
-

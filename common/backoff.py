@@ -10,13 +10,12 @@ class Backoff:
         if not 0 < min_s <= max_s:
             raise ValueError(f"backoff needs 0 < min_s <= max_s (got {min_s}, {max_s})")
         self.min_s, self.max_s = min_s, max_s
-        self.attempts = 0    #: delays handed out since the last reset
+        self._delay = min_s
 
     def next(self) -> float:
-        # min(max, min * 2**n) written so a long outage cannot overflow the float
-        delay = self.max_s if self.attempts >= 64 else min(self.max_s, self.min_s * 2.0 ** self.attempts)
-        self.attempts += 1
+        delay = self._delay
+        self._delay = min(self.max_s, delay * 2.0)  # doubled as it goes, so a long outage cannot overflow
         return delay
 
     def reset(self) -> None:
-        self.attempts = 0
+        self._delay = self.min_s

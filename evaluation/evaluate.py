@@ -188,7 +188,7 @@ def evaluate_clip(clip: ClipSpec, root: Path, config: AgentConfig) -> ClipReport
             report_lists["activity"].append(round(result.activity, 5))
             report_lists["motion"].append(result.motion)
             scene_changes += result.scene_change
-            tamper_frames += result.tamper is not None
+            tamper_frames += analyzer.engine.tampered is not None  # debounced, as the unit reports it
             # (a panorama-unwrapped mask is not in the clip's geometry and cannot be compared)
             if frame.index in masks and result.mask is not None and result.mask.shape == frame.luma.shape:
                 pixels.add(pixel_counts(result.mask, _read_mask(masks[frame.index], result.mask.shape), cdnet))

@@ -22,7 +22,6 @@ from typing import Iterable, Literal, Mapping
 
 from pydantic import Field, model_validator
 
-from common.errors import ConfigError
 from common.settings import Section
 
 Policy = Literal["video", "pir", "both", "either"]
@@ -106,7 +105,7 @@ class Fusion:
     def __init__(self, settings: FusionSettings, pir_zones: Mapping[str, str]) -> None:
         problems = zone_problems(settings, pir_zones)
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise ValueError("; ".join(problems))  # AgentConfig checks the same with zone_problems, naming the key
         self.settings = settings
         self._pirs = {pir_id: _Pir(zone) for pir_id, zone in pir_zones.items()}
         self._zone_pirs: dict[str, list[str]] = {}  # zone -> its PIR ids (looked up per zone and frame)

@@ -249,24 +249,6 @@ class FisheyePanorama:
             outline=outline, off_axis_deg=self.off_axis_deg(float(bottom_x), float(bottom_y)), zone=box.zone)
 
 
-    def locate_in_image(self, box: Box) -> Location:
-        """A box found on the fisheye image itself (no unwrapping) -> bearing of its centre, the arc its
-        corners span, and sectors. A box over the centre spans all 360°."""
-        x0, y0, x1, y1 = box.x, box.y, box.x + box.w, box.y + box.h
-        centre = self.point_bearing((x0 + x1) / 2.0, (y0 + y1) / 2.0)
-        if x0 <= self.cx <= x1 and y0 <= self.cy <= y1:
-            start, width = 0.0, 360.0
-        else:
-            offsets = [(self.point_bearing(x, y) - centre + 180.0) % 360.0 - 180.0
-                       for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
-            start, width = norm_deg(centre + min(offsets)), max(offsets) - min(offsets)
-        outline = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
-        return Location(bearing_deg=centre, start_deg=start, width_deg=width,
-                        sectors=tuple(sectors_in_span(self.settings.sectors, start, width)),
-                        image_box=(float(x0), float(y0), float(box.w), float(box.h)), outline=outline,
-                        off_axis_deg=self.off_axis_deg((x0 + x1) / 2.0, (y0 + y1) / 2.0), zone=box.zone)
-
-
 def image_angle_from_bearing_array(bearing, north_offset_deg: float, mount: Mount):
     """Vectorised models.bearing.image_angle_from_bearing."""
     bearing = np.asarray(bearing, dtype=np.float64)
