@@ -79,7 +79,7 @@ def _run_agent(config: AgentConfig, *, upload: bool, events_path: Path | None, s
     from agent.pipeline import Agent
     from drivers.camera import open_camera
 
-    camera = open_camera(config)
+    camera = open_camera(config, SystemClock())  # stateless: the same clock as the Agent's below
     with contextlib.ExitStack() as stack:
         events_out = stack.enter_context(_open_events(events_path)) if events_path else None
         bar = stack.enter_context(_progress(None)) if show_progress else None

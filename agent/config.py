@@ -9,11 +9,12 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from agent.schedule import ScheduleSettings
 from agent.signalling import SignallingSettings, signalling_problems
 from common.errors import ConfigError
+from common.settings import Section, describe_errors
 from drivers.camera.opencv_capture import OpenCVSettings
 from drivers.camera.picam import PiCameraSettings
 from drivers.camera.watchdog import WatchdogSettings
@@ -21,12 +22,6 @@ from drivers.gpio import GpioSettings
 from models.fusion import FusionSettings, zone_problems
 from models.motion import MotionSettings
 from models.panorama import PanoramaSettings
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CameraSourceSettings(Section):
@@ -58,9 +53,9 @@ class EventSettings(Section):
     min_motion_frames: int = Field(3, ge=1, le=100, description="Consecutive motion frames needed to raise an alarm.")
     event_gap_s: float = Field(2.0, ge=0, le=60, description="Motion that pauses for less than this stays one alarm.")
     max_alarm_s: float = Field(120.0, gt=0, le=3600, description="Longest an alarm may stay active before it is ended.")
-    tamper_hold_s: float = Field(2.0, ge=0, le=600, description="A camera tamper condition must persist this long "
+    tamper_hold_s: float = Field(5.0, ge=0, le=600, description="A camera tamper condition must persist this long "
                                                                "to raise a tamper event, and be gone this long to "
-                                                               "restore.")
+                                                               "restore (the one tamper debounce).")
     scene_change_quiet_s: float = Field(30.0, ge=0, le=3600, description="At most one scene-change event per this "
                                                                          "many seconds (lights flicker, IR toggles).")
 
@@ -180,21 +175,12 @@ class AgentConfig(Section):
         return self.broker.topic_root.format(device_id=self.device_id).rstrip("/")
 
 
-def _describe(error: dict) -> str:
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    if error["type"] == "extra_forbidden":
-        return f"{where}: unknown key"
-    got = error.get("input")
-    shown = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"{where}: {error['msg']}{shown}"
-
-
 def parse_config(data: dict, origin: str = "<config>") -> AgentConfig:
     """Validate a config mapping; raise ConfigError naming every bad key."""
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as exc:
-        lines = "\n  ".join(_describe(err) for err in exc.errors())
+        lines = "\n  ".join(describe_errors(exc))
         raise ConfigError(f"invalid config {origin}:\n  {lines}") from None
 
 

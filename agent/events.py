@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from agent.config import EventSettings
+from common.hold import Hold
 from models.motion import MotionResult
 
 
@@ -103,13 +104,13 @@ class EventEngine:
     phase: Phase = field(default=Phase.IDLE, init=False)
     _streak: int = field(default=0, init=False)
     _alarm: _ActiveAlarm | None = field(default=None, init=False)
-    _tamper: "_Condition" = field(init=False)
+    _tamper: Hold = field(init=False)
     _last_scene_change: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.armed is None:
             self.armed = self.settings.armed
-        self._tamper = _Condition(self.settings.tamper_hold_s)
+        self._tamper = Hold(self.settings.tamper_hold_s)  # the one tamper debounce (the detector has none)
 
     @property
     def active_event_id(self) -> str | None:
@@ -190,30 +191,3 @@ class EventEngine:
         if self._alarm is None:
             return []
         return [self._end(ts, frame, "shutdown")]
-
-
-@dataclass
-class _Condition:
-    """A yes/no condition that must hold for hold_s to be raised and be absent for hold_s to clear."""
-
-    hold_s: float
-    active: bool = False
-    reason: str | None = None
-    since: float = 0.0
-    _pending_since: float | None = None
-
-    def update(self, ts: float, reason: str | None) -> str | None:
-        """Returns "raised" or "cleared" on a change, else None."""
-        if (reason is not None) == self.active:
-            self._pending_since = None
-            return None
-        if self._pending_since is None:
-            self._pending_since = ts
-        if ts - self._pending_since < self.hold_s:
-            return None
-        self._pending_since = None
-        if reason is not None:
-            self.active, self.reason, self.since = True, reason, ts
-            return "raised"
-        self.active = False
-        return "cleared"

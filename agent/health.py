@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import collections
 import shutil
 from pathlib import Path
 
 from agent import __version__
 from agent.uplink.messages import Heartbeat, Identity
 from common.clock import Clock, iso_utc
+from common.rate import RateMeter
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 NO_INPUTS = {"pir_active": [], "triggers_active": [], "tamper_open": [], "mains_ok": None}
@@ -31,18 +31,15 @@ class Health:
         self.started = clock.monotonic()
         self.frames = 0
         self.last_event_id: str | None = None
-        self._arrivals: collections.deque[float] = collections.deque(maxlen=window)
+        self._frame_rate = RateMeter(max_samples=window)
 
     def frame_done(self) -> None:
         self.frames += 1
-        self._arrivals.append(self.clock.monotonic())
+        self._frame_rate.mark(self.clock.monotonic())
 
     @property
     def fps(self) -> float:
-        if len(self._arrivals) < 2:
-            return 0.0
-        span = self._arrivals[-1] - self._arrivals[0]
-        return round((len(self._arrivals) - 1) / span, 2) if span > 0 else 0.0
+        return round(self._frame_rate.rate(), 2)
 
     def heartbeat(self, identity: Identity, *, armed: bool, outbox_depth: int, outbox_bytes: int, camera: dict,
                   tamper: str | None, inputs: dict | None, signalling: dict, detector_faults: list[str]) -> Heartbeat:

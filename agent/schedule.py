@@ -11,25 +11,23 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from common.settings import Section
 
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ArmedPeriod(_Section):
+class ArmedPeriod(Section):
     days: tuple[Day, ...] = Field(DAYS, min_length=1, description="Days the period starts on: mon ... sun.")
     start: str = Field("00:00", pattern=_HHMM, description="Local start time HH:MM.")
     end: str = Field("24:00", pattern=_HHMM, description="Local end time HH:MM (24:00 = midnight at the end of "
                                                          "the day); at or before start = the next day.")
 
 
-class ScheduleSettings(_Section):
+class ScheduleSettings(Section):
     """Config section [schedule]."""
 
     timezone: str = Field("Europe/London", description="IANA time zone of the site, e.g. 'Europe/London'.")
@@ -81,9 +79,4 @@ class Schedule:
             return None
         self._last = armed
         return armed
-
-    def describe(self, wall_time: float) -> str:
-        local = datetime.fromtimestamp(wall_time, self.zone)
-        state = "armed" if self.is_armed(wall_time) else "disarmed"
-        return f"{state} at {local:%a %H:%M %Z} ({self.settings.timezone})"
 

@@ -1,8 +1,8 @@
 """Overt/covert signalling: an alarm flashes the strobe (a pattern, for a set time) and optionally sounds the siren.
 
 Covert mode drives nothing. Outputs are never left on: each activation is cut at max_on_s whatever else says,
-mode changes to covert and close() switch everything off at once. Time comes from the injected clock, or from the
-`now` the caller passes (the frame time during a replay); tick() must be called often (every frame) because the
+mode changes to covert and close() switch everything off at once. Time is the `now` the caller passes (the frame
+time, which a replay runs on), or else the injected clock's; tick() must be called often (every frame) because the
 pattern and time limits are applied there, without threads or sleeps.
 """
 
@@ -11,20 +11,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from common.clock import Clock, SystemClock
+from common.clock import Clock
 from common.errors import ConfigError
+from common.settings import Section
 from drivers.gpio.base import Gpio, GpioSettings
 
 Mode = Literal["overt", "covert"]
 _EPS = 1e-6  # frame times are sums of float steps: 100.19999999 must count as the 100.2 boundary
 
 
-class SignallingSettings(BaseModel):
+class SignallingSettings(Section):
     """Config section [signalling]."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Mode = Field("covert", description="overt: alarms flash the strobe (and sound the siren if enabled); "
                                              "covert: nothing lights or sounds.")
@@ -71,10 +70,10 @@ class _Activation:
 class Signaller:
     """Drives the strobe and siren outputs of a Gpio from alarm start/end and the clock."""
 
-    def __init__(self, settings: SignallingSettings, gpio: Gpio, clock: Clock | None = None) -> None:
+    def __init__(self, settings: SignallingSettings, gpio: Gpio, clock: Clock) -> None:
         self.settings = settings
         self.gpio = gpio
-        self.clock = clock or SystemClock()
+        self.clock = clock
         self.mode: Mode = settings.mode  # runtime state: may be changed remotely
         self._strobes = gpio.outputs_of_kind("strobe")
         self._sirens = gpio.outputs_of_kind("siren")
@@ -150,21 +149,6 @@ class Signaller:
     def _drive(self, output_id: str, on: bool, now: float) -> None:
         if self.gpio.is_on(output_id) != on:
             self.gpio.set(output_id, on, now)
-
-    def next_change_in(self, now: float | None = None) -> float | None:
-        """Seconds until the pattern or a time limit next changes an output (None when idle)."""
-        now = self._now(now)
-        act = self._active
-        if act is None or self.mode == "covert":
-            return None
-        ends = [t - now for t in (act.strobe_until, act.siren_until) if t > now]
-        position = ((now - act.started) % self._period) * 1000
-        for ms in self.settings.strobe_pattern_ms:
-            if position < ms:
-                ends.append((ms - position) / 1000)
-                break
-            position -= ms
-        return min(ends) if ends else 0.0
 
     def close(self, now: float | None = None) -> None:
         """Safe state: end any activation and switch every output (strobe, siren, LED) off."""

@@ -62,8 +62,10 @@ def one_run(broker: Broker, data_dir: Path) -> float:
     monitor = Monitor(broker.url, "pid-bench", None, printer=on_line)
     monitor.start()
     monitor.wait_for(lambda m: m.subscribed, timeout=10)
-    camera = StampedCamera(width=1280, height=720, fps=10.0, duration_s=WALK_START_S + 2.0, realtime=True)
-    summary = Agent(config, camera, SystemClock(), drain_timeout_s=10).run()
+    clock = SystemClock()
+    camera = StampedCamera(clock=clock, width=1280, height=720, fps=10.0, duration_s=WALK_START_S + 2.0,
+                           realtime=True)
+    summary = Agent(config, camera, clock, drain_timeout_s=10).run()
     alarm_frame = summary.events_published[0]["frame"]
     if not arrived.wait(10):
         raise SystemExit("the alarm never reached the broker")

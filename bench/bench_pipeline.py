@@ -45,9 +45,10 @@ def main() -> None:
 def measure(video: Path, data_dir: Path) -> None:
     baseline = peak_rss_mib()
     config = parse_config({"data_dir": str(data_dir), "recorder": {"pre_roll_s": 5.0, "post_roll_s": 10.0}})
-    camera = ReplayCamera(video, realtime=False, detect_width=320)
+    clock = SystemClock()
+    camera = ReplayCamera(video, clock=clock, realtime=False, detect_width=320)
     ring_peak = [0]
-    agent = Agent(config, camera, SystemClock(), upload=False,
+    agent = Agent(config, camera, clock, upload=False,
                   on_frame=lambda frame: ring_peak.__setitem__(0, max(ring_peak[0], agent.recorder.pre_roll.bytes)))
     started = time.perf_counter()
     summary = agent.run()

@@ -14,6 +14,9 @@ class Clock(Protocol):
     def wall(self) -> float:
         """Seconds since the Unix epoch (for timestamps people read)."""
 
+    def wait(self, seconds: float) -> None:
+        """Let `seconds` pass (pacing, reconnect backoff); a manual clock moves itself instead of sleeping."""
+
 
 class SystemClock:
     """The real clocks of the machine."""
@@ -23,6 +26,10 @@ class SystemClock:
 
     def wall(self) -> float:
         return time.time()
+
+    def wait(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
 
 
 class ManualClock:
@@ -37,6 +44,10 @@ class ManualClock:
 
     def wall(self) -> float:
         return self._wall
+
+    def wait(self, seconds: float) -> None:
+        """Waiting on a manual clock is moving it: code that paces or backs off runs at once in tests."""
+        self.advance(max(0.0, seconds))
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from agent.analyzer import Analyzer
 from agent.config import AgentConfig
 from agent.events import AlarmEnded, AlarmStarted, MotionStopped, Phase
+from common.clock import ManualClock
 from common.errors import ConfigError, SourceError
 from drivers.camera.replay import ReplayCamera, list_images
 from evaluation.scoring import AlarmScore, AlarmSpan, PixelCounts, pixel_counts, score_alarms
@@ -168,7 +169,8 @@ class _SpanRecorder:
 
 
 def evaluate_clip(clip: ClipSpec, root: Path, config: AgentConfig) -> ClipReport:
-    camera = ReplayCamera(root / clip.source, fps=clip.fps, realtime=False, detect_width=config.camera.detect_width)
+    camera = ReplayCamera(root / clip.source, clock=ManualClock(), fps=clip.fps, realtime=False,
+                          detect_width=config.camera.detect_width)
     analyzer = Analyzer(config)
     masks = _mask_paths(clip, root)
     cdnet = clip.mask_encoding.lower().startswith("cdnet")
@@ -186,7 +188,7 @@ def evaluate_clip(clip: ClipSpec, root: Path, config: AgentConfig) -> ClipReport
             report_lists["activity"].append(round(result.activity, 5))
             report_lists["motion"].append(result.motion)
             scene_changes += result.scene_change
-            tamper_frames += result.tamper is not None
+            tamper_frames += analyzer.engine.tampered is not None  # debounced, as the unit reports it
             # (a panorama-unwrapped mask is not in the clip's geometry and cannot be compared)
             if frame.index in masks and result.mask is not None and result.mask.shape == frame.luma.shape:
                 pixels.add(pixel_counts(result.mask, _read_mask(masks[frame.index], result.mask.shape), cdnet))

@@ -9,15 +9,15 @@ from __future__ import annotations
 import math
 from typing import Literal, Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from common.settings import Section
 
 Mount = Literal["down", "up"]
 
 
-class SectorSettings(BaseModel):
+class SectorSettings(Section):
     """One named slice of the horizon, from start_deg clockwise to end_deg (may wrap through north)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(..., min_length=1, max_length=64, description="Sector name carried in alarms, e.g. 'gate'.")
     start_deg: float = Field(..., ge=0, lt=360, description="Bearing where the sector starts (clockwise from north).")

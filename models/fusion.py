@@ -20,25 +20,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from common.errors import ConfigError
+from common.settings import Section
 
 Policy = Literal["video", "pir", "both", "either"]
 DEFAULT_ZONE = "default"  # the zone whole-frame motion belongs to when no zones are known
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ZonePolicy(_Section):
+class ZonePolicy(Section):
     zone: str = Field(min_length=1, max_length=64, description="Zone name, as given to inputs in [[gpio.inputs]] "
                       "and to video detection zones.")
     policy: Policy = Field(description="video | pir | both (PIR and video within window_s) | either.")
 
 
-class FusionSettings(_Section):
+class FusionSettings(Section):
     """Config section [fusion]."""
 
     zones: tuple[ZonePolicy, ...] = Field((), description="Per-zone confirmation policy ([[fusion.zones]]).")
@@ -109,7 +105,7 @@ class Fusion:
     def __init__(self, settings: FusionSettings, pir_zones: Mapping[str, str]) -> None:
         problems = zone_problems(settings, pir_zones)
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise ValueError("; ".join(problems))  # AgentConfig checks the same with zone_problems, naming the key
         self.settings = settings
         self._pirs = {pir_id: _Pir(zone) for pir_id, zone in pir_zones.items()}
         self._zone_pirs: dict[str, list[str]] = {}  # zone -> its PIR ids (looked up per zone and frame)

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from common.settings import Section
 from models.background import BackgroundModel
 from models.tamper import TamperDetector, TamperSettings
 from models.tracking import Tracker, TrackerParams
@@ -32,10 +33,8 @@ BACKGROUND_EVERY = 2
 NUISANCE_EVERY = 4
 
 
-class MotionSettings(BaseModel):
+class MotionSettings(Section):
     """Detection settings (config section [detection])."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     threshold: int = Field(18, ge=1, le=255, description="Luma difference (0-255) that marks a still pixel as "
                                                          "changed; busy pixels get more (see activity_gain).")

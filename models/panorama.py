@@ -17,8 +17,9 @@ from typing import Literal, Sequence
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from common.settings import Section
 from models.bearing import Mount, SectorSettings, check_sector_names, norm_deg, point_bearing, sectors_in_span
 from models.motion import Box
 
@@ -26,20 +27,16 @@ from models.motion import Box
 _OUTLINE_STEPS = 8
 
 
-class CameraViewSettings(BaseModel):
+class CameraViewSettings(Section):
     """One of N fixed (rectilinear) cameras around the pole, for kind = "multi"."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(..., min_length=1, max_length=64, description="Camera name, reported with its detections.")
     yaw_deg: float = Field(..., ge=0, lt=360, description="Bearing the camera's optical axis points to.")
     hfov_deg: float = Field(..., gt=10, lt=170, description="Horizontal field of view of the camera.")
 
 
-class PanoramaSettings(BaseModel):
+class PanoramaSettings(Section):
     """360° geometry (config section [panorama])."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(False, description="Unwrap frames into a panoramic strip before detection.")
     kind: Literal["fisheye", "multi"] = Field("fisheye", description="One 360° fisheye, or N fixed cameras.")
@@ -250,24 +247,6 @@ class FisheyePanorama:
             bearing_deg=norm_deg(start + width / 2.0), start_deg=start, width_deg=width,
             sectors=tuple(sectors_in_span(self.settings.sectors, start, width)), image_box=_bounds(outline),
             outline=outline, off_axis_deg=self.off_axis_deg(float(bottom_x), float(bottom_y)), zone=box.zone)
-
-
-    def locate_in_image(self, box: Box) -> Location:
-        """A box found on the fisheye image itself (no unwrapping) -> bearing of its centre, the arc its
-        corners span, and sectors. A box over the centre spans all 360°."""
-        x0, y0, x1, y1 = box.x, box.y, box.x + box.w, box.y + box.h
-        centre = self.point_bearing((x0 + x1) / 2.0, (y0 + y1) / 2.0)
-        if x0 <= self.cx <= x1 and y0 <= self.cy <= y1:
-            start, width = 0.0, 360.0
-        else:
-            offsets = [(self.point_bearing(x, y) - centre + 180.0) % 360.0 - 180.0
-                       for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1))]
-            start, width = norm_deg(centre + min(offsets)), max(offsets) - min(offsets)
-        outline = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
-        return Location(bearing_deg=centre, start_deg=start, width_deg=width,
-                        sectors=tuple(sectors_in_span(self.settings.sectors, start, width)),
-                        image_box=(float(x0), float(y0), float(box.w), float(box.h)), outline=outline,
-                        off_axis_deg=self.off_axis_deg((x0 + x1) / 2.0, (y0 + y1) / 2.0), zone=box.zone)
 
 
 def image_angle_from_bearing_array(bearing, north_offset_deg: float, mount: Mount):

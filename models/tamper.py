@@ -1,7 +1,8 @@
 """Camera tamper detection: lens covered (or blinded flat), defocused, or turned away.
 
 Each check compares the current view with a reference learned slowly while the view is normal, so a scene that is
-dark or soft from the start (night, haze) is not tamper, while a sudden change that persists for `hold_s` is.
+dark or soft from the start (night, haze) is not tamper, while a sudden change is. The verdict is each check's own:
+how long it must persist to count is decided in one place, the event engine (events.tamper_hold_s).
 Runs on a tiny copy of the image a few times per second, so it costs nothing per frame.
 
 Pure: images and frame times in, a verdict out.
@@ -13,19 +14,18 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from common.settings import Section
 
 TAMPER_WIDTH = 64
 
 
-class TamperSettings(BaseModel):
+class TamperSettings(Section):
     """Tamper checks (config section [detection.tamper])."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(True, description="Run the tamper checks.")
     check_every_s: float = Field(1.0, gt=0, le=10, description="Seconds between checks.")
-    hold_s: float = Field(3.0, ge=0, le=120, description="A tamper condition must last this long to be reported.")
     reference_s: float = Field(60.0, ge=1, le=3600, description="Time constant of the normal-view reference.")
     flat_std: float = Field(6.0, ge=0.5, le=50, description="Luma standard deviation below which the view is "
                                                             "flat (covered, sprayed, blinded).")
@@ -68,12 +68,8 @@ class TamperDetector:
         self.state: str | None = None
         self._ref: _View | None = None
         self._next_check = float("-inf")
-        self._suspect: str | None = None
-        self._suspect_since = 0.0
+        self._suspect_since = 0.0        #: when the current verdict (state) began
         self._last_ts: float | None = None
-
-    def reset(self) -> None:
-        self.__init__(self.settings)
 
     def update(self, luma: np.ndarray, ts: float) -> str | None:
         if not self.settings.enabled or ts < self._next_check:
@@ -84,16 +80,13 @@ class TamperDetector:
             self._ref, self._last_ts = view, ts
             return self.state
         suspect = self._classify(view)
-        if suspect != self._suspect:
-            self._suspect, self._suspect_since = suspect, ts
+        if suspect != self.state:
+            self.state, self._suspect_since = suspect, ts
         if suspect is None:
-            self.state = None
             self._learn(view, ts)
         elif ts - self._suspect_since >= self.settings.reference_s:
             # a change that lasts this long is the new normal view (it has been reported for a long time)
-            self.state, self._suspect, self._ref = None, None, view
-        elif ts - self._suspect_since >= self.settings.hold_s:
-            self.state = suspect
+            self.state, self._ref = None, view
         return self.state
 
     def _classify(self, view: _View) -> str | None:

@@ -10,17 +10,17 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from common.settings import Section
 
 ZoneKind = Literal["detect", "ignore", "privacy"]
 
 
-class ZoneSettings(BaseModel):
+class ZoneSettings(Section):
     """One polygon. `detect`: alarms only count inside detection zones (when any exist) and name the zone.
     `ignore`: changes there are never looked at (a road beyond the fence, a flag). `privacy`: ignored for
     detection too, and meant to be blanked in recordings (neighbour's window)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(..., min_length=1, max_length=64, description="Zone name carried in alarms, e.g. 'yard'.")
     kind: ZoneKind = Field("detect", description="'detect', 'ignore' or 'privacy'.")

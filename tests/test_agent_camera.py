@@ -50,7 +50,8 @@ def test_alarm_from_a_fisheye_carries_bearing_and_sector(tmp_path):
                                                                        "end_deg": 360}]},
         "recorder": {"post_roll_s": 0.5}, "events": {"event_gap_s": 0.3},
     })
-    summary = Agent(config, ReplayCamera(str(frames), fps=10.0), SystemClock(), upload=False).run()
+    clock = SystemClock()
+    summary = Agent(config, ReplayCamera(str(frames), clock=clock, fps=10.0), clock, upload=False).run()
     starts = [e for e in summary.events_published if e["kind"] == "intrusion" and e["phase"] == "start"]
     assert len(starts) == 1
     assert abs(starts[0]["bearings_deg"][0] - 140.0) <= 5.0
@@ -173,7 +174,8 @@ def test_four_fixed_cameras_give_one_alarm_with_bearing_sector_and_a_side_by_sid
     })
     from drivers.camera import open_camera
 
-    summary = Agent(config, open_camera(config), SystemClock(), upload=False).run()
+    clock = SystemClock()
+    summary = Agent(config, open_camera(config, clock), clock, upload=False).run()
     starts = [e for e in summary.events_published if e["kind"] == "intrusion" and e["phase"] == "start"]
     assert len(starts) == 1
     start = starts[0]

@@ -74,8 +74,9 @@ def test_waving_trees_through_the_whole_agent(mosquitto, tmp_path):
     })
     arrivals: list[str] = []  # the monitor prints one line per message, in arrival order
     monitor = start_monitor(mosquitto, tmp_path / "received", printer=arrivals.append)
-    camera = ReplayCamera(str(frames / "b*.bmp"), fps=15.0, realtime=False)
-    summary = Agent(config, camera, SystemClock()).run()
+    clock = SystemClock()
+    camera = ReplayCamera(str(frames / "b*.bmp"), clock=clock, fps=15.0, realtime=False)
+    summary = Agent(config, camera, clock).run()
     assert summary.delivered and summary.outbox_depth == 0
 
     assert monitor.wait_for(lambda m: len(m.events) >= 2 and len(m.media) >= 2, timeout=30)
@@ -212,7 +213,8 @@ def test_a_clip_finished_just_before_a_kill_is_sent_with_the_incomplete_end(tmp_
     quiet = tmp_path / "quiet.mp4"
     write_demo(quiet, seconds=3.0, width=160, height=90)  # ends before the figure appears
     config = parse_config({"device_id": DEVICE, "data_dir": str(data_dir)})
-    summary = Agent(config, ReplayCamera(str(quiet)), SystemClock(), upload=False).run()
+    clock = SystemClock()
+    summary = Agent(config, ReplayCamera(str(quiet), clock=clock), clock, upload=False).run()
     (end,) = [e for e in summary.events_published if e["kind"] == "intrusion"]
     assert end["event_id"] == "ev-killed" and end["incomplete"] is True
     assert end["clip"] == {"name": "clip.mp4", "bytes": finished.size, "sha256": finished.sha256}

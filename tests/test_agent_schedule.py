@@ -30,7 +30,7 @@ def run_at(clip, tmp_path, local_start: datetime, armed: bool = True):
         "schedule": {"timezone": "Europe/London", "periods": [{"days": ["mon"], "start": "18:00", "end": "19:00"}]},
     })
     clock = ManualClock(wall_start=local_start.timestamp())
-    summary = Agent(config, ReplayCamera(clip), clock, upload=False).run()
+    summary = Agent(config, ReplayCamera(clip, clock=clock), clock, upload=False).run()
     return [(e["kind"], e.get("phase"), e.get("armed"), e["frame"]) for e in summary.events_published]
 
 

@@ -33,8 +33,9 @@ def run_agent(clip, tmp_path, script_rows, mode, policy="both"):
                        "siren_s": 2.0},
         "recorder": {"post_roll_s": 1.0},
     })
-    camera = ReplayCamera(clip, realtime=False)
-    agent = Agent(config, camera, ManualClock(), upload=False)
+    clock = ManualClock()
+    camera = ReplayCamera(clip, clock=clock, realtime=False)
+    agent = Agent(config, camera, clock, upload=False)
     summary = agent.run()
     return summary.events_published, agent.gpio.history
 

@@ -38,8 +38,9 @@ def test_commands_through_the_broker_change_the_running_agent(mosquitto, tmp_pat
     config = parse_config({"device_id": "pid-cmd", "data_dir": str(tmp_path / "data"),
                            "broker": {"url": mosquitto.url}})
     # the figure walks in at 6 s; the unit is disarmed remotely before that, so there must be no alarm
-    camera = SyntheticCamera(width=320, height=180, fps=10.0, duration_s=14.0, realtime=True)
-    agent = Agent(config, camera, SystemClock())
+    clock = SystemClock()
+    camera = SyntheticCamera(clock=clock, width=320, height=180, fps=10.0, duration_s=14.0, realtime=True)
+    agent = Agent(config, camera, clock)
     runner = threading.Thread(target=agent.run)
     runner.start()
     try:

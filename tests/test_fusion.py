@@ -3,6 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
+from agent.config import parse_config
 from common.errors import ConfigError
 from models.fusion import FaultReport, Fusion, FusionSettings, order_sources, zone_problems
 
@@ -74,10 +75,15 @@ def test_single_technology_policies(policy, video_only, pir_only):
 def test_listed_zone_needing_a_pir_without_one_is_a_config_error():
     settings = FusionSettings(zones=[{"zone": "north", "policy": "both"}, {"zone": "south", "policy": "video"}])
     assert zone_problems(settings, PIRS) == ["fusion zone 'north' has policy 'both' but no PIR input is in that zone"]
-    with pytest.raises(ConfigError, match="fusion zone 'north'"):
+    with pytest.raises(ValueError, match="fusion zone 'north'"):  # models raise ValueError only
         Fusion(settings, PIRS)
     with pytest.raises(ValidationError, match=r"lists zone\(s\) \['east'\] more than once"):
         FusionSettings(zones=[{"zone": "east", "policy": "pir"}, {"zone": "east", "policy": "both"}])
+
+
+def test_the_config_turns_a_zone_without_its_pir_into_a_config_error():
+    with pytest.raises(ConfigError, match="fusion zone 'north' has policy 'both' but no PIR input"):
+        parse_config({"fusion": {"zones": [{"zone": "north", "policy": "both"}]}})
     with pytest.raises(ValueError, match="unknown PIR 'pir-x'"):
         fusion().observe_pir(0.0, "pir-x", True)
 

@@ -30,7 +30,7 @@ def settings(**overrides) -> GpioSettings:
 
 
 def opened(script=None) -> SimulatedGpio:
-    gpio = make_gpio(settings(), script=script)
+    gpio = make_gpio(settings(), ManualClock(), script=script)
     assert isinstance(gpio, SimulatedGpio)
     gpio.open()
     return gpio
@@ -152,7 +152,7 @@ def test_config_rejects_duplicate_pins_and_ids_and_unknown_keys():
 
 @pytest.mark.skipif(importlib.util.find_spec("RPi") is not None, reason="RPi.GPIO is installed here")
 def test_rpi_backend_without_the_library_is_a_clear_hardware_error():
-    gpio = make_gpio(settings(backend="rpi"))  # choosing it is fine; opening needs the library
+    gpio = make_gpio(settings(backend="rpi"), ManualClock())  # choosing it is fine; opening needs the library
     with pytest.raises(HardwareError, match="needs the RPi.GPIO module.*rpi-lgpio.*gpio.backend = 'simulated'"):
         gpio.open()
     gpio.close()  # nothing was acquired: nothing to do, no error
@@ -188,7 +188,7 @@ def test_sensors_give_one_typed_event_per_detector():
 
 
 def test_polling_a_closed_or_unopened_simulator_is_an_error():
-    gpio = make_gpio(settings())
+    gpio = make_gpio(settings(), ManualClock())
     with pytest.raises(HardwareError, match="polled before open"):
         gpio.poll(1.0)
     gpio.open()

@@ -1,6 +1,6 @@
 """OpenCV capture against real MP4 files written here, a missing device, and a source that drops out and returns.
 
-Time is a ManualClock; the injected sleep advances it (and can change the world, e.g. bring the file back),
+Time is a ManualClock; waiting on it advances it (and can change the world, e.g. bring the file back),
 so reconnect backoff is checked without waiting.
 """
 
@@ -16,9 +16,10 @@ import pytest
 from pydantic import ValidationError
 
 from agent.config import CameraSettings
+from common.backoff import Backoff
 from common.clock import ManualClock
 from common.errors import SourceError
-from drivers.camera.opencv_capture import OpenCVCamera, OpenCVSettings, backoff_delay, parse_source
+from drivers.camera.opencv_capture import OpenCVCamera, OpenCVSettings, parse_source
 from drivers.camera.watchdog import CameraFault, CameraRestored, CameraWatchdog, WatchdogSettings
 
 FRAMES = 12
@@ -40,25 +41,25 @@ def _write_mp4(path: Path, frames: int = FRAMES, size: tuple[int, int] = (160, 1
     return path
 
 
-class Sleeper:
-    """The injected sleep: records delays, advances the clock, and runs a scripted action at a given call."""
+class ScriptedClock(ManualClock):
+    """A manual clock that records each wait and runs a scripted action at a given wait (1-based)."""
 
-    def __init__(self, clock: ManualClock, actions: dict | None = None) -> None:
-        self.clock = clock
+    def __init__(self, actions: dict | None = None) -> None:
+        super().__init__()
         self.delays: list[float] = []
         self.actions = actions or {}
 
-    def __call__(self, seconds: float) -> None:
+    def wait(self, seconds: float) -> None:
         self.delays.append(seconds)
-        self.clock.advance(seconds)
+        super().wait(seconds)
         action = self.actions.get(len(self.delays))
         if action:
             action()
 
 
-def _camera(source: Path | str, settings: OpenCVSettings, clock: ManualClock, sleep, on_error=None):
+def _camera(source: Path | str, settings: OpenCVSettings, clock: ManualClock, on_error=None):
     camera_settings = CameraSettings(backend="opencv", source=str(source), detect_width=80)
-    return OpenCVCamera(camera_settings, settings, clock=clock, sleep=sleep, on_error=on_error)
+    return OpenCVCamera(camera_settings, settings, clock=clock, on_error=on_error)
 
 
 def _background_level(frame) -> int:
@@ -67,10 +68,9 @@ def _background_level(frame) -> int:
 
 def test_reads_a_real_mp4_and_reopens_it_when_it_ends(tmp_path):
     video = _write_mp4(tmp_path / "cam.mp4")
-    clock = ManualClock()
-    sleep = Sleeper(clock)
+    clock = ScriptedClock()
     errors: list[str] = []
-    camera = _camera(video, OpenCVSettings(reconnect_min_s=0.5), clock, sleep, errors.append)
+    camera = _camera(video, OpenCVSettings(reconnect_min_s=0.5), clock, errors.append)
     with camera:
         assert camera.fps == pytest.approx(10.0)
         frames = list(itertools.islice(camera.frames(), 2 * FRAMES + 3))
@@ -81,7 +81,7 @@ def test_reads_a_real_mp4_and_reopens_it_when_it_ends(tmp_path):
     assert levels[:FRAMES] == pytest.approx([10 + 15 * i for i in range(FRAMES)], abs=4)
     assert levels[FRAMES:2 * FRAMES] == pytest.approx(levels[:FRAMES], abs=1), "replayed from the start"
     # Each end of the stream is one dropout, each followed by one successful reconnect after the first delay.
-    assert sleep.delays == [0.5, 0.5]
+    assert clock.delays == [0.5, 0.5]
     assert errors == [f"opencv camera {str(video)!r}: stopped delivering frames"] * 2
     assert camera.reconnects == 2
     assert frames[FRAMES].ts == pytest.approx(0.5) and frames[-1].ts == pytest.approx(1.0)
@@ -90,13 +90,13 @@ def test_reads_a_real_mp4_and_reopens_it_when_it_ends(tmp_path):
 def test_missing_device_and_file_are_clear_errors(tmp_path):
     clock = ManualClock()
     with pytest.raises(SourceError, match=r"device /dev/video97 does not exist"):
-        _camera("/dev/video97", OpenCVSettings(), clock, Sleeper(clock)).open()
+        _camera("/dev/video97", OpenCVSettings(), clock).open()
     with pytest.raises(SourceError, match=r"video file .*nowhere\.mp4 does not exist"):
-        _camera(tmp_path / "nowhere.mp4", OpenCVSettings(), clock, Sleeper(clock)).open()
+        _camera(tmp_path / "nowhere.mp4", OpenCVSettings(), clock).open()
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("this is not a video")
     with pytest.raises(SourceError, match="cannot open"):
-        _camera(not_video, OpenCVSettings(), clock, Sleeper(clock)).open()
+        _camera(not_video, OpenCVSettings(), clock).open()
     with pytest.raises(SourceError, match="camera.source is empty"):
         parse_source("  ")
     assert parse_source("0") == 0 and parse_source("rtsp://10.0.0.2/stream") == "rtsp://10.0.0.2/stream"
@@ -106,18 +106,17 @@ def test_lost_source_is_retried_with_capped_backoff_until_it_returns(tmp_path):
     spare = _write_mp4(tmp_path / "spare.mp4")
     video = tmp_path / "cam.mp4"
     shutil.copy(spare, video)
-    clock = ManualClock()
     # The camera vanishes when the stream ends and comes back during the 6th wait.
-    sleep = Sleeper(clock, {1: video.unlink, 6: lambda: shutil.copy(spare, video)})
+    clock = ScriptedClock({1: video.unlink, 6: lambda: shutil.copy(spare, video)})
     watchdog = CameraWatchdog(WatchdogSettings(stall_after_s=5, restore_frames=2), clock)
     events: list = []
     settings = OpenCVSettings(reconnect_min_s=0.5, reconnect_max_s=3.0)
-    camera = _camera(video, settings, clock, sleep, lambda message: events.extend(watchdog.error(message)))
+    camera = _camera(video, settings, clock, lambda message: events.extend(watchdog.error(message)))
     with camera:
         for frame in itertools.islice(camera.frames(), FRAMES + 4):
             events.extend(watchdog.frame_arrived(frame.ts))
             clock.advance(0.1)              # the pipeline's work on each frame takes time
-    assert sleep.delays == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
+    assert clock.delays == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
     assert "does not exist" in camera.last_error
     assert [type(e) for e in events] == [CameraFault, CameraRestored]
     assert events[0].reason == "error" and events[1].down_s == pytest.approx(12.5 + 0.1)
@@ -126,19 +125,18 @@ def test_lost_source_is_retried_with_capped_backoff_until_it_returns(tmp_path):
 
 def test_gives_up_after_max_reconnects_with_a_clear_error(tmp_path):
     video = _write_mp4(tmp_path / "cam.mp4", frames=3)
-    clock = ManualClock()
-    sleep = Sleeper(clock, {1: video.unlink})
-    camera = _camera(video, OpenCVSettings(reconnect_min_s=1, reconnect_max_s=60, max_reconnects=3), clock, sleep)
+    clock = ScriptedClock({1: video.unlink})
+    camera = _camera(video, OpenCVSettings(reconnect_min_s=1, reconnect_max_s=60, max_reconnects=3), clock)
     with camera, pytest.raises(SourceError, match=r"does not exist; gave up after 3 reconnect attempts"):
         for _ in camera.frames():
             pass
-    assert sleep.delays == [1, 2, 4]
+    assert clock.delays == [1, 2, 4]
 
 
 def test_close_stops_the_stream_and_settings_are_checked(tmp_path):
     video = _write_mp4(tmp_path / "cam.mp4", frames=30)
     clock = ManualClock()
-    camera = _camera(video, OpenCVSettings(), clock, Sleeper(clock))
+    camera = _camera(video, OpenCVSettings(), clock)
     camera.open()
     seen = 0
     for _ in camera.frames():
@@ -153,8 +151,9 @@ def test_close_stops_the_stream_and_settings_are_checked(tmp_path):
         OpenCVSettings(reconnect_min_s=10, reconnect_max_s=5)
     with pytest.raises(ValidationError):
         OpenCVSettings(fourcc="mjpeg")
-    assert [backoff_delay(n, OpenCVSettings(reconnect_min_s=0.5, reconnect_max_s=4)) for n in range(1, 7)] == \
-        [0.5, 1, 2, 4, 4, 4]
+    settings = OpenCVSettings(reconnect_min_s=0.5, reconnect_max_s=4)
+    backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)  # what the reconnect loop waits
+    assert [backoff.next() for _ in range(6)] == [0.5, 1, 2, 4, 4, 4]
 
 
 @pytest.fixture
@@ -180,13 +179,12 @@ def http_server(tmp_path):
 def test_network_stream_is_read_and_reopened_over_http(tmp_path, http_server):
     _write_mp4(tmp_path / "stream.mp4")
     url = f"http://127.0.0.1:{http_server.server_address[1]}/stream.mp4"
-    clock = ManualClock()
-    sleep = Sleeper(clock)
-    camera = _camera(url, OpenCVSettings(open_timeout_s=5, read_timeout_s=5), clock, sleep)
+    clock = ScriptedClock()
+    camera = _camera(url, OpenCVSettings(open_timeout_s=5, read_timeout_s=5), clock)
     with camera:
         frames = list(itertools.islice(camera.frames(), FRAMES + 2))
     assert [_background_level(f) for f in frames[FRAMES:]] == pytest.approx([10, 25], abs=4)
-    assert sleep.delays == [0.5] and camera.reconnects == 1
+    assert clock.delays == [0.5] and camera.reconnects == 1
 
 
 def test_unreachable_stream_url_is_a_clear_error():
@@ -196,6 +194,6 @@ def test_unreachable_stream_url_is_a_clear_error():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     clock = ManualClock()
-    camera = _camera(f"http://127.0.0.1:{port}/cam", OpenCVSettings(open_timeout_s=2), clock, Sleeper(clock))
+    camera = _camera(f"http://127.0.0.1:{port}/cam", OpenCVSettings(open_timeout_s=2), clock)
     with pytest.raises(SourceError, match=r"http://127.0.0.1:\d+/cam.*cannot open"):
         camera.open()

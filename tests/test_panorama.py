@@ -67,23 +67,6 @@ def test_cepdof_bearings_match_box_centre_angles():
     assert checked == 70
 
 
-def test_cepdof_boxes_located_on_the_fisheye_itself_give_the_same_bearings():
-    """Without unwrapping (panorama off, detection on the fisheye): bearings from the person's upright box."""
-    _need_cepdof()
-    sizes, annotations = _annotations()
-    sectors = tuple(SectorSettings(name=f"s{i}", start_deg=90 * i, end_deg=90 * (i + 1)) for i in range(4))
-    panorama = FisheyePanorama(PanoramaSettings(sectors=sectors), (2048, 2048))
-    for note in annotations:
-        cx, cy, w, h, angle = note["bbox"]
-        corners = cv2.boxPoints(((cx, cy), (w, h), angle))
-        x, y, bw, bh = cv2.boundingRect(corners.astype(np.float32))
-        location = panorama.locate_in_image(Box(x, y, bw, bh, bw * bh))
-        expected = _angle_around(cx, cy, 1024, 1024)
-        assert angle_diff(location.bearing_deg, expected) <= 5.0
-        assert f"s{int(expected // 90)}" in location.sectors
-        assert 0 < location.width_deg < 180      # a person near the centre spans a wide arc
-
-
 def test_alarm_fields_list_bearings_and_each_sector_once():
     sectors = (SectorSettings(name="gate", start_deg=0, end_deg=90), SectorSettings(name="yard", start_deg=90,
                                                                                      end_deg=360))

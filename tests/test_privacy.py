@@ -33,7 +33,8 @@ def test_privacy_zone_is_black_in_snapshot_and_clip(tmp_path):
     write_demo(clip, seconds=14.0, width=320, height=180)
     config = parse_config({"data_dir": str(tmp_path / "data"), "recorder": {"post_roll_s": 1.0},
                            "detection": {"zones": [NEIGHBOUR_WINDOW.model_dump()]}})
-    summary = Agent(config, ReplayCamera(clip), ManualClock(), upload=False).run()
+    clock = ManualClock()
+    summary = Agent(config, ReplayCamera(clip, clock=clock), clock, upload=False).run()
     start = next(e for e in summary.events_published if e["kind"] == "intrusion")
     folder = tmp_path / "data" / "media" / start["event_id"]
     snapshot = cv2.imread(str(folder / "snapshot.jpg"))

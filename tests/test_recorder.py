@@ -9,13 +9,15 @@ import pytest
 
 from agent.config import RecorderSettings
 from agent.storage.recorder import PreRollBuffer, Recorder
+from common.clock import ManualClock
 from common.errors import StorageError
 from drivers.camera.synthetic import SyntheticCamera
 from models.motion import Box
 
 
 def synthetic_frames(seconds: float, fps: float = 10.0, width: int = 320, height: int = 180):
-    with SyntheticCamera(width=width, height=height, fps=fps, duration_s=seconds, detect_width=160) as camera:
+    with SyntheticCamera(clock=ManualClock(), width=width, height=height, fps=fps, duration_s=seconds,
+                         detect_width=160) as camera:
         yield from camera.frames()
 
 

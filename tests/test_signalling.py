@@ -101,15 +101,6 @@ def test_stop_with_alarm_and_close_leave_outputs_off():
     assert {out for ts, out, on in rounded(gpio.history) if ts == 100.5 and not on} == {"strobe", "siren", "status"}
 
 
-def test_next_change_in_tells_a_loop_when_to_wake():
-    signaller, gpio, clock = rig(mode="overt", strobe_pattern_ms=(200, 300), strobe_s=2.0)
-    assert signaller.next_change_in() is None
-    signaller.alarm_started()
-    assert signaller.next_change_in() == pytest.approx(0.2)
-    clock.advance(0.25)
-    assert signaller.next_change_in() == pytest.approx(0.25)
-
-
 @pytest.mark.parametrize("settings, message", [
     ({"strobe_pattern_ms": (100, 100, 100)}, "an even count"),
     ({"strobe_pattern_ms": (0, 100)}, "on durations must be 1-60000 ms"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from common.hold import Hold
 from models.tamper import TamperDetector, TamperSettings
 
 
@@ -22,10 +23,20 @@ def feed(detector: TamperDetector, frames, start: float = 0.0, fps: float = 5.0)
     return [detector.update(frame, start + i / fps) for i, frame in enumerate(frames)]
 
 
+def held(detector: TamperDetector, hold: Hold, frames, start: float = 0.0, fps: float = 5.0) -> list[str | None]:
+    """The detector's verdicts through the one debounce, as the event engine applies it."""
+    states = []
+    for ts, verdict in zip([start + i / fps for i in range(len(frames))], feed(detector, frames, start, fps),
+                           strict=True):
+        hold.update(ts, verdict)
+        states.append(hold.reason if hold.active else None)
+    return states
+
+
 def test_normal_view_is_not_tamper_and_hold_time_is_respected():
-    detector = TamperDetector(TamperSettings(hold_s=3.0))
-    assert set(feed(detector, [scene(1)] * 30)) == {None}
-    states = feed(detector, [np.zeros((120, 160), np.uint8)] * 25, start=6.0)
+    detector, hold = TamperDetector(TamperSettings()), Hold(3.0)
+    assert set(held(detector, hold, [scene(1)] * 30)) == {None}
+    states = held(detector, hold, [np.zeros((120, 160), np.uint8)] * 25, start=6.0)
     assert states[5] is None, "1 s of black is not yet tamper"
     assert states[-1] == "covered"
 

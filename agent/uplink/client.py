@@ -12,7 +12,6 @@ import logging
 import queue
 import ssl
 import threading
-import time
 from typing import Callable
 
 import paho.mqtt.client as mqtt
@@ -111,27 +110,27 @@ class Uplink:
         self._wake.set()
 
     def wait_drained(self, timeout: float) -> bool:
-        """True once the outbox is empty and nothing is in flight (waits on the real network)."""
-        deadline = time.monotonic() + timeout
+        """True once the outbox is empty and nothing is in flight (waits on the real network, timed by the clock)."""
+        deadline = self._clock.monotonic() + timeout
         with self._idle:
             while True:
                 if self._outbox.depth() == 0 and self._inflight_count == 0:
                     return True
-                left = deadline - time.monotonic()
+                left = deadline - self._clock.monotonic()
                 if left <= 0:
                     return False
                 self._idle.wait(min(left, 0.5))
 
     def stop(self, timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
+        deadline = self._clock.monotonic() + timeout
         self._stopping.set()
         self._wake.set()
         if self._sender is not None:
-            self._sender.join(max(0.1, deadline - time.monotonic()))
+            self._sender.join(max(0.1, deadline - self._clock.monotonic()))
         if self.connected:
             info = self._client.publish(self._topic("status"), self._status_payload("stopped"), qos=1, retain=True)
             try:
-                info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+                info.wait_for_publish(max(0.1, deadline - self._clock.monotonic()))
             except (RuntimeError, ValueError) as exc:
                 self._error(f"status 'stopped' not delivered: {exc}")
             if not info.is_published():

@@ -8,6 +8,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from common.clock import Clock
+
 
 @dataclass(frozen=True, slots=True)
 class Frame:
@@ -61,11 +63,11 @@ class Camera(abc.ABC):
         self.close()
 
 
-def pace(started: float, ts: float, monotonic, sleep) -> None:
+def pace(started: float, ts: float, clock: Clock) -> None:
     """Real-time playback: wait until a frame `ts` seconds into the stream is due (started = monotonic at 0)."""
-    delay = started + ts - monotonic()
+    delay = started + ts - clock.monotonic()
     if delay > 0:
-        sleep(delay)
+        clock.wait(delay)
 
 
 def make_luma(image: np.ndarray, width: int) -> np.ndarray:

@@ -3,31 +3,31 @@
 A live camera drops out (cable, Wi-Fi, camera reboot): on a failed read the capture is released and reopened
 with capped exponential backoff, for ever or up to max_reconnects consecutive failed attempts. Each failure is
 reported through `on_error` (wire it to CameraWatchdog.error) so the agent can raise a camera fault while
-frames() keeps retrying. The clock and sleep are injected so tests never really wait.
+frames() keeps retrying. The clock (frame times, and the waits between reconnects) is injected so tests never
+really wait.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Callable, Iterator, Literal
 
 import cv2
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from common.clock import Clock, SystemClock
+from common.backoff import Backoff
+from common.clock import Clock
 from common.errors import SourceError
+from common.settings import Section
 from drivers.camera.base import Camera, Frame, make_luma
 
 _URL_SCHEMES = ("rtsp://", "rtsps://", "http://", "https://", "udp://", "tcp://", "rtmp://")
 
 
-class OpenCVSettings(BaseModel):
+class OpenCVSettings(Section):
     """OpenCV capture options (config section [opencv])."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     api: Literal["auto", "v4l2", "ffmpeg"] = Field(
         "auto", description="Capture backend; auto = V4L2 for device indexes/paths, FFmpeg for URLs and files.")
@@ -49,11 +49,6 @@ class OpenCVSettings(BaseModel):
         return self
 
 
-def backoff_delay(attempt: int, settings: OpenCVSettings) -> float:
-    """Delay before reconnect attempt number `attempt` (1-based): min, 2*min, 4*min ... capped at max."""
-    return min(settings.reconnect_max_s, settings.reconnect_min_s * 2.0 ** (attempt - 1))
-
-
 def parse_source(source: str) -> int | str:
     """Device index (\"0\") -> int; device path, URL or file -> str. Empty -> SourceError."""
     text = source.strip()
@@ -72,16 +67,13 @@ class OpenCVCamera(Camera):
 
     live = True
 
-    def __init__(self, camera_settings, settings: OpenCVSettings | None = None, *, clock: Clock | None = None,
-                 sleep: Callable[[float], None] = time.sleep,
+    def __init__(self, camera_settings, settings: OpenCVSettings | None = None, *, clock: Clock,
                  on_error: Callable[[str], object] | None = None) -> None:
         self.camera_settings = camera_settings
         self.settings = settings or OpenCVSettings()
         self.fps = float(camera_settings.fps)
-        self._clock = clock or SystemClock()
-        #: hooks the agent may set after construction: how to wait between reconnects (e.g. a wait that keeps
-        #: heartbeats going), and who hears about each failure (e.g. CameraWatchdog.error)
-        self.sleep = sleep
+        self._clock = clock
+        #: a hook the agent may set after construction: who hears about each failure (e.g. CameraWatchdog.error)
         self.on_error = on_error
         self._target = parse_source(camera_settings.source)
         self._capture: cv2.VideoCapture | None = None
@@ -150,10 +142,11 @@ class OpenCVCamera(Camera):
 
     def _reconnect(self) -> None:
         """Reopen with capped exponential backoff; SourceError once max_reconnects attempts have failed."""
+        backoff = Backoff(self.settings.reconnect_min_s, self.settings.reconnect_max_s)
         attempt = 0
         while not self._closed:
             attempt += 1
-            self.sleep(backoff_delay(attempt, self.settings))
+            self._clock.wait(backoff.next())
             if self._closed:
                 return
             failure = self._connect()

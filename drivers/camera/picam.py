@@ -14,18 +14,17 @@ from pathlib import Path
 from typing import Iterator, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from common.errors import HardwareError
+from common.settings import Section
 from drivers.camera.base import Camera, Frame
 
 MODEL_FILE = Path("/proc/device-tree/model")
 
 
-class PiCameraSettings(BaseModel):
+class PiCameraSettings(Section):
     """Raspberry Pi camera options (config section [picamera2])."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     camera_num: int = Field(0, ge=0, le=7, description="Which camera connector (Pi 5 / CM boards have two).")
     encoder: Literal["auto", "hardware", "software"] = Field(

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import glob
 import re
-import time
 from pathlib import Path
 from typing import Iterator
 
 import cv2
 import numpy as np
 
+from common.clock import Clock
 from common.errors import SourceError
 from drivers.camera.base import Camera, Frame, make_luma, pace
 
@@ -37,14 +37,13 @@ def list_images(source: str) -> list[str]:
 class ReplayCamera(Camera):
     """Plays a recording. `fps` is used for image sequences, and for videos whose rate cannot be read."""
 
-    def __init__(self, source: str | Path, fps: float = 10.0, realtime: bool = False, detect_width: int = 320,
-                 sleep=time.sleep, monotonic=time.monotonic) -> None:
+    def __init__(self, source: str | Path, *, clock: Clock, fps: float = 10.0, realtime: bool = False,
+                 detect_width: int = 320) -> None:
         self.source = str(source)
         self.fps = float(fps)
         self.realtime = realtime
         self.detect_width = detect_width
-        self._sleep = sleep
-        self._monotonic = monotonic
+        self._clock = clock  #: paces realtime playback; frame times stay index / fps whatever the clock
         self._images: list[str] | None = None
         self._container = None
 
@@ -75,11 +74,11 @@ class ReplayCamera(Camera):
 
     def frames(self) -> Iterator[Frame]:
         decoded = self._image_frames(self._images) if self._images is not None else self._video_frames()
-        started = self._monotonic()
+        started = self._clock.monotonic()
         for index, image in enumerate(decoded):
             ts = index / self.fps
             if self.realtime:
-                pace(started, ts, self._monotonic, self._sleep)
+                pace(started, ts, self._clock)
             yield Frame(ts=ts, index=index, image=image, luma=make_luma(image, self.detect_width))
 
     def _image_frames(self, images: list[str]) -> Iterator[np.ndarray]:

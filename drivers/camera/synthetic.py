@@ -5,12 +5,12 @@ The project's own demo and tests use it instead of third-party footage. Determin
 
 from __future__ import annotations
 
-import time
 from typing import Iterator
 
 import cv2
 import numpy as np
 
+from common.clock import Clock
 from drivers.camera.base import Camera, Frame, make_luma, pace
 
 WALK_START_S = 6.0
@@ -55,16 +55,16 @@ def render_frame(background: np.ndarray, ts: float, rng: np.random.Generator, no
 class SyntheticCamera(Camera):
     """Renders `duration_s` seconds of the demo scene at `fps`: a figure crosses the yard at 6-11 s."""
 
-    def __init__(self, width: int = 640, height: int = 360, fps: float = 10.0, duration_s: float = 20.0,
-                 detect_width: int = 320, realtime: bool = False, seed: int = 7, noise_sigma: float = 3.0,
-                 sleep=time.sleep, monotonic=time.monotonic) -> None:
+    def __init__(self, *, clock: Clock, width: int = 640, height: int = 360, fps: float = 10.0,
+                 duration_s: float = 20.0, detect_width: int = 320, realtime: bool = False, seed: int = 7,
+                 noise_sigma: float = 3.0) -> None:
         self.width, self.height, self.fps = width, height, float(fps)
         self.frame_count = int(round(duration_s * fps))
         self.detect_width = detect_width
         self.realtime = realtime
         self.seed = seed
         self.noise_sigma = noise_sigma
-        self._sleep, self._monotonic = sleep, monotonic
+        self._clock = clock  #: paces realtime playback only
         self._background: np.ndarray | None = None
 
     def open(self) -> None:
@@ -72,13 +72,13 @@ class SyntheticCamera(Camera):
 
     def frames(self) -> Iterator[Frame]:
         rng = np.random.default_rng(self.seed)
-        started = self._monotonic()
+        started = self._clock.monotonic()
         for index in range(self.frame_count):
             if self._background is None:
                 return
             ts = index / self.fps
             if self.realtime:
-                pace(started, ts, self._monotonic, self._sleep)
+                pace(started, ts, self._clock)
             image = render_frame(self._background, ts, rng, self.noise_sigma)
             yield Frame(ts=ts, index=index, image=image, luma=make_luma(image, self.detect_width))
 

@@ -10,21 +10,20 @@ watchdog, so tick() may come from another thread (heartbeat timer, uplink loop).
 from __future__ import annotations
 
 import threading
-from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from common.clock import Clock
+from common.rate import RateMeter
+from common.settings import Section
 
 CameraState = Literal["ok", "stalled", "error"]
 
 
-class WatchdogSettings(BaseModel):
+class WatchdogSettings(Section):
     """Camera fault thresholds (config section [camera_watchdog])."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     stall_after_s: float = Field(5.0, gt=0, le=3600,
                                  description="No new frame for this long (from start-up or the last frame) "
@@ -69,7 +68,7 @@ class CameraWatchdog:
         self._started = clock.monotonic()
         self._last_frame_at: float | None = None
         self._last_ts: float | None = None
-        self._arrivals: deque[float] = deque()
+        self._frame_rate = RateMeter(window_s=settings.fps_window_s)
         self._fault_at: float | None = None
         self._good_run = 0
         self.last_error: str | None = None
@@ -85,13 +84,8 @@ class CameraWatchdog:
     def fps(self) -> float:
         """Frames per second actually delivered over the last fps_window_s (0 when stalled)."""
         with self._lock:
-            now = self._clock.monotonic()
-            self._forget_before(now - self.settings.fps_window_s)
-            if len(self._arrivals) < 2:
-                return 0.0
-            # Measure to now, not to the last frame, so a camera that just stopped shows a falling rate.
-            span = max(now - self._arrivals[0], self._arrivals[-1] - self._arrivals[0])
-            return (len(self._arrivals) - 1) / span if span > 0 else 0.0
+            # measured to now, not to the last frame, so a camera that just stopped shows a falling rate
+            return self._frame_rate.rate(now=self._clock.monotonic())
 
     def status(self) -> dict:
         """The camera's part of the heartbeat."""
@@ -110,7 +104,7 @@ class CameraWatchdog:
                 return self.tick(now)
             self._last_ts = ts
             self._last_frame_at = now
-            self._arrivals.append(now)
+            self._frame_rate.mark(now)
             self.frames += 1
             self._good_run += 1
             if self._state != "ok" and self._good_run >= self.settings.restore_frames:
@@ -153,7 +147,3 @@ class CameraWatchdog:
 
     def _wall_at(self, monotonic: float) -> float:
         return self._clock.wall() - (self._clock.monotonic() - monotonic)
-
-    def _forget_before(self, cutoff: float) -> None:
-        while self._arrivals and self._arrivals[0] < cutoff:
-            self._arrivals.popleft()

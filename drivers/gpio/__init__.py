@@ -17,27 +17,27 @@ __all__ = ["BACKENDS", "Gpio", "GpioInput", "GpioOutput", "GpioSettings", "Input
            "SimulatedGpio", "make_gpio", "parse_script", "sidecar_script"]
 
 
-def _simulated(settings: GpioSettings, clock: Clock | None, script: Path | None) -> Gpio:
+def _simulated(settings: GpioSettings, clock: Clock, script: Path | None) -> Gpio:
     return SimulatedGpio(settings, script=script if script is not None else settings.script)
 
 
-def _rpi(settings: GpioSettings, clock: Clock | None, script: Path | None) -> Gpio:
+def _rpi(settings: GpioSettings, clock: Clock, script: Path | None) -> Gpio:
     from drivers.gpio.rpi import RpiGpio  # keeps RPi.GPIO out of every other process path
 
     return RpiGpio(settings, clock=clock)
 
 
-BACKENDS: dict[str, Callable[[GpioSettings, Clock | None, Path | None], Gpio]] = {
+BACKENDS: dict[str, Callable[[GpioSettings, Clock, Path | None], Gpio]] = {
     "simulated": _simulated,
     "rpi": _rpi,
 }
 
 
-def make_gpio(settings: GpioSettings, clock: Clock | None = None, script: str | Path | None = None) -> Gpio:
+def make_gpio(settings: GpioSettings, clock: Clock, script: str | Path | None = None) -> Gpio:
     """Build (not open) the configured GPIO backend.
 
     script: simulated backend only; overrides settings.script (e.g. the sidecar found by sidecar_script(video)).
-    clock: rpi backend only; the clock its edge timestamps are read from (SystemClock when None).
+    clock: the clock edge timestamps are read from (rpi; the simulated backend is driven by poll times).
     """
     try:
         factory = BACKENDS[settings.backend]

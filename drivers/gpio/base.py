@@ -13,20 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from common.errors import ConfigError
+from common.settings import Section
 
 InputKind = Literal["pir", "trigger", "tamper", "power"]
 OutputKind = Literal["strobe", "siren", "led"]
 _ID = r"^[A-Za-z0-9_.-]{1,32}$"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GpioInput(_Section):
+class GpioInput(Section):
     """One input line; each detector is its own input and is reported individually."""
 
     id: str = Field(pattern=_ID, description="Unique input id, e.g. 'pir-east'; appears in events and alarms.")
@@ -42,7 +39,7 @@ class GpioInput(_Section):
                                                               "glitches are ignored.")
 
 
-class GpioOutput(_Section):
+class GpioOutput(Section):
     """One output line driving a strobe, siren or LED (through a driver transistor or relay)."""
 
     id: str = Field(pattern=_ID, description="Unique output id, e.g. 'strobe'.")
@@ -51,7 +48,7 @@ class GpioOutput(_Section):
     active_low: bool = Field(False, description="True when 0 V switches the load on (many relay boards).")
 
 
-class GpioSettings(_Section):
+class GpioSettings(Section):
     """Config section [gpio]."""
 
     backend: Literal["simulated", "rpi"] = Field("simulated", description="simulated: pins driven by a script; "

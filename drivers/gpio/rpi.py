@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 from collections import deque
 
-from common.clock import Clock, SystemClock
+from common.clock import Clock
 from common.errors import HardwareError
 from drivers.gpio.base import Gpio, GpioOutput, GpioSettings
 
@@ -31,9 +31,9 @@ def _import_gpio():
 
 
 class RpiGpio(Gpio):
-    def __init__(self, settings: GpioSettings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: GpioSettings, clock: Clock) -> None:
         super().__init__(settings, history_len=1000)
-        self._clock = clock or SystemClock()
+        self._clock = clock
         self._edges: deque[tuple[float, int, int]] = deque()  # (monotonic, pin, level), from RPi.GPIO's thread
         self._gpio = None
 
