@@ -35,6 +35,7 @@ from agent.storage.recorder import Recorder, check_encoder
 from agent.supervisor import FrameMark, Supervisor
 from agent.uplink.messages import Identity
 from agent.uplink.publisher import Publisher
+from common.backoff import Backoff
 from common.clock import Clock
 from common.errors import AgentError, HardwareError, SourceError
 from drivers.camera.base import Camera, Frame
@@ -89,7 +90,7 @@ class Agent:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()  # from the uplink, before control exists
-        self._camera_attempt = 0
+        self._camera_retry = Backoff(1.0, CAMERA_RETRY_MAX_S)
 
     def stop(self) -> None:
         """Ask the run to end (from a signal handler or another thread): the loop stops after this frame."""
@@ -217,7 +218,7 @@ class Agent:
                     raise _CameraLost(exc) from None
                 with self._lock:
                     self._process(frame)
-                self._camera_attempt = 0
+                self._camera_retry.reset()
         finally:
             self.mark.streaming = False
             self.camera.close()
@@ -254,9 +255,7 @@ class Agent:
         log.error("camera: %s", message)
         with self._lock:
             self.reactions.camera_events(self.watchdog.error(message))
-        delay = min(CAMERA_RETRY_MAX_S, 2.0 ** self._camera_attempt)
-        self._camera_attempt += 1
-        self._stop.wait(delay)
+        self._stop.wait(self._camera_retry.next())
 
     # links to the outside ------------------------------------------------------------------------------------
     def submit_command(self, payload: bytes) -> None:

@@ -101,7 +101,8 @@ def run_two_zones(clip, tmp_path, script_rows):
                    "window_s": 3.0},
         "recorder": {"post_roll_s": 1.0},
     })
-    agent = Agent(config, ReplayCamera(clip, realtime=False), ManualClock(), upload=False)
+    clock = ManualClock()
+    agent = Agent(config, ReplayCamera(clip, clock=clock, realtime=False), clock, upload=False)
     return [e for e in agent.run().events_published if e["kind"] == "intrusion"]
 
 
