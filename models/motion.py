@@ -58,7 +58,12 @@ class MotionSettings(BaseModel):
     blur: int = Field(1, ge=1, le=31, description="Odd Gaussian kernel size applied before differencing; 1 = none, "
                                                    "as the area downscale to detection size already averages noise "
                                                    "away (raise it for noisy input used at native size).")
-    min_area: float = Field(0.002, gt=0, le=1, description="Smallest object, as a share of the image area.")
+    person_height: float = Field(0.03, gt=0, le=1, description="Height of the smallest person the unit must see "
+                                                               "(at the far edge of the zone), as a share of the "
+                                                               "image height; sets the smallest object and the "
+                                                               "clean-up kernel (0.03 = 22 px at 720 rows).")
+    min_area: float | None = Field(None, gt=0, le=1, description="Smallest object, as a share of the image area "
+                                                                 "(default: from person_height).")
     max_area: float = Field(0.85, gt=0, le=1, description="Largest object, as a share of the image area.")
     min_height: float = Field(0.0, ge=0, le=1, description="Smallest object height, as a share of image height.")
     large_object: float = Field(0.25, gt=0, le=1, description="An object covering this share of the image counts "
@@ -82,9 +87,9 @@ class MotionSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "MotionSettings":
-        if self.min_area >= self.max_area:
+        if self.min_area is not None and self.min_area >= self.max_area:
             raise ValueError(f"min_area ({self.min_area}) must be smaller than max_area ({self.max_area})")
-        if not self.min_area <= self.large_object <= self.max_area:
+        if not (self.min_area or 0.0) <= self.large_object <= self.max_area:
             raise ValueError(f"large_object ({self.large_object}) must lie between min_area and max_area")
         if self.blur % 2 == 0:
             raise ValueError(f"blur must be an odd kernel size, got {self.blur}")
@@ -92,6 +97,25 @@ class MotionSettings(BaseModel):
         if len(names) != len(set(names)):
             raise ValueError(f"zone names must be unique, got {names}")
         return self
+
+
+#: a person's width and the share of their box a thresholded silhouette fills, relative to their height
+PERSON_ASPECT = 0.4
+PERSON_FILL = 0.5
+
+
+def object_sizes(settings: MotionSettings, shape: tuple[int, int]) -> tuple[float, int]:
+    """(smallest object area in px, clean-up kernel width in px) for a detection image of `shape`.
+
+    Both follow from the smallest person the unit must see: a far person is a few pixels wide after the downscale,
+    and a 3x3 erode (or a minimum area meant for near objects) would wipe them out. Below 3 px of person width the
+    erode is a 1x3 vertical one: it still removes speckle but keeps an upright figure one pixel wide."""
+    height, width = shape
+    person_px = settings.person_height * height
+    derived = PERSON_ASPECT * PERSON_FILL * person_px ** 2
+    min_px = derived if settings.min_area is None else settings.min_area * height * width
+    kernel_w = 3 if PERSON_ASPECT * person_px >= 3 else 1
+    return max(2.0, min_px), kernel_w
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +164,8 @@ class MotionDetector:
         self.settings = settings
         kernel = settings.blur | 1
         self._blur_size = (kernel, kernel)
-        self._open = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+        self._open = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))  # replaced per image size in _start
+        self._min_px = 2.0
         self._restore = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5))
         self._tamper = TamperDetector(settings.tamper)
         self._model: BackgroundModel | None = None
@@ -210,7 +235,9 @@ class MotionDetector:
     def _start(self, smoothed: np.ndarray, ts: float) -> None:
         s = self.settings
         height, width = smoothed.shape
-        self._zones = ZoneMap(s.zones, smoothed.shape, s.threshold, s.min_area * height * width)
+        self._min_px, kernel_w = object_sizes(s, smoothed.shape)
+        self._open = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel_w, 3))
+        self._zones = ZoneMap(s.zones, smoothed.shape, s.threshold, self._min_px)
         self._model = BackgroundModel(smoothed, self._zones.threshold, s.activity_gain,
                                       activity_cap=min(255, 4 * s.threshold))
         self._tracker = Tracker(TrackerParams(
@@ -263,7 +290,7 @@ class MotionDetector:
         s = self.settings
         height, width = mask.shape
         image_area = height * width
-        min_px = min(s.min_area * image_area, min(self._zones.min_area_px, default=math.inf))
+        min_px = min(self._min_px, min(self._zones.min_area_px, default=math.inf))
         max_px = s.max_area * image_area
         min_h = s.min_height * height
         blobs = []
@@ -288,7 +315,7 @@ class MotionDetector:
     def _counted(self, blobs: list[tuple[int, int, int, int, int]], ts: float) -> list[Box]:
         demand = [self._demand(x, y, w, h) for x, y, w, h, _a in blobs]
         owners = self._tracker.update(blobs, ts, demand)
-        default_min = self.settings.min_area * self._model.mean.size
+        default_min = self._min_px
         boxes = []
         for blob, track in zip(blobs, owners, strict=True):
             if not (track.confirmed and track.moving(ts, self.settings.still_s)):
