@@ -30,6 +30,8 @@ MAX_BLOBS = 16
 #: the background is learnt on every 2nd frame, nuisance levels on every 4th (with the elapsed time)
 BACKGROUND_EVERY = 2
 NUISANCE_EVERY = 4
+#: the 5x5 restore dilation makes a blob this many pixels taller than the object
+RESTORE_MARGIN = 4
 
 
 class MotionSettings(BaseModel):
@@ -70,6 +72,9 @@ class MotionSettings(BaseModel):
                                                               "without travelling (someone right at the camera).")
     travel: float = Field(0.06, gt=0, le=1, description="Net distance an object must travel to count, as a share "
                                                         "of the image height.")
+    travel_heights: float = Field(1.0, gt=0, le=20, description="A small object counts once it has travelled "
+                                                                "this many of its own heights (at least the "
+                                                                "smallest person's), if that is less than travel.")
     straightness: float = Field(0.3, ge=0, le=1, description="Net travel / path length needed to count: swaying "
                                                              "things move a lot but get nowhere.")
     min_track_frames: int = Field(5, ge=1, le=100, description="Frames an object must be seen before it counts.")
@@ -166,6 +171,7 @@ class MotionDetector:
         self._blur_size = (kernel, kernel)
         self._open = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))  # replaced per image size in _start
         self._min_px = 2.0
+        self._person_px = 1.0
         self._restore = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5))
         self._tamper = TamperDetector(settings.tamper)
         self._model: BackgroundModel | None = None
@@ -236,6 +242,7 @@ class MotionDetector:
         s = self.settings
         height, width = smoothed.shape
         self._min_px, kernel_w = object_sizes(s, smoothed.shape)
+        self._person_px = s.person_height * height
         self._open = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel_w, 3))
         self._zones = ZoneMap(s.zones, smoothed.shape, s.threshold, self._min_px)
         self._model = BackgroundModel(smoothed, self._zones.threshold, s.activity_gain,
@@ -312,8 +319,15 @@ class MotionDetector:
         agitation = cv2.mean(self._model.activity[y:y + h, x:x + w])[0] / s.threshold
         return 1.0 + s.nuisance_gain * busy + s.activity_demand * max(0.0, agitation - 0.5)
 
+    def _size_factor(self, h: int) -> float:
+        """Share of the usual travel a small object needs: its own height (at least the smallest person's). A far
+        person covers a few pixels a second, and the image-wide travel would take them many seconds; travelling
+        one's own height is the same evidence at any distance."""
+        own = max(self._person_px, h - RESTORE_MARGIN) * self.settings.travel_heights
+        return min(1.0, own / self._tracker.params.travel_px)
+
     def _counted(self, blobs: list[tuple[int, int, int, int, int]], ts: float) -> list[Box]:
-        demand = [self._demand(x, y, w, h) for x, y, w, h, _a in blobs]
+        demand = [self._demand(x, y, w, h) * self._size_factor(h) for x, y, w, h, _a in blobs]
         owners = self._tracker.update(blobs, ts, demand)
         default_min = self._min_px
         boxes = []
