@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -64,6 +65,13 @@ class MotionSettings(BaseModel):
                                                                "(at the far edge of the zone), as a share of the "
                                                                "image height; sets the smallest object and the "
                                                                "clean-up kernel (0.03 = 22 px at 720 rows).")
+    person_height_near: float = Field(0.45, gt=0, le=1, description="Height of a person standing at the bottom "
+                                                                    "edge of the image, as a share of the image "
+                                                                    "height (the expected height in between is "
+                                                                    "interpolated; used to tell animals apart).")
+    animals: Literal["ignore", "report"] = Field("ignore", description="Objects classed as animals never count "
+                                                                        "as intrusion motion; 'report' lists them "
+                                                                        "in MotionResult.animals.")
     min_area: float | None = Field(None, gt=0, le=1, description="Smallest object, as a share of the image area "
                                                                  "(default: from person_height).")
     max_area: float = Field(0.85, gt=0, le=1, description="Largest object, as a share of the image area.")
@@ -133,6 +141,7 @@ class Box:
     h: int
     area: int
     zone: str = ""
+    label: str = "unknown"  # 'person' | 'vehicle' | 'animal' | 'unknown' (see classify)
 
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
@@ -160,6 +169,24 @@ class MotionResult:
     scene_change: bool = False
     tamper: str | None = None
     zone: str | None = None
+    animals: tuple[Box, ...] = ()
+
+
+#: width/height of a track's object (smoothed) at or below which it is upright (person), at or above which it is
+#: long and low (vehicle or animal); and the share of the expected person height below which long and low is an
+#: animal (a fox, cat or possum is far lower than a person standing at the same spot, a car is not)
+UPRIGHT_ASPECT = 1.0
+LONG_ASPECT = 1.3
+ANIMAL_HEIGHT = 0.6
+
+
+def classify(aspect: float, height_px: float, expected_px: float) -> str:
+    """Class of a counted object from its smoothed shape and its height against a person's at its position."""
+    if aspect <= UPRIGHT_ASPECT:
+        return "person"
+    if aspect < LONG_ASPECT:
+        return "unknown"
+    return "animal" if height_px < ANIMAL_HEIGHT * expected_px else "vehicle"
 
 
 class MotionDetector:
@@ -214,12 +241,14 @@ class MotionDetector:
             self._tracker.reset()
             self._learn(smoothed, diff, raw, dt, settling, ts < self._freeze_until, None)
             return MotionResult(False, 0.0, mask=mask, activity=changed, tamper=tamper)
-        boxes = self._counted(self._blobs(mask) if anything else [], ts)
+        counted = self._counted(self._blobs(mask) if anything else [], ts)
+        boxes = [box for box in counted if box.label != "animal"]
+        animals = tuple(box for box in counted if box.label == "animal") if self.settings.animals == "report" else ()
         objects = self._object_mask(raw.shape) if self._frames % NUISANCE_EVERY == 0 else None
         self._learn(smoothed, diff, raw, dt, settling, ts < self._freeze_until, objects)
         score = sum(box.area for box in boxes) / mask.size
         zone = boxes[0].zone if boxes else None
-        return MotionResult(bool(boxes), score, tuple(boxes), mask, changed, False, tamper, zone)
+        return MotionResult(bool(boxes), score, tuple(boxes), mask, changed, False, tamper, zone, animals)
 
     def _light_changed(self, smoothed: np.ndarray, changed: float) -> bool:
         """A large change that mostly disappears once the background is scaled to the frame's brightness is the
@@ -250,7 +279,7 @@ class MotionDetector:
         self._tracker = Tracker(TrackerParams(
             travel_px=s.travel * height, move_px=max(1.5, 0.02 * height), gate_px=2.0,
             max_gap_s=s.track_gap_s, still_s=s.still_s, min_hits=s.min_track_frames,
-            min_straightness=s.straightness, large_px=s.large_object * height * width))
+            min_straightness=s.straightness, large_px=s.large_object * height * width, box_margin=RESTORE_MARGIN))
         self._settle_until = ts + s.startup_s
 
     def _rebase(self, smoothed: np.ndarray, ts: float) -> None:
@@ -338,5 +367,14 @@ class MotionDetector:
             zone, zone_min = self._zones.zone_at(x + w / 2, y + h - 1)  # where the object stands
             if zone is None or area < (default_min if zone_min is None else zone_min):
                 continue
-            boxes.append(Box(x, y, w, h, area, zone))
+            height_px = max(1.0, h - RESTORE_MARGIN)
+            aspect = track.aspect if track.aspect > 0 else max(1.0, w - RESTORE_MARGIN) / height_px
+            boxes.append(Box(x, y, w, h, area, zone, classify(aspect, height_px, self._expected_person(y + h))))
         return boxes
+
+    def _expected_person(self, foot_y: float) -> float:
+        """Height in px of a person standing at image row `foot_y` (linear from the far to the near edge)."""
+        s = self.settings
+        rows = self._model.shape[0]
+        share = s.person_height + (s.person_height_near - s.person_height) * min(1.0, foot_y / rows)
+        return share * rows
