@@ -62,7 +62,7 @@ def main() -> None:
     diff = model.difference(blurred).copy()
     timed("threshold", lambda: model.foreground(diff), reps, stages)
     raw = model.foreground(diff)
-    erode = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+    erode = detector._open  # sized from the smallest person (1x3 at 320x180 by default)
     restore = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5))
     timed("morphology", lambda: cv2.dilate(cv2.erode(raw, erode), restore), reps, stages)
     mask = cv2.dilate(cv2.erode(raw, erode), restore)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -31,6 +32,8 @@ MAX_BLOBS = 16
 #: the background is learnt on every 2nd frame, nuisance levels on every 4th (with the elapsed time)
 BACKGROUND_EVERY = 2
 NUISANCE_EVERY = 4
+#: the 5x5 restore dilation makes a blob this many pixels taller than the object
+RESTORE_MARGIN = 4
 
 
 class MotionSettings(Section):
@@ -57,13 +60,28 @@ class MotionSettings(Section):
     blur: int = Field(1, ge=1, le=31, description="Odd Gaussian kernel size applied before differencing; 1 = none, "
                                                    "as the area downscale to detection size already averages noise "
                                                    "away (raise it for noisy input used at native size).")
-    min_area: float = Field(0.002, gt=0, le=1, description="Smallest object, as a share of the image area.")
+    person_height: float = Field(0.03, gt=0, le=1, description="Height of the smallest person the unit must see "
+                                                               "(at the far edge of the zone), as a share of the "
+                                                               "image height; sets the smallest object and the "
+                                                               "clean-up kernel (0.03 = 22 px at 720 rows).")
+    person_height_near: float = Field(0.45, gt=0, le=1, description="Height of a person standing at the bottom "
+                                                                    "edge of the image, as a share of the image "
+                                                                    "height (the expected height in between is "
+                                                                    "interpolated; used to tell animals apart).")
+    animals: Literal["ignore", "report"] = Field("ignore", description="Objects classed as animals never count "
+                                                                        "as intrusion motion; 'report' lists them "
+                                                                        "in MotionResult.animals.")
+    min_area: float | None = Field(None, gt=0, le=1, description="Smallest object, as a share of the image area "
+                                                                 "(default: from person_height).")
     max_area: float = Field(0.85, gt=0, le=1, description="Largest object, as a share of the image area.")
     min_height: float = Field(0.0, ge=0, le=1, description="Smallest object height, as a share of image height.")
     large_object: float = Field(0.25, gt=0, le=1, description="An object covering this share of the image counts "
                                                               "without travelling (someone right at the camera).")
     travel: float = Field(0.06, gt=0, le=1, description="Net distance an object must travel to count, as a share "
                                                         "of the image height.")
+    travel_heights: float = Field(1.0, gt=0, le=20, description="A small object counts once it has travelled "
+                                                                "this many of its own heights (at least the "
+                                                                "smallest person's), if that is less than travel.")
     straightness: float = Field(0.3, ge=0, le=1, description="Net travel / path length needed to count: swaying "
                                                              "things move a lot but get nowhere.")
     min_track_frames: int = Field(5, ge=1, le=100, description="Frames an object must be seen before it counts.")
@@ -81,9 +99,9 @@ class MotionSettings(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "MotionSettings":
-        if self.min_area >= self.max_area:
+        if self.min_area is not None and self.min_area >= self.max_area:
             raise ValueError(f"min_area ({self.min_area}) must be smaller than max_area ({self.max_area})")
-        if not self.min_area <= self.large_object <= self.max_area:
+        if not (self.min_area or 0.0) <= self.large_object <= self.max_area:
             raise ValueError(f"large_object ({self.large_object}) must lie between min_area and max_area")
         if self.blur % 2 == 0:
             raise ValueError(f"blur must be an odd kernel size, got {self.blur}")
@@ -91,6 +109,25 @@ class MotionSettings(Section):
         if len(names) != len(set(names)):
             raise ValueError(f"zone names must be unique, got {names}")
         return self
+
+
+#: a person's width and the share of their box a thresholded silhouette fills, relative to their height
+PERSON_ASPECT = 0.4
+PERSON_FILL = 0.5
+
+
+def object_sizes(settings: MotionSettings, shape: tuple[int, int]) -> tuple[float, int]:
+    """(smallest object area in px, clean-up kernel width in px) for a detection image of `shape`.
+
+    Both follow from the smallest person the unit must see: a far person is a few pixels wide after the downscale,
+    and a 3x3 erode (or a minimum area meant for near objects) would wipe them out. Below 3 px of person width the
+    erode is a 1x3 vertical one: it still removes speckle but keeps an upright figure one pixel wide."""
+    height, width = shape
+    person_px = settings.person_height * height
+    derived = PERSON_ASPECT * PERSON_FILL * person_px ** 2
+    min_px = derived if settings.min_area is None else settings.min_area * height * width
+    kernel_w = 3 if PERSON_ASPECT * person_px >= 3 else 1
+    return max(2.0, min_px), kernel_w
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +140,7 @@ class Box:
     h: int
     area: int
     zone: str = ""
+    label: str = "unknown"  # 'person' | 'vehicle' | 'animal' | 'unknown' (see classify)
 
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
@@ -130,6 +168,24 @@ class MotionResult:
     scene_change: bool = False
     tamper: str | None = None
     zone: str | None = None
+    animals: tuple[Box, ...] = ()
+
+
+#: width/height of a track's object (smoothed) at or below which it is upright (person), at or above which it is
+#: long and low (vehicle or animal); and the share of the expected person height below which long and low is an
+#: animal (a fox, cat or possum is far lower than a person standing at the same spot, a car is not)
+UPRIGHT_ASPECT = 1.0
+LONG_ASPECT = 1.3
+ANIMAL_HEIGHT = 0.6
+
+
+def classify(aspect: float, height_px: float, expected_px: float) -> str:
+    """Class of a counted object from its smoothed shape and its height against a person's at its position."""
+    if aspect <= UPRIGHT_ASPECT:
+        return "person"
+    if aspect < LONG_ASPECT:
+        return "unknown"
+    return "animal" if height_px < ANIMAL_HEIGHT * expected_px else "vehicle"
 
 
 class MotionDetector:
@@ -139,7 +195,9 @@ class MotionDetector:
         self.settings = settings
         kernel = settings.blur | 1
         self._blur_size = (kernel, kernel)
-        self._open = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))
+        self._open = cv2.getStructuringElement(cv2.MORPH_RECT, (3, 3))  # replaced per image size in _start
+        self._min_px = 2.0
+        self._person_px = 1.0
         self._restore = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5))
         self._tamper = TamperDetector(settings.tamper)
         self._model: BackgroundModel | None = None
@@ -182,12 +240,14 @@ class MotionDetector:
             self._tracker.reset()
             self._learn(smoothed, diff, raw, dt, settling, ts < self._freeze_until, None)
             return MotionResult(False, 0.0, mask=mask, activity=changed, tamper=tamper)
-        boxes = self._counted(self._blobs(mask) if anything else [], ts)
+        counted = self._counted(self._blobs(mask) if anything else [], ts)
+        boxes = [box for box in counted if box.label != "animal"]
+        animals = tuple(box for box in counted if box.label == "animal") if self.settings.animals == "report" else ()
         objects = self._object_mask(raw.shape) if self._frames % NUISANCE_EVERY == 0 else None
         self._learn(smoothed, diff, raw, dt, settling, ts < self._freeze_until, objects)
         score = sum(box.area for box in boxes) / mask.size
         zone = boxes[0].zone if boxes else None
-        return MotionResult(bool(boxes), score, tuple(boxes), mask, changed, False, tamper, zone)
+        return MotionResult(bool(boxes), score, tuple(boxes), mask, changed, False, tamper, zone, animals)
 
     def _light_changed(self, smoothed: np.ndarray, changed: float) -> bool:
         """A large change that mostly disappears once the background is scaled to the frame's brightness is the
@@ -209,13 +269,16 @@ class MotionDetector:
     def _start(self, smoothed: np.ndarray, ts: float) -> None:
         s = self.settings
         height, width = smoothed.shape
-        self._zones = ZoneMap(s.zones, smoothed.shape, s.threshold, s.min_area * height * width)
+        self._min_px, kernel_w = object_sizes(s, smoothed.shape)
+        self._person_px = s.person_height * height
+        self._open = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel_w, 3))
+        self._zones = ZoneMap(s.zones, smoothed.shape, s.threshold, self._min_px)
         self._model = BackgroundModel(smoothed, self._zones.threshold, s.activity_gain,
                                       activity_cap=min(255, 4 * s.threshold))
         self._tracker = Tracker(TrackerParams(
             travel_px=s.travel * height, move_px=max(1.5, 0.02 * height), gate_px=2.0,
             max_gap_s=s.track_gap_s, still_s=s.still_s, min_hits=s.min_track_frames,
-            min_straightness=s.straightness, large_px=s.large_object * height * width))
+            min_straightness=s.straightness, large_px=s.large_object * height * width, box_margin=RESTORE_MARGIN))
         self._settle_until = ts + s.startup_s
 
     def _rebase(self, smoothed: np.ndarray, ts: float) -> None:
@@ -262,7 +325,7 @@ class MotionDetector:
         s = self.settings
         height, width = mask.shape
         image_area = height * width
-        min_px = min(s.min_area * image_area, min(self._zones.min_area_px, default=math.inf))
+        min_px = min(self._min_px, min(self._zones.min_area_px, default=math.inf))
         max_px = s.max_area * image_area
         min_h = s.min_height * height
         blobs = []
@@ -284,10 +347,17 @@ class MotionDetector:
         agitation = cv2.mean(self._model.activity[y:y + h, x:x + w])[0] / s.threshold
         return 1.0 + s.nuisance_gain * busy + s.activity_demand * max(0.0, agitation - 0.5)
 
+    def _size_factor(self, h: int) -> float:
+        """Share of the usual travel a small object needs: its own height (at least the smallest person's). A far
+        person covers a few pixels a second, and the image-wide travel would take them many seconds; travelling
+        one's own height is the same evidence at any distance."""
+        own = max(self._person_px, h - RESTORE_MARGIN) * self.settings.travel_heights
+        return min(1.0, own / self._tracker.params.travel_px)
+
     def _counted(self, blobs: list[tuple[int, int, int, int, int]], ts: float) -> list[Box]:
-        demand = [self._demand(x, y, w, h) for x, y, w, h, _a in blobs]
+        demand = [self._demand(x, y, w, h) * self._size_factor(h) for x, y, w, h, _a in blobs]
         owners = self._tracker.update(blobs, ts, demand)
-        default_min = self.settings.min_area * self._model.mean.size
+        default_min = self._min_px
         boxes = []
         for blob, track in zip(blobs, owners, strict=True):
             if not (track.confirmed and track.moving(ts, self.settings.still_s)):
@@ -296,5 +366,14 @@ class MotionDetector:
             zone, zone_min = self._zones.zone_at(x + w / 2, y + h - 1)  # where the object stands
             if zone is None or area < (default_min if zone_min is None else zone_min):
                 continue
-            boxes.append(Box(x, y, w, h, area, zone))
+            height_px = max(1.0, h - RESTORE_MARGIN)
+            aspect = track.aspect if track.aspect > 0 else max(1.0, w - RESTORE_MARGIN) / height_px
+            boxes.append(Box(x, y, w, h, area, zone, classify(aspect, height_px, self._expected_person(y + h))))
         return boxes
+
+    def _expected_person(self, foot_y: float) -> float:
+        """Height in px of a person standing at image row `foot_y` (linear from the far to the near edge)."""
+        s = self.settings
+        rows = self._model.shape[0]
+        share = s.person_height + (s.person_height_near - s.person_height) * min(1.0, foot_y / rows)
+        return share * rows

@@ -34,6 +34,7 @@ class Track:
     velocity: tuple[float, float] = (0.0, 0.0)   # px per second, smoothed
     box: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
     seen: bool = field(default=True)
+    aspect: float = 0.0         # width / height of the object, smoothed (0 = not yet known); for classification
 
     def moving(self, ts: float, still_s: float) -> bool:
         return ts - self.anchor_ts <= still_s
@@ -52,6 +53,7 @@ class TrackerParams:
     large_max_demand: float = 1.5   # ... unless it sits in a busy/agitated region
     max_growth: float = 1.8       # size change since the origin beyond which travel restarts
     max_area_ratio: float = 2.2  # larger frame-to-frame area change = a different blob, travel restarts
+    box_margin: int = 0          # pixels the blob boxes are larger than the object (clean-up dilation)
 
 
 class Tracker:
@@ -142,6 +144,9 @@ class Tracker:
         track.hits += 1
         track.box = blob
         track.seen = True
+        aspect = max(1, w - p.box_margin) / max(1, h - p.box_margin)
+        # smoothed over ~5 frames: a gait or a fragment merging changes one frame's box, not the object's shape
+        track.aspect = aspect if track.aspect == 0 else 0.8 * track.aspect + 0.2 * aspect
         net = math.hypot(centre[0] - track.origin[0], centre[1] - track.origin[1])
         track.far = max(track.far, net)
         if math.hypot(centre[0] - track.anchor[0], centre[1] - track.anchor[1]) >= p.move_px:

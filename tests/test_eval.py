@@ -67,6 +67,29 @@ def test_report_writers(report, tmp_path):
     assert image is not None and image.shape[1] > 500
 
 
+@pytest.fixture(scope="module")
+def night_report():
+    manifest = require_footage("clips_night.json")
+    return evaluate(manifest, AgentConfig())
+
+
+@pytest.mark.footage
+@pytest.mark.slow
+def test_night_person_far_away_detected(night_report):
+    clip = night_report.clip("night-lane-people-far")
+    assert clip.alarms.detected == clip.alarms.intrusions == 1, format_table(night_report)
+    # people ~20 px tall at 720 rows walking slowly towards the camera: 4.1 s today (issue 9 asks for <= 2 s)
+    assert clip.alarms.worst_latency_s <= 5.0, format_table(night_report)
+
+
+@pytest.mark.footage
+@pytest.mark.slow
+def test_night_ir_thermal_and_animals_raise_no_false_alarm(night_report):
+    possum = night_report.clip("thermal-possum")
+    assert possum.alarms.false_alarms == 0, f"possum alarmed at frames {possum.alarms.false_alarm_frames}"
+    assert night_report.false_alarms == 0, format_table(night_report)
+
+
 def _tiny_manifest(tmp_path: Path) -> Path:
     """A real image-sequence clip: still scene, then a square walks across (frames 30..59)."""
     frames = tmp_path / "clip"

@@ -164,3 +164,40 @@ def test_downscale_matches_area_average_and_never_upscales():
     assert small.shape == (180, 320)
     assert int(np.abs(small.astype(np.int16) - reference).max()) <= 1
     assert downscale(image[:100, :200], 320).shape == (100, 200)
+
+
+def test_smallest_object_follows_the_smallest_person():
+    from models.motion import object_sizes
+
+    small_px, small_kernel = object_sizes(MotionSettings(), (180, 320))
+    assert 3 <= small_px <= 10 and small_kernel == 1, "a 5 px tall far person must survive clean-up"
+    big_px, big_kernel = object_sizes(MotionSettings(person_height=0.2), (180, 320))
+    assert big_px > 10 * small_px and big_kernel == 3
+    explicit_px, _ = object_sizes(MotionSettings(min_area=0.01), (180, 320))
+    assert explicit_px == pytest.approx(0.01 * 180 * 320)
+
+
+def test_classify_by_shape_and_expected_height():
+    from models.motion import classify
+
+    assert classify(0.4, 30, 40) == "person"
+    assert classify(1.15, 20, 40) == "unknown"       # crouching: still counts
+    assert classify(2.2, 12, 40) == "animal"         # long and far lower than a person there
+    assert classify(2.2, 35, 40) == "vehicle"
+
+
+def test_far_tiny_walker_is_detected():
+    # a 2x6 px figure on a 120x160 image, walking 0.6 px per frame: far below the old 0.2 % minimum area
+    rng = np.random.default_rng(3)
+    bg = background()
+    frames = []
+    for index in range(120):
+        image = bg.copy()
+        if index >= 50:
+            x = 20 + int(0.6 * (index - 50))
+            image[40:46, x:x + 2] = 15
+        frames.append(noisy(image, rng))
+    results = run(frames)
+    assert not any(r.motion for r in results[:50])
+    first = next(i for i, r in enumerate(results) if r.motion)
+    assert first - 50 <= 20, f"onset {first - 50} frames"
