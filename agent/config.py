@@ -58,6 +58,8 @@ class EventSettings(Section):
                                                                "restore (the one tamper debounce).")
     scene_change_quiet_s: float = Field(30.0, ge=0, le=3600, description="At most one scene-change event per this "
                                                                          "many seconds (lights flicker, IR toggles).")
+    animal_quiet_s: float = Field(30.0, ge=0, le=3600, description="At most one animal event per this many seconds "
+                                                                   "(detection.animals = 'report').")
 
 
 class RecorderSettings(Section):

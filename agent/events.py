@@ -76,7 +76,16 @@ class SceneChanged:
     frame: int
 
 
-EngineEvent = AlarmStarted | MotionStopped | AlarmEnded | TamperRaised | TamperCleared | SceneChanged
+@dataclass(frozen=True, slots=True)
+class AnimalSeen:
+    """Objects classed as animals (detection.animals = "report"): reported, never an intrusion alarm."""
+
+    ts: float
+    frame: int
+    boxes: tuple = ()
+
+
+EngineEvent = AnimalSeen | AlarmStarted | MotionStopped | AlarmEnded | TamperRaised | TamperCleared | SceneChanged
 
 
 def new_event_id() -> str:
@@ -106,6 +115,7 @@ class EventEngine:
     _alarm: _ActiveAlarm | None = field(default=None, init=False)
     _tamper: Hold = field(init=False)
     _last_scene_change: float | None = field(default=None, init=False)
+    _last_animal: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         if self.armed is None:
@@ -139,6 +149,9 @@ class EventEngine:
         if result.scene_change and quiet and not self._tamper.active:
             self._last_scene_change = ts
             events.append(SceneChanged(ts, frame))
+        if result.animals and (self._last_animal is None or ts - self._last_animal >= self.settings.animal_quiet_s):
+            self._last_animal = ts
+            events.append(AnimalSeen(ts, frame, tuple(result.animals)))
         return events
 
     def _from_idle(self, ts: float, frame: int, result: MotionResult) -> list[EngineEvent]:

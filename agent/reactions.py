@@ -7,7 +7,16 @@ import logging
 from typing import Callable
 
 from agent.analyzer import Analysis
-from agent.events import AlarmEnded, AlarmStarted, EngineEvent, SceneChanged, TamperCleared, TamperRaised, new_event_id
+from agent.events import (
+    AlarmEnded,
+    AlarmStarted,
+    AnimalSeen,
+    EngineEvent,
+    SceneChanged,
+    TamperCleared,
+    TamperRaised,
+    new_event_id,
+)
 from agent.moment import Moment
 from agent.sensors import FrameInputs, PirEvent, PowerEvent, SensorEvent, TamperEvent, TriggerEvent
 from agent.signalling import Signaller
@@ -44,6 +53,12 @@ def fault_message(report: FaultReport, envelope: dict) -> messages.DetectorFault
     return messages.DetectorFault(**envelope, detector=report.detector, zone=report.zone, reason=report.reason,
                                   active=report.active, evidence_count=report.count,
                                   evidence_s=round(report.ts - report.since, 1))
+
+
+def _object_class(boxes) -> str:
+    """The alarm's class: that of its largest object (boxes come largest first); animals never raise alarms."""
+    label = boxes[0].label if boxes else "unknown"
+    return label if label in ("person", "vehicle") else "unknown"
 
 
 class Reactions:
@@ -108,6 +123,11 @@ class Reactions:
                                                       down_s=round(event.duration_s, 1)), moment.wall, moment.frame)
         elif isinstance(event, SceneChanged):
             self.publish(lambda env: messages.SceneChange(**env), moment.wall, moment.frame)
+        elif isinstance(event, AnimalSeen):
+            scale = frame.image.shape[1] / frame.luma.shape[1] if frame is not None else 1.0
+            zone = next((box.zone for box in event.boxes if box.zone), None)
+            self.publish(lambda env: messages.AnimalSighting(**env, boxes=[b.scaled(scale) for b in event.boxes],
+                                                             zone=zone), moment.wall, moment.frame)
 
     def record(self, frame: Frame, moment: Moment) -> None:
         """Feed a frame to the recorder (pre-roll, or the clip of the running alarm)."""
@@ -128,7 +148,7 @@ class Reactions:
                 **messages.envelope(self.identity, seq, event.event_id, moment.wall, event.frame),
                 score=round(float(event.score), 5), boxes=[box.scaled(scale) for box in event.boxes],
                 image_size=[frame.image.shape[1], frame.image.shape[0]], zone=zone,
-                confirmed_by=list(event.confirmed_by), **where)
+                confirmed_by=list(event.confirmed_by), object_class=_object_class(event.boxes), **where)
 
         payload = self.publisher.event(build)  # the start goes out before any media
         self.outbox.open_alarm(event.event_id, payload)

@@ -17,11 +17,11 @@ from common.clock import iso_utc
 class Message(BaseModel):
     """Base of every payload: unknown keys refused, immutable once built."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     def wire(self) -> dict:
         """The JSON-ready dict that goes into the outbox and onto the wire."""
-        return self.model_dump(mode="json")
+        return self.model_dump(mode="json", by_alias=True)
 
 
 class Identity(Message):
@@ -54,13 +54,14 @@ class AlarmStart(Event):
     image_size: list[int]
     zone: str | None
     confirmed_by: list[str]
+    object_class: Literal["person", "vehicle", "unknown"] = Field("unknown", alias="class")  # of the largest object
     bearings_deg: list[float] | None = None  # 360° units only
     sectors: list[str] | None = None
 
     def wire(self) -> dict:
         # a unit without a panorama sends no bearing keys at all, rather than nulls
         absent = {name for name in ("bearings_deg", "sectors") if getattr(self, name) is None}
-        return self.model_dump(mode="json", exclude=absent)
+        return self.model_dump(mode="json", by_alias=True, exclude=absent)
 
 
 class AlarmEnd(Event):
@@ -111,6 +112,15 @@ class SceneChange(Event):
     source: Literal["video"] = "video"
 
 
+class AnimalSighting(Event):
+    """Objects classed as animals (detection.animals = "report"); never an intrusion alarm."""
+
+    kind: Literal["animal"] = "animal"
+    source: Literal["video"] = "video"
+    boxes: list[list[int]]
+    zone: str | None
+
+
 class DetectorChange(Event):
     """A PIR or an external trigger asserted or released (each input on its own)."""
 
@@ -150,7 +160,7 @@ class ArmedChange(Event):
 
 
 AnyEvent = Union[AlarmStart, AlarmEnd, VideoTamper, EnclosureTamper, Restore, CameraFault, StorageFault,
-                 SceneChange, DetectorChange, PowerChange, DetectorFault, ArmedChange]
+                 SceneChange, AnimalSighting, DetectorChange, PowerChange, DetectorFault, ArmedChange]
 EVENT = TypeAdapter(AnyEvent)  # extra="forbid" on each member makes the match exact
 
 
@@ -206,7 +216,7 @@ class CommandResult(Identity):
     reason: str | None = None    # why it was refused (not ok)
 
     def wire(self) -> dict:
-        return self.model_dump(mode="json", exclude_none=True)
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 class Status(Message):
