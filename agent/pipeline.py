@@ -84,7 +84,7 @@ class Agent:
         self.summary = RunSummary()
         self.uplink = None
         self.privacy = PrivacyFilter(config.detection.zones)
-        self.timeline = Timeline(clock)
+        self.timeline = Timeline(clock, camera.live)
         self.mark = FrameMark()
         # one lock for "the unit's state": the frame loop takes it per frame, the supervisor per pass
         self._lock = threading.RLock()
@@ -226,6 +226,9 @@ class Agent:
     def _process(self, frame: Frame) -> None:
         moment = self.timeline.at(frame.ts, frame.index)
         self.mark.seen(frame.ts, frame.index, self.clock.monotonic())
+        stepped = self.timeline.stepped()
+        if stepped:
+            self.reactions.clock_stepped(stepped, moment)
         self.reactions.camera_events(self.watchdog.frame_arrived(frame.ts))
         self.control.step(moment)
         analysis = self.analyzer.process(frame)

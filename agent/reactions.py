@@ -101,6 +101,11 @@ class Reactions:
     def armed(self, armed: bool, source: str, moment: Moment) -> None:
         self.publish(lambda env: messages.ArmedChange(**env, armed=armed, source=source), moment.wall, moment.frame)
 
+    def clock_stepped(self, stepped_s: float, moment: Moment) -> None:
+        """The wall clock jumped (NTP's first sync, a manual set): timestamps before and after differ by this."""
+        log.warning("wall clock stepped by %+.1f s", stepped_s)
+        self.publish(lambda env: messages.ClockStep(**env, stepped_s=round(stepped_s, 3)), moment.wall, moment.frame)
+
     def storage_failed(self, event_id: str | None, error: StorageError, moment: Moment) -> None:
         """A clip or snapshot could not be written or queued: say so upstream and keep guarding the site."""
         log.error("storage: %s", error)

@@ -55,6 +55,10 @@ class ManualClock:
         self._mono += seconds
         self._wall += seconds
 
+    def step_wall(self, seconds: float) -> None:
+        """Step the wall clock alone, as NTP's first sync or a person setting the time does (either way)."""
+        self._wall += seconds
+
     def set_monotonic(self, value: float) -> None:
         """Move to an absolute monotonic time (never backwards); wall time follows."""
         self.advance(max(0.0, value - self._mono))

@@ -121,6 +121,13 @@ class AnimalSighting(Event):
     zone: str | None
 
 
+class ClockStep(Event):
+    """The unit's wall clock was stepped by stepped_s (NTP after boot, a manual set); ts is on the new clock."""
+
+    kind: Literal["clock_step"] = "clock_step"
+    stepped_s: float
+
+
 class DetectorChange(Event):
     """A PIR or an external trigger asserted or released (each input on its own)."""
 
@@ -160,7 +167,7 @@ class ArmedChange(Event):
 
 
 AnyEvent = Union[AlarmStart, AlarmEnd, VideoTamper, EnclosureTamper, Restore, CameraFault, StorageFault,
-                 SceneChange, AnimalSighting, DetectorChange, PowerChange, DetectorFault, ArmedChange]
+                 SceneChange, AnimalSighting, ClockStep, DetectorChange, PowerChange, DetectorFault, ArmedChange]
 EVENT = TypeAdapter(AnyEvent)  # extra="forbid" on each member makes the match exact
 
 
