@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 from agent import __version__
+from agent.evidence.audit import Head
 from agent.uplink.messages import Heartbeat, Identity
 from common.clock import Clock, iso_utc
 from common.rate import RateMeter
@@ -42,7 +43,8 @@ class Health:
         return round(self._frame_rate.rate(), 2)
 
     def heartbeat(self, identity: Identity, *, armed: bool, outbox_depth: int, outbox_bytes: int, camera: dict,
-                  tamper: str | None, inputs: dict | None, signalling: dict, detector_faults: list[str]) -> Heartbeat:
+                  tamper: str | None, inputs: dict | None, signalling: dict, detector_faults: list[str],
+                  audit: Head | None = None) -> Heartbeat:
         try:
             disk_free = shutil.disk_usage(self.data_dir).free
         except OSError:
@@ -53,4 +55,5 @@ class Health:
             outbox_depth=outbox_depth, outbox_bytes=outbox_bytes, disk_free_bytes=disk_free,
             cpu_temp_c=cpu_temperature_c(), version=__version__, last_event_id=self.last_event_id,
             camera=camera, tamper=tamper, inputs=inputs or NO_INPUTS, signalling=signalling,
-            detector_faults=detector_faults)
+            detector_faults=detector_faults, audit_entries=audit.count if audit else None,
+            audit_head=audit.sha256 if audit else None)

@@ -22,6 +22,9 @@ from agent.analyzer import Analyzer
 from agent.config import AgentConfig
 from agent.control import Control
 from agent.events import AlarmStarted
+from agent.evidence.audit import AuditLog
+from agent.evidence.keys import UnitKey
+from agent.evidence.notary import Notary, config_sha256
 from agent.health import Health
 from agent.moment import Timeline
 from agent.privacy import PrivacyFilter
@@ -118,7 +121,13 @@ class Agent:
         self.outbox = Outbox(self.config.data_dir, self.config.outbox.max_bytes, self.clock)
         stack.callback(self.outbox.close)
         self.summary.outbox_path = self.config.data_dir
-        self.publisher = Publisher(self.outbox, self.config.broker.chunk_bytes, self.events_out, self._notify)
+        key = UnitKey.load_or_create(self.config.data_dir)
+        self.notary = Notary(key, AuditLog(self.config.data_dir, key, self.clock), self.identity,
+                             config_sha256(self.config.model_dump_json()), self.clock)
+        self.notary.started()
+        stack.callback(lambda: self.notary.stopped("stop requested" if self.stopping else "source ended"))
+        self.publisher = Publisher(self.outbox, self.config.broker.chunk_bytes, self.events_out, self._notify,
+                                   self.notary)
         self.summary.events_published = self.publisher.published
 
     def _start_uplink(self, stack: contextlib.ExitStack) -> None:
@@ -152,7 +161,7 @@ class Agent:
         self.recorder = Recorder(config.recorder, self.outbox.media_dir, self.camera.fps, self.camera,
                                  allow_hardware=not self.privacy.active)
         self.reactions = Reactions(self.identity, self.publisher, self.outbox, self.recorder, self.signaller,
-                                   self._alarm_raised)
+                                   self._alarm_raised, self.notary)
         self.control = Control(self.identity, config.events.armed, Schedule(config.schedule), self.analyzer,
                                self.signaller, self.reactions, self.publisher, self.clock, self._commands)
         self.watchdog = CameraWatchdog(config.camera_watchdog, self.clock)
@@ -161,7 +170,7 @@ class Agent:
             identity=self.identity, clock=self.clock, lock=self._lock, mark=self.mark, timeline=self.timeline,
             watchdog=self.watchdog, analyzer=self.analyzer, control=self.control, signaller=self.signaller,
             reactions=self.reactions, publisher=self.publisher, outbox=self.outbox, health=self.health,
-            heartbeat_interval_s=config.heartbeat.interval_s)
+            heartbeat_interval_s=config.heartbeat.interval_s, audit_head=lambda: self.notary.head)
 
     def _drain(self) -> None:
         self.summary.outbox_depth = self.outbox.depth()

@@ -17,6 +17,7 @@ from agent.events import (
     TamperRaised,
     new_event_id,
 )
+from agent.evidence.notary import Notary
 from agent.moment import Moment
 from agent.sensors import FrameInputs, PirEvent, PowerEvent, SensorEvent, TamperEvent, TriggerEvent
 from agent.signalling import Signaller
@@ -65,8 +66,9 @@ class Reactions:
     """Acts on engine events and reports the unit's own conditions; the one place alarms turn into media."""
 
     def __init__(self, identity: Identity, publisher: Publisher, outbox: Outbox, recorder: Recorder,
-                 signaller: Signaller, on_alarm: Callable[[str], None]) -> None:
+                 signaller: Signaller, on_alarm: Callable[[str], None], notary: Notary) -> None:
         self.identity = identity
+        self.notary = notary
         self.publisher = publisher
         self.outbox = outbox
         self.recorder = recorder
@@ -198,9 +200,16 @@ class Reactions:
             return None
 
     def _queue_media(self, event_id: str, media: MediaFile) -> None:
-        """Queue a finished file; one the outbox cannot take is deleted, never left on disk unaccounted for."""
+        """Queue a finished file and its signed manifest; one the outbox cannot take is deleted, never left on disk
+        unaccounted for."""
         try:
             self.publisher.media(event_id, media)
         except StorageError:
             media.path.unlink(missing_ok=True)
+            raise
+        manifest = self.notary.manifest(event_id, media)
+        try:
+            self.publisher.media(event_id, manifest)
+        except StorageError:
+            manifest.path.unlink(missing_ok=True)
             raise

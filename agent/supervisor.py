@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 
 from agent.analyzer import Analyzer
 from agent.control import Control
+from agent.evidence.audit import Head
 from agent.health import Health
 from agent.moment import Moment, Timeline
 from agent.reactions import Reactions
@@ -41,11 +43,12 @@ class Supervisor:
     def __init__(self, *, identity: Identity, clock: Clock, lock: threading.RLock, mark: FrameMark,
                  timeline: Timeline, watchdog: CameraWatchdog, analyzer: Analyzer, control: Control,
                  signaller: Signaller, reactions: Reactions, publisher: Publisher, outbox: Outbox, health: Health,
-                 heartbeat_interval_s: float) -> None:
+                 heartbeat_interval_s: float, audit_head: Callable[[], Head]) -> None:
         self.identity, self.clock, self.lock, self.mark, self.timeline = identity, clock, lock, mark, timeline
         self.watchdog, self.analyzer, self.control, self.signaller = watchdog, analyzer, control, signaller
         self.reactions, self.publisher, self.outbox, self.health = reactions, publisher, outbox, health
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.audit_head = audit_head
         self._next_heartbeat = 0.0
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -95,4 +98,4 @@ class Supervisor:
             self.identity, armed=status.armed, outbox_depth=self.outbox.depth(),
             outbox_bytes=self.outbox.size_bytes(), camera=self.watchdog.status(), tamper=status.tamper,
             inputs=status.inputs, signalling={"mode": self.signaller.mode, "active": self.signaller.active},
-            detector_faults=status.detector_faults))
+            detector_faults=status.detector_faults, audit=self.audit_head()))

@@ -212,6 +212,8 @@ class Heartbeat(Identity):
     inputs: InputStates
     signalling: SignallingState
     detector_faults: list[str]
+    audit_entries: int | None = None   # the signed audit log's length and head hash: history rewritten shows
+    audit_head: str | None = None
 
 
 class CommandResult(Identity):

@@ -11,6 +11,7 @@ import json
 import threading
 from typing import IO, Callable
 
+from agent.evidence.notary import Notary
 from agent.storage.outbox import Outbox
 from agent.storage.recorder import MediaFile
 from agent.uplink.messages import CommandResult, Event, Heartbeat
@@ -20,8 +21,9 @@ HISTORY = 10_000
 
 class Publisher:
     def __init__(self, outbox: Outbox, chunk_bytes: int, events_out: IO[str] | None = None,
-                 notify: Callable[[], None] | None = None) -> None:
+                 notify: Callable[[], None] | None = None, notary: Notary | None = None) -> None:
         self.outbox = outbox
+        self.notary = notary  # every event and command result also goes into the signed audit log
         self.chunk_bytes = chunk_bytes
         self.events_out = events_out
         self.notify = notify or (lambda: None)
@@ -34,6 +36,8 @@ class Publisher:
         with self._lock:
             payload = build(self.outbox.next_seq()).wire()
             self.outbox.put_message("event", payload, kind="event")
+            if self.notary is not None:
+                self.notary.record("event", payload)
             self.published.append(payload)
             if self.events_out is not None:
                 self.events_out.write(json.dumps(payload, sort_keys=True) + "\n")
@@ -50,6 +54,8 @@ class Publisher:
     def command_result(self, result: CommandResult) -> None:
         with self._lock:
             self.outbox.put_message("cmd/result", result.wire(), kind="event")
+            if self.notary is not None:
+                self.notary.record("command_result", result.wire())
         self.notify()
 
     def heartbeat(self, beat: Heartbeat) -> None:

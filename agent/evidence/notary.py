@@ -1,0 +1,52 @@
+"""The notary: what the unit vouches for, in one place — a signed manifest beside each finished media file, and an
+audit entry for every event, command result and start or stop of the agent."""
+
+from __future__ import annotations
+
+import hashlib
+
+from agent import __version__
+from agent.evidence.audit import AuditLog, Head
+from agent.evidence.keys import UnitKey
+from agent.evidence.manifest import CONTENT_TYPE, write_manifest
+from agent.storage.recorder import MediaFile
+from agent.uplink.messages import Identity
+from common.clock import Clock, iso_utc
+
+
+def config_sha256(config_json: str) -> str:
+    return hashlib.sha256(config_json.encode("utf-8")).hexdigest()
+
+
+class Notary:
+    def __init__(self, key: UnitKey, audit: AuditLog, identity: Identity, config_hash: str, clock: Clock) -> None:
+        self.key = key
+        self.audit = audit
+        self.identity = identity
+        self.config_hash = config_hash
+        self.clock = clock
+
+    @property
+    def head(self) -> Head:
+        return self.audit.head
+
+    def started(self) -> None:
+        """The first entry of each run names the key that signs it, the software and the config it runs."""
+        self.audit.append("start", {**self.identity.model_dump(), "version": __version__,
+                                    "config_sha256": self.config_hash, "public_key": self.key.public_b64()})
+
+    def stopped(self, reason: str) -> None:
+        self.audit.append("stop", {"reason": reason})
+
+    def record(self, kind: str, data: dict) -> None:
+        self.audit.append(kind, data)
+
+    def manifest(self, event_id: str, media: MediaFile) -> MediaFile:
+        """Write the signed manifest of a finished media file; returns it as a media file to queue beside it."""
+        from agent.storage.outbox import file_sha256
+
+        path = write_manifest(media.path, sha256=media.sha256, size=media.size, content_type=media.content_type,
+                              facts={**self.identity.model_dump(), "event_id": event_id,
+                                     "created": iso_utc(self.clock.wall()), "software_version": __version__,
+                                     "config_sha256": self.config_hash}, key=self.key)
+        return MediaFile(path.name, path, path.stat().st_size, file_sha256(path), CONTENT_TYPE)
