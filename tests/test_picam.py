@@ -405,7 +405,7 @@ def test_software_mode_frames_carry_main_image_lores_luma_and_sensor_time(fake_p
     with camera:
         frames = list(itertools.islice(camera.frames(), 5))
         (device,) = FakePicamera2.instances
-        assert device.started and device.encoders == [] and not camera.hardware_preroll
+        assert device.started and device.encoders == [] and camera.hardware_clips() is None
         assert device.camera_config["lores"] == {"format": "YUV420", "size": (160, 120), "stride": 192}
         assert device.camera_config["controls"]["FrameDurationLimits"] == (100000, 100000)
     assert device.closed and not device.started and device.outstanding == 0, "every request was released"
@@ -417,16 +417,17 @@ def test_software_mode_frames_carry_main_image_lores_luma_and_sensor_time(fake_p
         np.testing.assert_array_equal(frame.luma, cv2.cvtColor(small, cv2.COLOR_BGR2YUV_I420)[:120])
         assert index_of(cv2.resize(frame.luma, (320, 240))[..., None].repeat(3, axis=2)) == index
     assert [f.ts for f in frames] == pytest.approx([5.0, 5.1, 5.2, 5.3, 5.4])
-    with pytest.raises(HardwareError, match="software encoding"):
-        camera.start_clip(tmp_path / "clip.mp4")
 
 
 def test_pi4_hardware_clip_starts_with_the_preroll(fake_picamera2, tmp_path):
     settings = PiCameraSettings(preroll_s=1.0, iperiod=5, bitrate=1_000_000)
     camera = PiCamera(CAMERA, settings, model_file=_board(tmp_path, PI4))
     clip = tmp_path / "alarm.mp4"
+    clips = camera.hardware_clips()
+    assert clips is not None, "a Pi 4 says it has hardware clips before the camera is opened"
+    with pytest.raises(HardwareError, match="not open"):
+        clips.start(clip)
     with camera:
-        assert camera.hardware_preroll
         (device,) = FakePicamera2.instances
         (encoder,) = device.encoders
         assert (encoder.bitrate, encoder.iperiod) == (1_000_000, 5)
@@ -435,12 +436,13 @@ def test_pi4_hardware_clip_starts_with_the_preroll(fake_picamera2, tmp_path):
         stream = camera.frames()
         for _ in range(30):                     # frames 0-29 before the alarm
             next(stream)
-        camera.start_clip(clip)
+        assert clips.clip_format == "mp4"
+        clips.start(clip)
         with pytest.raises(HardwareError, match="already being written"):
-            camera.start_clip(tmp_path / "other.mp4")
+            clips.start(tmp_path / "other.mp4")
         for _ in range(10):                     # frames 30-39 during it
             next(stream)
-        camera.stop_clip()
+        clips.stop()
         for _ in range(5):                      # after it: not in the clip
             next(stream)
     indexes = _decoded_indexes(clip)
@@ -458,15 +460,18 @@ def test_older_picamera2_uses_the_frame_counted_circular_output(fake_picamera2, 
         stream = camera.frames()
         for _ in range(30):
             next(stream)
-        camera.start_clip(clip)
+        clips = camera.hardware_clips()
+        assert clips.clip_format == "h264"
+        clips.start(clip)
         for _ in range(10):
             next(stream)
-        camera.stop_clip()
+        clips.stop()
     assert _decoded_indexes(clip) == list(range(15, 40))
 
 
 def test_forcing_hardware_on_a_pi5_fails_at_open_before_taking_the_camera(fake_picamera2, tmp_path):
     camera = PiCamera(CAMERA, PiCameraSettings(encoder="hardware"), model_file=_board(tmp_path, PI5))
+    assert camera.hardware_clips() is not None, "asking is not where it fails: open() is (and is retried)"
     with pytest.raises(HardwareError, match="has no H.264 encoder"):
         camera.open()
     assert FakePicamera2.instances == []
@@ -502,16 +507,17 @@ def test_capture_failure_mid_stream_is_a_hardware_error(fake_picamera2, tmp_path
 
 def test_recorder_takes_the_pi4_hardware_clip_instead_of_encoding(fake_picamera2, tmp_path):
     from agent.config import RecorderSettings
+    from agent.storage.clip_sink import CameraClipSink
     from agent.storage.recorder import Recorder
 
     camera = PiCamera(CAMERA, PiCameraSettings(preroll_s=1.0, iperiod=5), model_file=_board(tmp_path, PI4))
     recorder = Recorder(RecorderSettings(pre_roll_s=1.0), tmp_path / "media", fps=10.0, camera=camera)
     with camera:
-        assert recorder.uses_camera_clips
+        assert isinstance(recorder.sink, CameraClipSink)
         frames = camera.frames()
         for _ in range(30):
             recorder.push(next(frames))
-        assert len(recorder.pre_roll) == 0  # nothing buffered or re-encoded in software
+        assert recorder.sink.buffered_bytes == 0  # nothing buffered or re-encoded in software
         frame = next(frames)
         snapshot = recorder.snapshot("ev1", frame, [])
         recorder.start("ev1", frame)
@@ -527,11 +533,12 @@ def test_recorder_takes_the_pi4_hardware_clip_instead_of_encoding(fake_picamera2
 
 def test_privacy_masks_keep_the_software_recorder(fake_picamera2, tmp_path):
     from agent.config import RecorderSettings
+    from agent.storage.clip_sink import SoftwareClipSink
     from agent.storage.recorder import Recorder
 
     camera = PiCamera(CAMERA, PiCameraSettings(), model_file=_board(tmp_path, PI4))
     recorder = Recorder(RecorderSettings(), tmp_path / "media", fps=10.0, camera=camera, allow_hardware=False)
     with camera:
-        assert camera.hardware_preroll and not recorder.uses_camera_clips
+        assert camera.hardware_clips() is not None and isinstance(recorder.sink, SoftwareClipSink)
         recorder.push(next(camera.frames()))
-        assert len(recorder.pre_roll) == 1
+        assert len(recorder.sink.pre_roll) == 1
