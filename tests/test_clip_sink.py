@@ -12,6 +12,7 @@ import pytest
 
 from agent.config import CameraSettings, RecorderSettings
 from agent.storage.clip_sink import CameraClipSink, ClipSink, SoftwareClipSink, clip_sink
+from common.clock import ManualClock
 from drivers.camera.base import Frame, make_luma
 from drivers.camera.picam import PiCamera, PiCameraSettings
 from drivers.camera.synthetic import SyntheticCamera
@@ -121,5 +122,5 @@ def test_the_sink_is_chosen_once_from_the_camera_and_the_privacy_masks(monkeypat
     assert isinstance(clip_sink(settings, pi4, allow_hardware=False), SoftwareClipSink), "masks need software"
     forced_off = PiCamera(PI_CAMERA, PiCameraSettings(encoder="software"), model_file=board_file(tmp_path, PI4))
     assert isinstance(clip_sink(settings, forced_off, allow_hardware=True), SoftwareClipSink)
-    assert isinstance(clip_sink(settings, SyntheticCamera(), allow_hardware=True), SoftwareClipSink)
+    assert isinstance(clip_sink(settings, SyntheticCamera(clock=ManualClock()), allow_hardware=True), SoftwareClipSink)
     assert isinstance(clip_sink(settings, None, allow_hardware=True), SoftwareClipSink)
