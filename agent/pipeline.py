@@ -33,8 +33,9 @@ from agent.recovery import recover
 from agent.schedule import Schedule
 from agent.sensors import AlarmInputs
 from agent.signalling import Signaller
+from agent.storage.encoding import check_encoder
 from agent.storage.outbox import Outbox
-from agent.storage.recorder import Recorder, check_encoder
+from agent.storage.recorder import Recorder
 from agent.supervisor import FrameMark, Supervisor
 from agent.uplink.messages import Identity
 from agent.uplink.publisher import Publisher

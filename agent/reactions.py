@@ -21,8 +21,9 @@ from agent.evidence.notary import Notary
 from agent.moment import Moment
 from agent.sensors import FrameInputs, PirEvent, PowerEvent, SensorEvent, TamperEvent, TriggerEvent
 from agent.signalling import Signaller
+from agent.storage.media import MediaFile
 from agent.storage.outbox import Outbox
-from agent.storage.recorder import MediaFile, Recorder
+from agent.storage.recorder import Recorder
 from agent.uplink import messages
 from agent.uplink.messages import Identity, MediaRef
 from agent.uplink.publisher import Publisher

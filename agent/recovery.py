@@ -7,8 +7,8 @@ import logging
 from pydantic import ValidationError
 
 from agent.reactions import media_ref
+from agent.storage.media import CLIP_CONTENT_TYPES, MediaFile
 from agent.storage.outbox import Outbox
-from agent.storage.recorder import CLIP_CONTENT_TYPES, MediaFile
 from agent.uplink import messages
 from agent.uplink.messages import AlarmStart, Identity
 from agent.uplink.publisher import Publisher

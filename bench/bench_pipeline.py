@@ -49,7 +49,8 @@ def measure(video: Path, data_dir: Path) -> None:
     camera = ReplayCamera(video, clock=clock, realtime=False, detect_width=320)
     ring_peak = [0]
     agent = Agent(config, camera, clock, upload=False,
-                  on_frame=lambda frame: ring_peak.__setitem__(0, max(ring_peak[0], agent.recorder.pre_roll.bytes)))
+                  on_frame=lambda frame: ring_peak.__setitem__(
+                      0, max(ring_peak[0], agent.recorder.sink.buffered_bytes)))
     started = time.perf_counter()
     summary = agent.run()
     elapsed = time.perf_counter() - started

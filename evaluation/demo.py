@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.config import RecorderSettings
-from agent.storage.recorder import ClipWriter
+from agent.storage.encoding import ClipWriter
 from common.clock import ManualClock
 from drivers.camera.synthetic import SyntheticCamera
 

@@ -198,7 +198,7 @@ def test_sigkill_while_writing_a_clip_leaves_a_consistent_outbox(mosquitto, tmp_
 def test_a_clip_finished_just_before_a_kill_is_sent_with_the_incomplete_end(tmp_path):
     """The window between a clip's rename and its queueing: after a restart the finished clip is not lost."""
     from agent.config import RecorderSettings
-    from agent.storage.recorder import ClipWriter
+    from agent.storage.encoding import ClipWriter
     from evaluation.demo import write_demo
 
     data_dir = tmp_path / "data"

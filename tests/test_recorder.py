@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from agent.config import RecorderSettings
-from agent.storage.recorder import PreRollBuffer, Recorder
+from agent.storage.clip_sink import PreRollBuffer
+from agent.storage.recorder import Recorder
 from common.clock import ManualClock
 from common.errors import StorageError
 from drivers.camera.synthetic import SyntheticCamera

@@ -9,7 +9,7 @@ from agent import __version__
 from agent.evidence.audit import AuditLog, Head
 from agent.evidence.keys import UnitKey
 from agent.evidence.manifest import CONTENT_TYPE, write_manifest
-from agent.storage.recorder import MediaFile
+from agent.storage.media import MediaFile, file_sha256
 from agent.uplink.messages import Identity
 from common.clock import Clock, iso_utc
 
@@ -43,8 +43,6 @@ class Notary:
 
     def manifest(self, event_id: str, media: MediaFile) -> MediaFile:
         """Write the signed manifest of a finished media file; returns it as a media file to queue beside it."""
-        from agent.storage.outbox import file_sha256
-
         path = write_manifest(media.path, sha256=media.sha256, size=media.size, content_type=media.content_type,
                               facts={**self.identity.model_dump(), "event_id": event_id,
                                      "created": iso_utc(self.clock.wall()), "software_version": __version__,

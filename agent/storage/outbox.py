@@ -7,7 +7,6 @@ Every put commits before returning (synchronous=FULL), so a SIGKILL or power cut
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sqlite3
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from agent.storage.media import file_sha256
 from common.clock import Clock
 from common.errors import StorageError
 
@@ -52,7 +52,6 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
 """
 
 _TOPIC_UNSAFE = set("/+#\0")
-_HASH_BLOCK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -62,14 +61,6 @@ class OutboundMessage:
     payload: bytes
     qos: int
     retain: bool
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(_HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_topic_part(label: str, value: str) -> None:

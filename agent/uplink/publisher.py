@@ -12,8 +12,8 @@ import threading
 from typing import IO, Callable
 
 from agent.evidence.notary import Notary
+from agent.storage.media import MediaFile
 from agent.storage.outbox import Outbox
-from agent.storage.recorder import MediaFile
 from agent.uplink.messages import CommandResult, Event, Heartbeat
 
 HISTORY = 10_000

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -27,6 +28,24 @@ class Frame:
     luma: np.ndarray
 
 
+class HardwareClips(Protocol):
+    """Clips written by a camera's own encoder (as picamera2's circular outputs do): it keeps the last seconds
+    encoded and a clip starts from the oldest key frame among them, so no frame is re-encoded on the CPU."""
+
+    @property
+    def clip_format(self) -> str:
+        """The container written: 'mp4', or 'h264' for a raw elementary stream."""
+        ...
+
+    def start(self, path: Path) -> None:
+        """Start writing a clip to `path`, beginning with the encoded pre-roll; HardwareError if it cannot."""
+        ...
+
+    def stop(self) -> None:
+        """Finish the clip being written (nothing to do when none is)."""
+        ...
+
+
 class Camera(abc.ABC):
     """A source of timestamped frames. Use as a context manager or call open()/close()."""
 
@@ -36,10 +55,6 @@ class Camera(abc.ABC):
     frame_count: int | None = None
     #: a live camera is retried when it fails or ends; a recording that ends or fails ends the run
     live: bool = False
-    #: True when the camera keeps an encoded pre-roll itself and writes clips (a Pi 4's hardware encoder);
-    #: such cameras implement start_clip(path) / stop_clip() and say their container in clip_format
-    hardware_preroll: bool = False
-    clip_format: str = "mp4"
     #: called with a message when a live camera hits a read error it recovers from by itself (reconnects)
     on_error: Callable[[str], object] | None = None
 
@@ -54,6 +69,11 @@ class Camera(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the device or file. Safe to call twice."""
+
+    def hardware_clips(self) -> HardwareClips | None:
+        """The camera's own clip encoder when it has one (a Pi 4's H.264 block); None: record Frame.image.
+        Known before open(), so a recorder chooses how it records once."""
+        return None
 
     def __enter__(self) -> "Camera":
         self.open()

@@ -2,8 +2,8 @@
 detection.
 
 On a Pi 4 (which has an H.264 block) the main stream can also feed the hardware encoder into a circular
-buffer, so a clip with pre-roll is written without any CPU encoding (start_clip / stop_clip). A Pi 5 has no
-H.264 encoder: frames go to the agent's software recorder instead.
+buffer, so a clip with pre-roll is written without any CPU encoding (hardware_clips()). A Pi 5 has no H.264
+encoder: frames go to the agent's software recorder instead.
 
 picamera2 is imported only in open(), so this module loads (and its pure helpers are testable) anywhere.
 """
@@ -18,7 +18,7 @@ from pydantic import Field
 
 from common.errors import HardwareError
 from common.settings import Section
-from drivers.camera.base import Camera, Frame
+from drivers.camera.base import Camera, Frame, HardwareClips
 
 MODEL_FILE = Path("/proc/device-tree/model")
 
@@ -105,6 +105,45 @@ def _import_picamera2():
     return picamera2
 
 
+class CircularClips:
+    """The Pi 4 encoder's clips (HardwareClips): cut, with their pre-roll, from the circular output the camera
+    records into while it is open. CircularOutput2 writes an MP4 through PyavOutput; the older CircularOutput
+    writes raw H.264."""
+
+    def __init__(self) -> None:
+        self.output = None          # the circular buffer while the camera records (CircularOutput2 or CircularOutput)
+        self._clip_open = False
+
+    @property
+    def clip_format(self) -> str:
+        return "mp4" if self.output is None or hasattr(self.output, "open_output") else "h264"
+
+    def start(self, path: str | Path) -> None:
+        """Start writing a clip that begins preroll_s before now (from the first key frame in the buffer)."""
+        if self.output is None:
+            raise HardwareError("the hardware pre-roll is not running: the Raspberry Pi camera is not open")
+        if self._clip_open:
+            raise HardwareError("a hardware clip is already being written; stop() first")
+        if hasattr(self.output, "open_output"):
+            from picamera2.outputs import PyavOutput
+
+            self.output.open_output(PyavOutput(str(path), format="mp4"))
+        else:
+            self.output.fileoutput = str(path)
+            self.output.start()
+        self._clip_open = True
+
+    def stop(self) -> None:
+        """Finish the clip being written (the circular buffer keeps filling for the next one)."""
+        if not self._clip_open:
+            return
+        if hasattr(self.output, "close_output"):
+            self.output.close_output()
+        else:
+            self.output.stop()
+        self._clip_open = False
+
+
 class PiCamera(Camera):
     """picamera2 backend: Frame.image from the main stream, Frame.luma from the lores stream's Y plane."""
 
@@ -118,8 +157,7 @@ class PiCamera(Camera):
         self._model_file = Path(model_file)
         self._picam2 = None
         self._lores_size: tuple[int, int] | None = None
-        self._preroll = None          # hardware circular buffer (CircularOutput2, or CircularOutput if older)
-        self._clip_open = False
+        self._clips = CircularClips()
         self._closed = True
         self.hardware_encoding = False
 
@@ -157,10 +195,10 @@ class PiCamera(Camera):
         # key frame in the buffer is then at least preroll_s old.
         keep_frames = round(self.settings.preroll_s * self.fps) + self.settings.iperiod
         if hasattr(outputs, "CircularOutput2"):
-            self._preroll = outputs.CircularOutput2(buffer_duration_ms=round(keep_frames * 1000 / self.fps))
+            self._clips.output = outputs.CircularOutput2(buffer_duration_ms=round(keep_frames * 1000 / self.fps))
         else:   # older picamera2: counted in frames, and it drops one as the recording starts
-            self._preroll = outputs.CircularOutput(buffersize=keep_frames + 1)
-        self._picam2.start_recording(encoder, self._preroll)
+            self._clips.output = outputs.CircularOutput(buffersize=keep_frames + 1)
+        self._picam2.start_recording(encoder, self._clips.output)
 
     # -- frames --------------------------------------------------------------------------------------------
     def frames(self) -> Iterator[Frame]:
@@ -182,42 +220,13 @@ class PiCamera(Camera):
             index += 1
 
     # -- hardware clips with pre-roll ----------------------------------------------------------------------
-    @property
-    def hardware_preroll(self) -> bool:
-        """True when clips come from the hardware encoder's circular buffer (start_clip / stop_clip)."""
-        return self._preroll is not None
-
-    @property
-    def clip_format(self) -> str:
-        """'mp4' through PyavOutput; the older CircularOutput writes a raw H.264 elementary stream."""
-        return "mp4" if self._preroll is None or hasattr(self._preroll, "open_output") else "h264"
-
-    def start_clip(self, path: str | Path) -> None:
-        """Start writing a clip that begins preroll_s before now (from the first key frame in the buffer).
-        CircularOutput2 writes an MP4 through PyavOutput; the older CircularOutput writes raw H.264."""
-        if self._preroll is None:
-            raise HardwareError("no hardware pre-roll on this camera (software encoding): "
-                                "record Frame.image with the agent's recorder")
-        if self._clip_open:
-            raise HardwareError("a hardware clip is already being written; stop_clip() first")
-        if hasattr(self._preroll, "open_output"):
-            from picamera2.outputs import PyavOutput
-
-            self._preroll.open_output(PyavOutput(str(path), format="mp4"))
-        else:
-            self._preroll.fileoutput = str(path)
-            self._preroll.start()
-        self._clip_open = True
-
-    def stop_clip(self) -> None:
-        """Finish the clip being written (the circular buffer keeps filling for the next one)."""
-        if not self._clip_open:
-            return
-        if hasattr(self._preroll, "close_output"):
-            self._preroll.close_output()
-        else:
-            self._preroll.stop()
-        self._clip_open = False
+    def hardware_clips(self) -> HardwareClips | None:
+        """The hardware encoder's clips when this camera encodes in hardware ('hardware', or 'auto' on a board
+        with the H.264 block); decided by config and board, so known before open(). open() is what refuses
+        'hardware' on a board without the encoder."""
+        choice = self.settings.encoder
+        hardware = choice == "hardware" or use_hardware_encoder(choice, board_model(self._model_file))
+        return self._clips if hardware else None
 
     def close(self) -> None:
         self._closed = True
@@ -225,11 +234,11 @@ class PiCamera(Camera):
         if picam2 is None:
             return
         try:
-            self.stop_clip()
-            if self._preroll is not None:
+            self._clips.stop()
+            if self._clips.output is not None:
                 picam2.stop_recording()
             else:
                 picam2.stop()
         finally:
-            self._preroll = None
+            self._clips.output = None
             picam2.close()

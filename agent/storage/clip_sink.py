@@ -1,0 +1,174 @@
+"""Where an alarm's clip comes from: a ClipSink, in software (JPEG pre-roll ring + PyAV) or from the camera's encoder.
+
+The recorder holds one, chosen once by `clip_sink()`. Files are written as `<name>.part` and renamed when
+finished, so a crash never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from agent.config import RecorderSettings
+from agent.storage.encoding import ClipWriter
+from agent.storage.media import CLIP_CONTENT_TYPES, MediaFile, finalize
+from common.errors import StorageError
+from drivers.camera.base import Camera, Frame, HardwareClips
+
+CLIP_NAME = "clip.mp4"
+
+
+class ClipSink(abc.ABC):
+    """Sees every frame the recorder is given; start() opens a clip that begins with the pre-roll, finish()
+    closes it into a fingerprinted MediaFile, abandon() drops it (no .part file is left)."""
+
+    @property
+    @abc.abstractmethod
+    def recording(self) -> bool:
+        """True between start() and finish() / abandon()."""
+
+    @property
+    @abc.abstractmethod
+    def buffered_bytes(self) -> int:
+        """Pre-roll bytes the agent holds in memory (0 when the camera keeps the pre-roll)."""
+
+    @abc.abstractmethod
+    def push(self, frame: Frame) -> None:
+        """A frame outside a clip (pre-roll) or inside one."""
+
+    @abc.abstractmethod
+    def start(self, folder: Path, frame: Frame, fps: float) -> None:
+        """Open the clip in `folder` with the pre-roll and the triggering frame; fps is the stream's nominal rate."""
+
+    @abc.abstractmethod
+    def finish(self) -> MediaFile:
+        """Close the clip being recorded (only called while recording)."""
+
+    @abc.abstractmethod
+    def abandon(self) -> None:
+        """Drop the clip being recorded, if any, after a storage failure."""
+
+
+class PreRollBuffer:
+    """The last `seconds` of frames as JPEG bytes, so memory stays bounded whatever the resolution."""
+
+    def __init__(self, seconds: float, jpeg_quality: int) -> None:
+        self.seconds = seconds
+        self._params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
+        self._frames: collections.deque[tuple[float, bytes]] = collections.deque()
+        self.bytes = 0
+
+    def push(self, ts: float, image: np.ndarray) -> None:
+        if self.seconds <= 0:
+            return
+        ok, encoded = cv2.imencode(".jpg", image, self._params)
+        if not ok:
+            raise StorageError("JPEG encoding of a pre-roll frame failed")
+        data = encoded.tobytes()
+        self._frames.append((ts, data))
+        self.bytes += len(data)
+        while self._frames and self._frames[0][0] < ts - self.seconds:
+            self.bytes -= len(self._frames.popleft()[1])
+
+    def drain(self) -> Iterator[tuple[float, np.ndarray]]:
+        """Hand over every buffered frame, oldest first, decoding one at a time so only one raw frame is alive."""
+        while self._frames:
+            ts, data = self._frames.popleft()
+            self.bytes -= len(data)
+            yield ts, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+
+class SoftwareClipSink(ClipSink):
+    """Frames are buffered as JPEG and the clip is encoded with PyAV: works with any camera, and is the only
+    way to record the pixels the agent has masked."""
+
+    def __init__(self, settings: RecorderSettings) -> None:
+        self.settings = settings
+        self.pre_roll = PreRollBuffer(settings.pre_roll_s, settings.buffer_jpeg_quality)
+        self._writer: ClipWriter | None = None
+
+    @property
+    def recording(self) -> bool:
+        return self._writer is not None
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self.pre_roll.bytes
+
+    def push(self, frame: Frame) -> None:
+        if self._writer is not None:
+            self._writer.add(frame.ts, frame.image)
+        else:
+            self.pre_roll.push(frame.ts, frame.image)
+
+    def start(self, folder: Path, frame: Frame, fps: float) -> None:
+        height, width = frame.image.shape[:2]
+        self._writer = ClipWriter(folder / CLIP_NAME, self.settings, fps, width, height)
+        for ts, image in self.pre_roll.drain():
+            self._writer.add(ts, image)
+        self._writer.add(frame.ts, frame.image)
+
+    def finish(self) -> MediaFile:
+        writer, self._writer = self._writer, None
+        try:
+            return writer.close()
+        except StorageError:
+            writer.abandon()
+            raise
+
+    def abandon(self) -> None:
+        if self._writer is not None:
+            self._writer.abandon()
+            self._writer = None
+
+
+class CameraClipSink(ClipSink):
+    """The camera's encoder keeps the pre-roll and writes the clip (a Pi 4's H.264 block): no frame is touched."""
+
+    def __init__(self, clips: HardwareClips) -> None:
+        self.clips = clips
+        self._clip: tuple[Path, Path] | None = None   # (part, final) being written by the camera
+
+    @property
+    def recording(self) -> bool:
+        return self._clip is not None
+
+    @property
+    def buffered_bytes(self) -> int:
+        return 0
+
+    def push(self, frame: Frame) -> None:
+        pass    # the camera's encoder has already taken this frame into its own pre-roll or clip
+
+    def start(self, folder: Path, frame: Frame, fps: float) -> None:
+        final = folder / f"clip.{self.clips.clip_format}"
+        part = final.with_name(final.name + ".part")
+        self.clips.start(part)
+        self._clip = (part, final)
+
+    def finish(self) -> MediaFile:
+        (part, final), self._clip = self._clip, None
+        self.clips.stop()
+        return finalize(part, final, CLIP_CONTENT_TYPES[final.suffix.lstrip(".")])
+
+    def abandon(self) -> None:
+        if self._clip is not None:
+            part, _ = self._clip
+            self._clip = None
+            self.clips.stop()
+            part.unlink(missing_ok=True)
+
+
+def clip_sink(settings: RecorderSettings, camera: Camera | None, allow_hardware: bool) -> ClipSink:
+    """The camera's own clips when it has them and hardware is allowed; privacy masks disallow it, since the
+    hardware stream is encoded before the agent sees (and blanks) the pixels."""
+    clips = camera.hardware_clips() if camera is not None and allow_hardware else None
+    return SoftwareClipSink(settings) if clips is None else CameraClipSink(clips)
