@@ -86,7 +86,7 @@ def zone_number(payload: dict, name: str, settings: Dc09Settings) -> int:
 def media_reference(payload: dict, settings: Dc09Settings) -> str:
     fields = {"site_ref": payload.get("site_ref", ""), "device_id": payload.get("device_id", ""),
               "event_id": payload.get("event_id", ""), "zone": payload.get("zone") or ""}
-    return settings.media_url.format_map(_Blank(fields))
+    return settings.media_url.format_map(BlankFields(fields))
 
 
 def signal_for(payload: dict, settings: Dc09Settings) -> Signal | None:
@@ -99,7 +99,7 @@ def signal_for(payload: dict, settings: Dc09Settings) -> Signal | None:
     return Signal(name, code, qualifier, cid_event, zone_number(payload, name, settings), extended)
 
 
-class _Blank(dict):
+class BlankFields(dict):
     """format_map fields that an event does not carry read as empty."""
 
     def __missing__(self, key: str) -> str:
