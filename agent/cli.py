@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from agent import __version__
+from agent.arc import cli as arc_cli
 from agent.config import AgentConfig, load_config, parse_config
 from common.clock import SystemClock
 from common.errors import AgentError, ConfigError
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("make-demo", help="render the bundled demo recording (a figure crossing a yard)")
     demo.add_argument("out", type=Path, help="MP4 file to write")
     demo.add_argument("--seconds", type=float, default=30.0)
+    arc_cli.add_parser(commands)
     return parser
 
 
@@ -176,6 +178,7 @@ def cmd_make_demo(args) -> int:
 
 COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config, "monitor": cmd_monitor,
             "eval": cmd_eval, "command": cmd_command, "make-demo": cmd_make_demo}
+COMMANDS["arc-test"] = arc_cli.cmd_arc_test
 
 
 def main(argv: list[str] | None = None) -> int:

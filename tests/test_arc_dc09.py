@@ -12,7 +12,7 @@ from Crypto.Cipher import AES
 from pysiaalarm import SIAAccount, SIAClient
 from pysiaalarm.event import SIAEvent
 
-from agent.arc import dc09
+from agent.arc import codes, dc09
 from agent.arc.link import Dc09Link
 from agent.arc.settings import ArcSettings, Dc09Settings
 from agent.storage.outbox import Outbox
@@ -329,4 +329,43 @@ def test_manual_test_report(tmp_path, receivers):
     box = Outbox(tmp_path / "data", 1 << 24, clock)
     answer = Dc09Link(arc(receiver), box, clock, IDENTITY).manual_test()
     assert answer.kind == "ACK" and [e.code for e in receiver.wait_for(1)] == ["RX"]
+    box.close()
+
+
+@pytest.mark.parametrize("payload,expected", [
+    ({"kind": "intrusion", "phase": "start", "zone": "yard"}, ("BA", 7)),
+    ({"kind": "intrusion", "phase": "end", "zone": "nowhere"}, ("BR", 1)),
+    ({"kind": "intrusion", "phase": "start", "walk_test": True}, None),
+    ({"kind": "tamper", "source": "input", "zone": "gate", "open": True}, ("TA", 5)),
+    ({"kind": "tamper", "source": "input", "zone": "gate", "open": False}, ("TR", 5)),
+    ({"kind": "restore", "source": "video"}, ("TR", 99)),
+    ({"kind": "fault", "source": "camera"}, ("BT", 99)),
+    ({"kind": "restore", "source": "camera"}, ("BJ", 99)),
+    ({"kind": "fault", "source": "storage"}, ("YX", 99)),
+    ({"kind": "detector_fault", "zone": "yard", "active": True}, ("BT", 7)),
+    ({"kind": "power", "mains_ok": True}, ("AR", 99)),
+    ({"kind": "power", "battery_ok": False}, ("YT", 99)),
+    ({"kind": "armed", "armed": True}, ("CL", 0)),
+    ({"kind": "path", "path": "mqtt", "ok": False}, ("YC", 99)),
+    ({"kind": "test"}, ("RP", 99)),
+    ({"kind": "fault", "source": "arc", "reason": "receiver_duh"}, None),
+    ({"kind": "scene_change"}, None),
+])
+def test_event_mapping(payload, expected):
+    settings = Dc09Settings(zones={"gate": 5, "yard": 7}, unit_zone=99)
+    signal = codes.signal_for(payload, settings)
+    assert (signal.code, signal.zone) == expected if expected else signal is None
+
+
+def test_contact_id_frames_arrive_through_the_link(tmp_path, receivers):
+    receiver = receivers()
+    clock = ReceiverClock()
+    box = Outbox(tmp_path / "data", 1 << 24, clock)
+    link = Dc09Link(arc(receiver, protocol="ADM-CID"), box, clock, IDENTITY)
+    box.put_message("event", alarm("ev1", zone="yard"), "event")
+    box.put_message("event", {**IDENTITY, "kind": "armed", "armed": True}, "event")
+    drain(link, box, clock)
+    got = receiver.wait_for(2)
+    assert [(e.message_type.value, e.event_qualifier, e.event_type, e.ri, e.code) for e in got] == [
+        ("ADM-CID", "1", "130", "007", "BA"), ("ADM-CID", "3", "401", "000", "CL")]
     box.close()

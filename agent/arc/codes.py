@@ -48,6 +48,8 @@ class Signal:
 def signal_name(payload: dict) -> str | None:
     """The signal an outbox event payload is, or None when the ARC is not told about it."""
     kind = payload.get("kind")
+    if payload.get("source") == "arc":
+        return None  # the ARC link's own faults go over MQTT; sending them to the ARC could loop on a DUH
     if kind == "intrusion":
         if payload.get("walk_test"):
             return None  # a walk test goes to the engineer, not to the ARC
