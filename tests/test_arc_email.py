@@ -207,3 +207,19 @@ def test_starttls_and_login(tmp_path, smtp_server):
                       IDENTITY)
     assert wrong.send_test() == "failed (see log)"
     box.close()
+
+
+def test_alarm_waits_for_its_snapshot_but_not_forever(tmp_path, smtp_server):
+    inbox, port = smtp_server()
+    clock = ManualClock()
+    box = Outbox(tmp_path / "data", 1 << 24, clock)
+    link = EmailLink(settings(port), box, clock, IDENTITY)
+    box.put_message("event", {**IDENTITY, "event_id": "ev9", "kind": "intrusion", "phase": "start"}, "event")
+    assert link.poll() is False  # the snapshot is normally queued right after the start: wait for it
+    clock.advance(29.0)
+    assert link.poll() is False and inbox.messages == []
+    clock.advance(1.0)  # it never came (storage fault): the alarm is mailed without it
+    assert link.poll() is True
+    got = inbox.wait_for(1)
+    assert len(got) == 1 and list(got[0].iter_attachments()) == [] and box.link_depth("email") == 0
+    box.close()
