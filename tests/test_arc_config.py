@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from agent.arc.runner import ArcLinks
+from agent.arc.settings import ArcSettings, Dc09Settings, EmailSettings
 from agent.cli import main
 from agent.config import load_config, parse_config
 from agent.storage.outbox import Outbox
 from common.clock import ManualClock
 from common.errors import ConfigError
-from tests.test_arc_dc09 import ACCOUNT, KEY, Receiver, free_port
+from tests.test_arc_dc09 import ACCOUNT, KEY, Receiver, ReceiverClock, free_port
 from tests.test_arc_email import Inbox
 
 ARC_TOML = """
@@ -76,8 +78,6 @@ def test_disabled_links_release_what_they_held(tmp_path):
 
 
 def test_arc_test_command_gets_an_ack_and_an_accepted_email(tmp_path, capsys):
-    from aiosmtpd.controller import Controller
-
     receiver = Receiver(free_port(), KEY).start()
     inbox, smtp_port = Inbox(), free_port()
     smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
@@ -94,3 +94,39 @@ def test_arc_test_command_gets_an_ack_and_an_accepted_email(tmp_path, capsys):
         smtp.stop()
         receiver.stop()
     assert main(["arc-test", "--config", str(path)]) == 1  # both receivers gone: the engineer sees it failed
+
+
+def test_one_links_outage_blocks_neither_the_other_link_nor_mqtt(tmp_path):
+    receiver = Receiver(free_port(), KEY)  # the ARC's DC-09 receiver is down
+    inbox, smtp_port = Inbox(), free_port()
+    smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
+    smtp.start()
+    clock = ReceiverClock()
+    box = Outbox(tmp_path / "data", 1 << 24, clock)
+    settings = ArcSettings(
+        dc09=Dc09Settings(enabled=True, primary=f"127.0.0.1:{receiver.port}", account=ACCOUNT, key_hex=KEY.hex()),
+        email=EmailSettings(enabled=True, host="127.0.0.1", port=smtp_port, starttls=False, sender="u@pid.example",
+                            to=("arc@arc.example",)))
+    links = ArcLinks(settings, box, clock, {})
+    try:
+        box.put_message("event", {"event_id": "ev1", "kind": "intrusion", "phase": "start", "zone": "gate"},
+                        "event")
+        snapshot = box.media_dir / "ev1" / "snapshot.jpg"
+        snapshot.parent.mkdir()
+        snapshot.write_bytes(b"\xff\xd8jpeg")
+        box.put_media("ev1", "snapshot.jpg", snapshot, "image/jpeg", 1024)
+        for row in box.pending(0, 100):  # MQTT delivers regardless
+            box.ack(row.id)
+        assert links.dc09.poll() is True and box.link_depth("dc09") == 1  # refused: stays queued
+        while links.email.poll():
+            pass
+        assert len(inbox.wait_for(1)) == 1 and box.link_depth("email") == 0
+        assert box.depth() == 0 and not snapshot.exists()  # the file had no other holder
+        receiver.start()
+        clock.advance(60.0)
+        assert links.dc09.poll() is True and box.link_depth("dc09") == 0
+        assert [e.code for e in receiver.wait_for(1)] == ["BA"] and box.size_bytes() == 0
+    finally:
+        smtp.stop()
+        receiver.stop()
+        box.close()
