@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 from agent import __version__
+from agent.arc import cli as arc_cli
 from agent.config import AgentConfig, load_config, parse_config
 from common.clock import SystemClock
 from common.errors import AgentError, ConfigError
+from station import verify as verify_cli
 
 log = logging.getLogger("pid-agent")
 
@@ -59,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("make-demo", help="render the bundled demo recording (a figure crossing a yard)")
     demo.add_argument("out", type=Path, help="MP4 file to write")
     demo.add_argument("--seconds", type=float, default=30.0)
+    arc_cli.add_parser(commands)
+    verify_cli.add_parser(commands)
     return parser
 
 
@@ -176,6 +180,8 @@ def cmd_make_demo(args) -> int:
 
 COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config, "monitor": cmd_monitor,
             "eval": cmd_eval, "command": cmd_command, "make-demo": cmd_make_demo}
+COMMANDS["arc-test"] = arc_cli.cmd_arc_test
+COMMANDS["verify"] = verify_cli.cmd_verify
 
 
 def main(argv: list[str] | None = None) -> int:

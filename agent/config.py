@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from agent.arc.settings import ArcSettings
 from agent.schedule import ScheduleSettings
 from agent.signalling import SignallingSettings, signalling_problems
 from common.errors import ConfigError
@@ -145,6 +146,7 @@ class AgentConfig(Section):
     fusion: FusionSettings = FusionSettings()
     signalling: SignallingSettings = SignallingSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    arc: ArcSettings = ArcSettings()
 
     @model_validator(mode="after")
     def _replay_needs_source(self) -> "AgentConfig":

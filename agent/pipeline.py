@@ -19,6 +19,7 @@ from typing import IO, Callable, Sequence
 
 from agent import __version__
 from agent.analyzer import Analyzer
+from agent.arc.runner import ArcLinks
 from agent.config import AgentConfig
 from agent.control import Control
 from agent.events import AlarmStarted
@@ -87,6 +88,7 @@ class Agent:
         self.identity = Identity(device_id=config.device_id, site_ref=config.site_ref)
         self.summary = RunSummary()
         self.uplink = None
+        self.arc: ArcLinks | None = None
         self.privacy = PrivacyFilter(config.detection.zones)
         self.timeline = Timeline(clock, camera.live)
         self.mark = FrameMark()
@@ -108,10 +110,13 @@ class Agent:
     def run(self) -> RunSummary:
         with contextlib.ExitStack() as stack:
             self._open_storage(stack)
+            self._register_arc()
             recover(self.outbox, self.publisher, self.identity, self.clock, self.config.broker.chunk_bytes)
             self._start_uplink(stack)
             self._open_gpio(stack)
             self._build_unit()
+            stack.callback(self.arc.stop)
+            self.arc.start()
             stack.callback(self.supervisor.stop)
             self.supervisor.start()
             self._loop()
@@ -141,6 +146,13 @@ class Agent:
         self.uplink.on_command = self.submit_command
         self.uplink.start()
         stack.callback(self.uplink.stop)
+
+    def _register_arc(self) -> None:
+        """The alarm receiving centre's links (DC-09, email) read the outbox beside the MQTT uplink; registered
+        before recovery, so the honest end of an interrupted alarm reaches the ARC too. They start once the
+        reactions that report their faults exist."""
+        self.arc = ArcLinks(self.config.arc, self.outbox, self.clock, self.identity.model_dump(),
+                            on_fault=lambda body: self.reactions.arc_path(body))
 
     def _open_gpio(self, stack: contextlib.ExitStack) -> None:
         settings = self.config.gpio
@@ -282,3 +294,5 @@ class Agent:
     def _notify(self) -> None:
         if self.uplink is not None:
             self.uplink.notify()
+        if self.arc is not None:
+            self.arc.notify()

@@ -109,6 +109,18 @@ class Reactions:
         log.warning("wall clock stepped by %+.1f s", stepped_s)
         self.publish(lambda env: messages.ClockStep(**env, stepped_s=round(stepped_s, 3)), moment.wall, moment.frame)
 
+    def arc_path(self, body: dict) -> None:
+        """A report of the ARC link's thread (agent/arc): its path failed or came back, or a signal was refused."""
+        if body.get("kind") == "restore":
+            self.publish(lambda env: messages.ArcRestore(**env, path=str(body.get("path"))), self._now(), None)
+            return
+        self.publish(lambda env: messages.ArcFault(
+            **env, reason=str(body.get("reason")), path=body.get("path"), signal=body.get("signal"),
+            code=body.get("code"), alarm_event_id=body.get("event_id")), self._now(), None)
+
+    def _now(self) -> float:
+        return self.notary.clock.wall()
+
     def storage_failed(self, event_id: str | None, error: StorageError, moment: Moment) -> None:
         """A clip or snapshot could not be written or queued: say so upstream and keep guarding the site."""
         log.error("storage: %s", error)

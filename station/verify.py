@@ -154,3 +154,20 @@ def verify_paths(paths: list[Path], public_b64: str | None = None) -> list[Verdi
         else:
             verdicts.append(verify_media(path, trusted))
     return verdicts
+
+
+def add_parser(commands) -> None:
+    verify = commands.add_parser("verify", help="check saved clips/snapshots against their signed manifests and an "
+                                               "audit log's chain (offline)")
+    verify.add_argument("paths", nargs="+", type=Path, help="media files (their .manifest.json beside them) and/or "
+                                                            "audit.jsonl")
+    verify.add_argument("--public-key", help="the unit's public key (base64): anything signed by another key fails")
+
+
+def cmd_verify(args) -> int:
+    """Exit 0 when every file checks out, 1 when any does not (each problem printed)."""
+    verdicts = verify_paths(list(args.paths), args.public_key)
+    for verdict in verdicts:
+        print(f"{verdict.path}: {verdict.checked} OK" if verdict.ok else
+              f"{verdict.path}: {verdict.checked} FAILED\n  " + "\n  ".join(verdict.problems))
+    return 0 if verdicts and all(verdict.ok for verdict in verdicts) else 1

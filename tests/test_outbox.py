@@ -285,3 +285,78 @@ def test_a_file_that_can_never_fit_evicts_nothing(tmp_path):
         assert outbox.depth() == depth and small.exists()  # the heartbeat and the snapshot are still queued
     finally:
         outbox.close()
+
+
+# ---- per-link delivery: the MQTT uplink and other links (ARC receivers, mailer) read the same stored rows ----
+
+def test_two_links_each_get_their_rows_in_order_and_storage_frees_after_both(tmp_path):
+    box = make(tmp_path)
+    box.register_link("dc09", ("intrusion", "tamper"))
+    box.register_link("email", ("intrusion",), media=True)
+    alarm = box.put_message("event", {"kind": "intrusion", "event_id": "e1"}, "event")
+    tamper = box.put_message("event", {"kind": "tamper"}, "event")
+    box.put_message("event", {"kind": "scene_change"}, "event")
+    box.put_message("heartbeat", {"hb": 1}, "heartbeat")
+    snap = write_media(box, "e1", "snapshot.jpg", 3000)
+    box.put_media("e1", "snapshot.jpg", snap, "image/jpeg", chunk_bytes=1024)
+    assert [m.id for m in box.link_pending("dc09", 10)] == [alarm, tamper]
+    email_rows = box.link_pending("email", 10)
+    assert [m.kind for m in email_rows] == ["event", "manifest"]
+    assert email_rows[0].payload == {"kind": "intrusion", "event_id": "e1"}
+    assert email_rows[1].media_path == snap.resolve() and email_rows[1].payload["name"] == "snapshot.jpg"
+    # the uplink delivers everything first: rows other links hold are hidden from it but kept, file kept
+    for row in box.pending(0, 100):
+        box.ack(row.id)
+    assert box.depth() == 0 and box.pending(0, 100) == []
+    assert snap.exists() and box.size_bytes() > 0
+    box.link_ack("dc09", alarm)
+    assert [m.id for m in box.link_pending("email", 10)][0] == alarm  # dc09's ack does not touch email's
+    for row in email_rows:
+        box.link_ack("email", row.id)
+    assert not snap.exists()  # the last holder of the manifest freed the file
+    box.link_ack("dc09", tamper)
+    assert box.size_bytes() == 0 and box.link_depth("dc09") == 0 and box.link_depth("email") == 0
+    box.close()
+
+
+def test_link_acks_before_the_uplink_leave_the_row_for_the_uplink_and_survive_reopen(tmp_path):
+    box = make(tmp_path)
+    box.register_link("dc09", ("intrusion",))
+    first = box.put_message("event", {"kind": "intrusion", "n": 1}, "event")
+    second = box.put_message("event", {"kind": "intrusion", "n": 2}, "event")
+    box.link_ack("dc09", first)
+    assert [r.id for r in box.pending(0, 10)] == [first, second]  # the uplink still gets both
+    box.close()
+    box = make(tmp_path)  # links and their positions are durable
+    assert [m.payload["n"] for m in box.link_pending("dc09", 10)] == [2]
+    box.put_message("event", {"kind": "intrusion", "n": 3}, "event")
+    assert [m.payload["n"] for m in box.link_pending("dc09", 10)] == [2, 3]
+    for row in box.pending(0, 10):
+        box.ack(row.id)
+    assert box.depth() == 0 and box.link_depth("dc09") == 2
+    box.unregister_link("dc09")  # a link disabled in config releases what it held
+    assert box.size_bytes() == 0
+    box.close()
+
+
+def test_eviction_drops_link_rows_with_the_message(tmp_path):
+    box = make(tmp_path, max_bytes=200)
+    box.register_link("dc09", ("intrusion",))
+    ids = [box.put_message("event", {"kind": "intrusion", "pad": "x" * 40, "n": n}, "event") for n in range(5)]
+    held = [m.id for m in box.link_pending("dc09", 10)]
+    assert held == [i for i in ids if i in {r.id for r in box.pending(0, 10)}]  # evicted for both alike
+    assert held[-1] == ids[-1] and len(held) < 5
+    assert box.size_bytes() <= 200
+    box.close()
+
+
+def test_named_counter_persists_and_is_separate_from_seq(tmp_path):
+    box = make(tmp_path)
+    assert [box.next_counter("dc09_seq") for _ in range(2)] == [1, 2]
+    assert box.next_seq() == 1
+    with pytest.raises(ValueError):
+        box.next_counter("seq")
+    box.close()
+    box = make(tmp_path)
+    assert box.next_counter("dc09_seq") == 3
+    box.close()

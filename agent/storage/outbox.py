@@ -51,6 +51,21 @@ CREATE TABLE IF NOT EXISTS alarms (event_id TEXT PRIMARY KEY, payload TEXT NOT N
 INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
 """
 
+# Per-link delivery: the MQTT uplink reads `messages` as before; each other link (an ARC receiver, the video-alarm
+# mailer) registers which rows it wants, and gets a link_pending row for each one it has not yet delivered. A
+# message the uplink acknowledged while a link still holds it goes to uplink_done (hidden from the uplink) and is
+# freed when the last link acknowledges it too.
+_LINK_SCHEMA = """
+CREATE TABLE IF NOT EXISTS links (name TEXT PRIMARY KEY, event_kinds TEXT NOT NULL, media INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS link_pending (
+    link TEXT NOT NULL,
+    message_id INTEGER NOT NULL,
+    PRIMARY KEY (link, message_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS link_pending_message ON link_pending (message_id);
+CREATE TABLE IF NOT EXISTS uplink_done (message_id INTEGER PRIMARY KEY);
+"""
+
 _TOPIC_UNSAFE = set("/+#\0")
 
 
@@ -61,6 +76,26 @@ class OutboundMessage:
     payload: bytes
     qos: int
     retain: bool
+
+
+@dataclass(frozen=True)
+class LinkMessage:
+    """A row as a non-MQTT link sees it: the decoded event or media manifest, and the media file for a manifest."""
+
+    id: int
+    kind: str                 # event | manifest
+    topic: str
+    payload: dict
+    media_path: Path | None
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """Which rows a link wants: `event` rows whose payload kind is listed, and (media=True) each media manifest."""
+
+    name: str
+    event_kinds: frozenset[str]
+    media: bool
 
 
 def _check_topic_part(label: str, value: str) -> None:
@@ -83,6 +118,7 @@ class Outbox:
                 raise StorageError(f"cannot create outbox directory {folder}: {exc.strerror or exc}") from None
         self._media_root = self.media_dir.resolve()  # stored media paths are resolved; compare like with like
         self._db = self._open_db()
+        self._links = self._load_links()
 
     def _open_db(self) -> sqlite3.Connection:
         if sqlite3.sqlite_version_info < (3, 35):
@@ -94,6 +130,7 @@ class Outbox:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # survive power loss, not only process death
             db.executescript(_SCHEMA)
+            db.executescript(_LINK_SCHEMA)
             probe = self.media_dir / ".write-probe"
             probe.write_bytes(b"")
             probe.unlink()
@@ -128,6 +165,9 @@ class Outbox:
                 cur = self._db.execute(
                     "INSERT INTO messages (topic, kind, qos, payload, nbytes) VALUES (?, ?, ?, ?, ?)",
                     (topic, kind, qos, body, len(body)))
+                if kind == "event" and topic == "event":
+                    self._hold(cur.lastrowid, [s for s in self._links.values()
+                                               if payload.get("kind") in s.event_kinds])
                 return cur.lastrowid
 
     # ---- media -----------------------------------------------------------------------------------------------
@@ -164,9 +204,10 @@ class Outbox:
                 media_id = self._db.execute(
                     "INSERT INTO media (event_id, name, path, total_bytes, sha256, remaining) VALUES (?,?,?,?,?,?)",
                     (event_id, name, str(path), total, digest, chunks + 1)).lastrowid
-                self._db.execute(
+                manifest_id = self._db.execute(
                     "INSERT INTO messages (topic, kind, qos, payload, media_id, nbytes) VALUES (?,?,1,?,?,?)",
-                    (f"{base}/manifest", "manifest", body, media_id, len(body)))
+                    (f"{base}/manifest", "manifest", body, media_id, len(body))).lastrowid
+                self._hold(manifest_id, [s for s in self._links.values() if s.media])
                 self._db.executemany(
                     "INSERT INTO messages (topic, kind, qos, media_id, chunk_offset, chunk_length, nbytes) "
                     "VALUES (?, 'chunk', 1, ?, ?, ?, 0)",
@@ -181,7 +222,8 @@ class Outbox:
             rows = self._db.execute(
                 "SELECT m.id, m.topic, m.qos, m.retain, m.payload, m.chunk_offset, m.chunk_length, d.path, d.id "
                 "FROM messages m LEFT JOIN media d ON d.id = m.media_id "
-                "WHERE m.id > ? ORDER BY m.id LIMIT ?", (after_id, limit)).fetchall()
+                "WHERE m.id > ? AND NOT EXISTS (SELECT 1 FROM uplink_done u WHERE u.message_id = m.id) "
+                "ORDER BY m.id LIMIT ?", (after_id, limit)).fetchall()
             out = []
             for row_id, topic, qos, retain, payload, offset, length, path, media_id in rows:
                 if payload is None:
@@ -207,20 +249,31 @@ class Outbox:
         return None
 
     def ack(self, message_id: int) -> None:
-        """The broker has the message: forget it; delete a media file once all its rows are acknowledged."""
+        """The broker has the message: forget it; delete a media file once all its rows are acknowledged.
+        A row another link still has to deliver is only hidden from the uplink until that link has it."""
         with self._lock:
             with self._tx():
-                row = self._db.execute("DELETE FROM messages WHERE id = ? RETURNING media_id",
-                                       (message_id,)).fetchone()
-                if row is None or row[0] is None:
-                    return  # already acked (duplicate PUBACK) or evicted meanwhile
-                done = self._db.execute(
-                    "UPDATE media SET remaining = remaining - 1 WHERE id = ? RETURNING remaining, path",
-                    (row[0],)).fetchone()
-                if done is None or done[0] > 0:
+                if self._db.execute("SELECT 1 FROM link_pending WHERE message_id = ? LIMIT 1",
+                                    (message_id,)).fetchone():
+                    self._db.execute("INSERT OR IGNORE INTO uplink_done (message_id) VALUES (?)", (message_id,))
                     return
-                self._db.execute("DELETE FROM media WHERE id = ?", (row[0],))
-            self._unlink(Path(done[1]))
+                freed = self._forget(message_id)
+            if freed is not None:
+                self._unlink(freed)
+
+    def _forget(self, message_id: int) -> Path | None:
+        """Delete a row every consumer has (inside a transaction); returns a media file that is now unneeded."""
+        row = self._db.execute("DELETE FROM messages WHERE id = ? RETURNING media_id", (message_id,)).fetchone()
+        self._db.execute("DELETE FROM uplink_done WHERE message_id = ?", (message_id,))
+        if row is None or row[0] is None:
+            return None  # already acked (duplicate PUBACK) or evicted meanwhile
+        done = self._db.execute(
+            "UPDATE media SET remaining = remaining - 1 WHERE id = ? RETURNING remaining, path",
+            (row[0],)).fetchone()
+        if done is None or done[0] > 0:
+            return None
+        self._db.execute("DELETE FROM media WHERE id = ?", (row[0],))
+        return Path(done[1])
 
     def is_queued(self, path: Path) -> bool:
         """Whether a media file is already queued (so recovery does not queue it twice)."""
@@ -229,14 +282,93 @@ class Outbox:
         return row is not None
 
     def depth(self) -> int:
+        """Rows the MQTT uplink has still to deliver (rows only other links still hold are not counted)."""
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM messages m WHERE NOT EXISTS "
+                                    "(SELECT 1 FROM uplink_done u WHERE u.message_id = m.id)").fetchone()[0]
 
     def size_bytes(self) -> int:
         with self._lock:
             return self._db.execute(
                 "SELECT (SELECT COALESCE(SUM(nbytes), 0) FROM messages) + "
                 "(SELECT COALESCE(SUM(total_bytes), 0) FROM media)").fetchone()[0]
+
+    # ---- per-link delivery (ARC receivers, mailer) ------------------------------------------------------------
+
+    def register_link(self, name: str, event_kinds: tuple[str, ...] | frozenset[str] = (), media: bool = False) -> None:
+        """Declare a link: from now on every stored row it wants waits for it too. Idempotent (call at start-up);
+        rows stored before the first registration are not given to it."""
+        if not name:
+            raise ValueError("a link needs a name")
+        spec = LinkSpec(name, frozenset(event_kinds), bool(media))
+        with self._lock, self._tx():
+            self._db.execute("INSERT OR REPLACE INTO links (name, event_kinds, media) VALUES (?, ?, ?)",
+                             (name, json.dumps(sorted(spec.event_kinds)), int(spec.media)))
+            self._links[name] = spec
+
+    def unregister_link(self, name: str) -> None:
+        """Forget a link (disabled in config): release everything it still held."""
+        with self._lock:
+            ids = [row[0] for row in self._db.execute(
+                "SELECT message_id FROM link_pending WHERE link = ?", (name,)).fetchall()]
+            for message_id in ids:
+                self.link_ack(name, message_id)
+            with self._tx():
+                self._db.execute("DELETE FROM links WHERE name = ?", (name,))
+            self._links.pop(name, None)
+
+    def link_pending(self, name: str, limit: int, after_id: int = 0) -> list[LinkMessage]:
+        """The oldest rows this link has not acknowledged, in id order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT m.id, m.kind, m.topic, m.payload, d.path FROM link_pending p "
+                "JOIN messages m ON m.id = p.message_id LEFT JOIN media d ON d.id = m.media_id "
+                "WHERE p.link = ? AND p.message_id > ? ORDER BY p.message_id LIMIT ?",
+                (name, after_id, limit)).fetchall()
+        return [LinkMessage(row_id, kind, topic, json.loads(payload), Path(path) if path else None)
+                for row_id, kind, topic, payload, path in rows]
+
+    def link_ack(self, name: str, message_id: int) -> None:
+        """This link delivered the row: free it if the uplink and every other link have it as well."""
+        with self._lock:
+            with self._tx():
+                self._db.execute("DELETE FROM link_pending WHERE link = ? AND message_id = ?", (name, message_id))
+                if self._db.execute("SELECT 1 FROM link_pending WHERE message_id = ? LIMIT 1",
+                                    (message_id,)).fetchone():
+                    return
+                if not self._db.execute("SELECT 1 FROM uplink_done WHERE message_id = ?",
+                                        (message_id,)).fetchone():
+                    return  # the MQTT uplink has not got it yet
+                freed = self._forget(message_id)
+            if freed is not None:
+                self._unlink(freed)
+
+    def link_depth(self, name: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM link_pending WHERE link = ?", (name,)).fetchone()[0]
+
+    def next_counter(self, key: str) -> int:
+        """A named counter that survives restarts (e.g. a DC-09 link's sequence numbers); first value 1."""
+        if key == "seq":
+            raise ValueError("'seq' is the event sequence; use next_seq()")
+        with self._lock, self._tx():
+            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES (?, 0)", (key,))
+            return self._db.execute("UPDATE meta SET value = value + 1 WHERE key = ? RETURNING value",
+                                    (key,)).fetchone()[0]
+
+    def _load_links(self) -> dict[str, LinkSpec]:
+        rows = self._db.execute("SELECT name, event_kinds, media FROM links").fetchall()
+        return {name: LinkSpec(name, frozenset(json.loads(kinds)), bool(media)) for name, kinds, media in rows}
+
+    def _hold(self, message_id: int, specs: list[LinkSpec]) -> None:
+        """Inside the put's transaction: the row waits for each of these links."""
+        self._db.executemany("INSERT INTO link_pending (link, message_id) VALUES (?, ?)",
+                             [(spec.name, message_id) for spec in specs])
+
+    def _drop_link_rows(self) -> None:
+        """Inside a transaction, after rows were evicted or dropped: forget link bookkeeping of vanished rows."""
+        self._db.execute("DELETE FROM link_pending WHERE message_id NOT IN (SELECT id FROM messages)")
+        self._db.execute("DELETE FROM uplink_done WHERE message_id NOT IN (SELECT id FROM messages)")
 
     # ---- alarm journal ---------------------------------------------------------------------------------------
 
@@ -329,6 +461,7 @@ class Outbox:
             row = self._db.execute(
                 "DELETE FROM messages WHERE id = (SELECT id FROM messages WHERE kind = ? ORDER BY id LIMIT 1) "
                 "RETURNING id, topic, nbytes", (kind,)).fetchone()
+            self._drop_link_rows()
         if row is None:
             return None
         log.warning("outbox full (max_bytes=%d): evicted %s #%d on %s (%d bytes) to make room for %s",
@@ -341,6 +474,7 @@ class Outbox:
             freed = self._db.execute("SELECT COALESCE(SUM(nbytes), 0) FROM messages WHERE media_id = ?",
                                      (media_id,)).fetchone()[0]
             self._db.execute("DELETE FROM messages WHERE media_id = ?", (media_id,))
+            self._drop_link_rows()
             row = self._db.execute("DELETE FROM media WHERE id = ? RETURNING path", (media_id,)).fetchone()
         if row is not None:
             self._unlink(Path(row[0]))

@@ -107,6 +107,24 @@ class StorageFault(Event):
     alarm_event_id: str | None
 
 
+class ArcFault(Event):
+    """The alarm receiving centre's path failed, or the receiver could not process a signal (DUH)."""
+
+    kind: Literal["fault"] = "fault"
+    source: Literal["arc"] = "arc"
+    reason: str
+    path: str | None = None      # "primary" | "backup"
+    signal: str | None = None    # the refused signal's name and code (DUH)
+    code: str | None = None
+    alarm_event_id: str | None = None
+
+
+class ArcRestore(Event):
+    kind: Literal["restore"] = "restore"
+    source: Literal["arc"] = "arc"
+    path: str
+
+
 class SceneChange(Event):
     kind: Literal["scene_change"] = "scene_change"
     source: Literal["video"] = "video"
@@ -167,6 +185,7 @@ class ArmedChange(Event):
 
 
 AnyEvent = Union[AlarmStart, AlarmEnd, VideoTamper, EnclosureTamper, Restore, CameraFault, StorageFault,
+                 ArcFault, ArcRestore,
                  SceneChange, AnimalSighting, ClockStep, DetectorChange, PowerChange, DetectorFault, ArmedChange]
 EVENT = TypeAdapter(AnyEvent)  # extra="forbid" on each member makes the match exact
 
