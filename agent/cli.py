@@ -1,4 +1,4 @@
-"""Command line: `pid-agent run|replay|check-config|monitor|eval|make-demo`."""
+"""Command line: `pid-agent run|replay|check-config|monitor|command|keys|eval|make-demo`."""
 
 from __future__ import annotations
 
@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--broker", required=True, help="mqtt://host:port")
     monitor.add_argument("--device", help="one unit's device id (default: all units)")
     monitor.add_argument("--out", type=Path, help="save reassembled, verified media here")
+    monitor.add_argument("--clean-session", action="store_true",
+                         help="start a fresh broker session (default: a persistent one that gets what was "
+                              "published while the monitor was away)")
 
     command = commands.add_parser("command", help="send a command to a unit and print its answer")
     command.add_argument("--broker", required=True, help="mqtt://host:port")
@@ -50,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("json", help='the command, e.g. \'{"cmd": "disarm"}\' or '
                                       '\'{"cmd": "set_mode", "mode": "covert"}\'')
     command.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer")
+    command.add_argument("--key", type=Path, help="station key file to sign with (`pid-agent keys new`); "
+                                                  "a unit refuses unsigned commands")
+
+    keys = commands.add_parser("keys", help="make, show and export station signing keys")
+    keys.add_argument("action", choices=("new", "show", "export"),
+                      help="new: write a key file (0600); show: its id and public key; export: config lines "
+                           "for a unit's [commands] station_keys")
+    keys.add_argument("file", type=Path, help="the station key file")
+    keys.add_argument("--id", default="station-1", help="new: the key id units will know it by")
 
     evaluate = commands.add_parser("eval", help="score detection on a manifest of recordings")
     evaluate.add_argument("manifest", type=Path)
@@ -142,19 +154,34 @@ def cmd_replay(args) -> int:
 def cmd_monitor(args) -> int:
     from station.monitor import run_monitor
 
-    return run_monitor(args.broker, args.device, args.out)
+    return run_monitor(args.broker, args.device, args.out, clean_session=args.clean_session)
 
 
 def cmd_command(args) -> int:
     from station.command import send_command
 
-    result = send_command(args.broker, args.device, args.json, args.timeout)
+    result = send_command(args.broker, args.device, args.json, args.timeout, key_file=args.key)
     if result is None:
         print(f"no answer from {args.device} within {args.timeout:.0f} s; commands are not queued for a unit "
               "that is offline: send it again once its status is online")
         return 1
     print(result)
     return 0 if result.get("ok") else 1
+
+
+def cmd_keys(args) -> int:
+    from agent.security import load_key_file, new_key_file, public_key_text
+
+    if args.action == "new":
+        key_id, key = args.id, new_key_file(args.file, args.id)
+        print(f"wrote {args.file} (mode 0600): keep it on the station only")
+    else:
+        key_id, key = load_key_file(args.file)
+    if args.action == "export":
+        print(f'[[commands.station_keys]]\nid = "{key_id}"\npublic_key = "{public_key_text(key)}"')
+    else:
+        print(f"key id {key_id}, public key {public_key_text(key)}")
+    return 0
 
 
 def cmd_eval(args) -> int:
@@ -179,7 +206,7 @@ def cmd_make_demo(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config, "monitor": cmd_monitor,
-            "eval": cmd_eval, "command": cmd_command, "make-demo": cmd_make_demo}
+            "eval": cmd_eval, "command": cmd_command, "keys": cmd_keys, "make-demo": cmd_make_demo}
 COMMANDS["arc-test"] = arc_cli.cmd_arc_test
 COMMANDS["verify"] = verify_cli.cmd_verify
 

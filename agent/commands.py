@@ -1,26 +1,45 @@
-"""Remote commands from the monitoring station (`<root>/cmd`), validated before anything acts on them.
+"""Remote commands from the monitoring station (`<root>/cmd`), checked before anything acts on them.
 
-A malformed or unknown command is refused with a reason on `<root>/cmd/result`; the agent keeps running.
+What arrives is a signed envelope (agent/security.py); `Gate.admit` takes it from raw bytes to a typed command
+along one bounded path: retained? any station key? size, JSON limits, signature, target, clock window, nonce,
+then the command's own schema. Anything else is refused with a short reason on `<root>/cmd/result`; the agent
+keeps running whatever the payload.
 """
 
 from __future__ import annotations
 
-import json
+import re
+from dataclasses import dataclass
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from agent.security import CommandSettings, Verifier
+from agent.security_parse import Refused, excerpt, load_json
+from agent.storage.nonces import CommandStore
 from common.errors import AgentError
+
+SAFE_ID = r"^[A-Za-z0-9_.:-]{0,64}$"
+MAX_RECEIVED = 1024 * 1024 + 1  # the uplink keeps at most this much of a payload (the config cap's ceiling + 1)
 
 
 class CommandError(AgentError):
     """A command that cannot be accepted; the message is the reason sent back."""
 
 
-class _Command(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+@dataclass(frozen=True)
+class Received:
+    """One message from `<root>/cmd` as the uplink got it: the payload's head, its real size, the retain flag."""
 
-    id: str = Field("", max_length=128, description="Caller's request id, echoed in the result.")
+    payload: bytes
+    retained: bool = False
+    size: int | None = None  # None: len(payload)
+
+
+class _Command(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    id: str = Field("", pattern=SAFE_ID, description="Caller's request id, echoed in the result.")
 
 
 class Arm(_Command):
@@ -44,25 +63,66 @@ Command = Annotated[Union[Arm, Disarm, SetMode, Silence], Field(discriminator="c
 _ADAPTER = TypeAdapter(Command)
 
 
-def parse_command(payload: bytes) -> Command:
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CommandError(f"not JSON: {exc}") from None
+def command_from(data: object) -> Command:
+    """The typed command in an (already bounded) JSON value."""
     if not isinstance(data, dict):
         raise CommandError("a command must be a JSON object with a 'cmd' field")
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'][1:] or err['loc']) or 'cmd'}: {err['msg']}"
-                             for err in exc.errors())
-        raise CommandError(problems) from None
+                             for err in exc.errors()[:3])
+        raise CommandError(excerpt(problems, 200)) from None
 
 
-def request_id(payload: bytes) -> str:
-    """Best-effort id of a command that failed validation, so the caller can match the refusal."""
+def parse_command(payload: bytes, max_bytes: int = 16384) -> Command:
+    """A bare command object from bytes (no envelope): CommandError for anything else, never another exception."""
     try:
-        data = json.loads(payload)
-        return str(data.get("id", ""))[:128] if isinstance(data, dict) else ""
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return ""
+        return command_from(load_json(payload, max_bytes, "command"))
+    except Refused as exc:
+        raise CommandError(str(exc)) from None
+
+
+class Gate:
+    """Raw message -> accepted command, or CommandError with a short reason; `last_id` is the caller's id."""
+
+    def __init__(self, settings: CommandSettings, device_id: str, store: CommandStore) -> None:
+        self.settings = settings
+        self.verifier = Verifier(settings, device_id)
+        self.store = store
+        self.last_id = ""
+
+    @property
+    def open(self) -> bool:
+        return bool(self.settings.station_keys)
+
+    def admit(self, received: Received, now: float) -> Command:
+        self.last_id = ""
+        try:
+            return self._admit(received, now)
+        except Refused as exc:
+            raise CommandError(str(exc)) from None
+
+    def _admit(self, received: Received, now: float) -> Command:
+        if received.retained:
+            raise Refused("retained message: commands are never taken from retained messages")
+        if not self.open:
+            raise Refused("this unit accepts no commands: no station key configured")
+        size = len(received.payload) if received.size is None else received.size
+        if size > self.settings.max_bytes:
+            raise Refused(f"command too large ({size} bytes, at most {self.settings.max_bytes})")
+        data = load_json(received.payload, self.settings.max_bytes, "command")
+        self.last_id = _safe_id(data)
+        envelope = self.verifier.open(data, now)
+        command = command_from(envelope.cmd)
+        forget_after = envelope.expires_at + self.settings.clock_past_s + self.settings.clock_future_s
+        if not self.store.use_nonce(envelope.nonce, forget_after, now):
+            raise Refused("replayed command (nonce already used)")
+        return command
+
+
+def _safe_id(data: object) -> str:
+    """The caller's id in a refused command, if it is a safe one, so the station can match the refusal."""
+    command = data.get("cmd") if isinstance(data, dict) else None
+    found = command.get("id", "") if isinstance(command, dict) else ""
+    return found if isinstance(found, str) and re.fullmatch(SAFE_ID, found) else ""

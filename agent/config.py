@@ -9,10 +9,11 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agent.arc.settings import ArcSettings
 from agent.schedule import ScheduleSettings
+from agent.security import CommandSettings
 from agent.signalling import SignallingSettings, signalling_problems
 from common.errors import ConfigError
 from common.settings import Section, describe_errors
@@ -79,9 +80,33 @@ class TlsSettings(Section):
     key_file: Path | None = Field(None, description="Client private key (mutual TLS).")
     insecure: bool = Field(False, description="Skip hostname verification (bench testing only).")
 
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _paths_no_nul(cls, path: Path | None) -> Path | None:
+        return _no_nul(path)
+
+
+def _no_nul(path: Path | None) -> Path | None:
+    if path is not None and "\0" in str(path):
+        raise ValueError("a path must not contain a NUL character")
+    return path
+
+
+def topic_root_problem(root: str) -> str | None:
+    """Why a topic root template cannot work (MQTT wildcards, traversal, stray braces), or None."""
+    if any(char in root for char in "+#\0"):
+        return "must not contain MQTT wildcards (+ #) or NUL"
+    rest = root.replace("{device_id}", "")
+    if "{" in rest or "}" in rest:
+        return "braces are only allowed as {device_id}"
+    levels = root.strip("/").split("/")
+    if not root.strip("/") or any(level in ("", ".", "..") for level in levels):
+        return "levels must be non-empty and not '.' or '..'"
+    return None
+
 
 class BrokerSettings(Section):
-    url: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:]+(:\d+)?/?$",
+    url: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:@\s]+(:\d{1,5})?/?$",
                      description="Broker address, mqtt://host:port or mqtts://host:port.")
     topic_root: str = Field("pids/{device_id}", description="Topic prefix; {device_id} is replaced.")
     username: str | None = Field(None, description="MQTT username.")
@@ -92,6 +117,22 @@ class BrokerSettings(Section):
     reconnect_max_s: float = Field(60.0, gt=0, le=3600, description="Cap of the exponential reconnect delay.")
     chunk_bytes: int = Field(256 * 1024, ge=1024, le=16 * 1024 * 1024, description="Media chunk size.")
     inflight: int = Field(16, ge=1, le=1000, description="QoS 1 messages in flight before waiting for acks.")
+
+    @field_validator("url")
+    @classmethod
+    def _port_in_range(cls, url: str) -> str:
+        rest = url.split("://", 1)[1].rstrip("/")
+        if ":" in rest and not 1 <= int(rest.split(":")[1]) <= 65535:
+            raise ValueError(f"port must be 1-65535, got {rest.split(':')[1]}")
+        return url
+
+    @field_validator("topic_root")
+    @classmethod
+    def _topic_root_usable(cls, root: str) -> str:
+        problem = topic_root_problem(root)
+        if problem:
+            raise ValueError(problem)
+        return root
 
     @model_validator(mode="after")
     def _backoff_order(self) -> "BrokerSettings":
@@ -147,6 +188,19 @@ class AgentConfig(Section):
     signalling: SignallingSettings = SignallingSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     arc: ArcSettings = ArcSettings()
+    commands: CommandSettings = CommandSettings()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_no_nul(cls, path: Path) -> Path:
+        return _no_nul(path)
+
+    @field_validator("device_id")
+    @classmethod
+    def _device_id_not_a_path_step(cls, device_id: str) -> str:
+        if device_id.strip(".") == "":
+            raise ValueError("device_id must not be made of dots only ('.', '..')")
+        return device_id
 
     @model_validator(mode="after")
     def _replay_needs_source(self) -> "AgentConfig":

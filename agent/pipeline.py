@@ -20,6 +20,7 @@ from typing import IO, Callable, Sequence
 from agent import __version__
 from agent.analyzer import Analyzer
 from agent.arc.runner import ArcLinks
+from agent.commands import Received
 from agent.config import AgentConfig
 from agent.control import Control
 from agent.events import AlarmStarted
@@ -95,7 +96,7 @@ class Agent:
         # one lock for "the unit's state": the frame loop takes it per frame, the supervisor per pass
         self._lock = threading.RLock()
         self._stop = threading.Event()
-        self._commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()  # from the uplink, before control exists
+        self._commands: queue.SimpleQueue[Received] = queue.SimpleQueue()  # from the uplink, before control exists
         self._camera_retry = Backoff(1.0, CAMERA_RETRY_MAX_S)
 
     def stop(self) -> None:
@@ -176,7 +177,8 @@ class Agent:
         self.reactions = Reactions(self.identity, self.publisher, self.outbox, self.recorder, self.signaller,
                                    self._alarm_raised, self.notary)
         self.control = Control(self.identity, config.events.armed, Schedule(config.schedule), self.analyzer,
-                               self.signaller, self.reactions, self.publisher, self.clock, self._commands)
+                               self.signaller, self.reactions, self.publisher, self.clock, self._commands,
+                               config.commands, config.data_dir)
         self.watchdog = CameraWatchdog(config.camera_watchdog, self.clock)
         self.camera.on_error = self._camera_read_error
         self.supervisor = Supervisor(
@@ -283,9 +285,9 @@ class Agent:
         self._stop.wait(self._camera_retry.next())
 
     # links to the outside ------------------------------------------------------------------------------------
-    def submit_command(self, payload: bytes) -> None:
+    def submit_command(self, received: Received) -> None:
         """A command from the network thread; control applies it between frames."""
-        self._commands.put(payload)
+        self._commands.put(received)
 
     def _alarm_raised(self, event_id: str) -> None:
         self.health.last_event_id = event_id

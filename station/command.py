@@ -1,29 +1,44 @@
-"""Send one command to a unit through the broker and wait for its answer (station side)."""
+"""Send one command to a unit through the broker and wait for its answer (station side), signed with a station key."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from pathlib import Path
 
+from agent.security import load_key_file, sign
 from common.errors import ConfigError
 from station.monitor import Monitor
 
+DEFAULT_TTL_S = 30
 
-def send_command(url: str, device_id: str, command_json: str, timeout: float) -> dict | None:
-    """Publish a command to one unit and wait for its result; None if the unit did not answer in time."""
+
+def envelope_for(command_json: str, device_id: str, key_file: Path | None, now: float) -> tuple[dict, str]:
+    """(what to publish, the request id): the command signed for this device, or bare without a key."""
     try:
         request = json.loads(command_json)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"the command is not JSON: {exc}") from None
-    if isinstance(request, dict) and not request.get("id"):
-        request["id"] = uuid.uuid4().hex[:12]
-    wanted = request.get("id") if isinstance(request, dict) else ""
-    monitor = Monitor(url, device_id, None, printer=lambda line: None)
+    if not isinstance(request, dict):
+        raise ConfigError("the command must be a JSON object such as {\"cmd\": \"disarm\"}")
+    request.setdefault("id", uuid.uuid4().hex[:12])
+    if key_file is None:
+        return request, request["id"]  # the unit will refuse it as unsigned, and say so
+    key_id, key = load_key_file(key_file)
+    return sign(request, device_id, key, key_id, now, DEFAULT_TTL_S), request["id"]
+
+
+def send_command(url: str, device_id: str, command_json: str, timeout: float,
+                 key_file: Path | None = None) -> dict | None:
+    """Publish a command to one unit and wait for its result; None if the unit did not answer in time."""
+    message, wanted = envelope_for(command_json, device_id, key_file, time.time())
+    monitor = Monitor(url, device_id, None, printer=lambda line: None, session=None)
     monitor.start()
     try:
         if not monitor.wait_for(lambda m: m.subscribed, timeout=min(timeout, 10.0)):
             raise ConfigError(f"cannot reach broker {url}")
-        info = monitor._client.publish(f"{monitor._prefix}/{device_id}/cmd", json.dumps(request), qos=1)
+        info = monitor._client.publish(f"{monitor._prefix}/{device_id}/cmd", json.dumps(message), qos=1)
         info.wait_for_publish(timeout)
         answered = lambda m: any(r.get("id") == wanted for r in m.command_results)
         if not monitor.wait_for(answered, timeout=timeout):

@@ -2,12 +2,15 @@
 
 Media chunks may arrive before their manifest, out of order, or twice (at-least-once delivery); a file is
 assembled once the manifest and every chunk index are present, then checked against the manifest's SHA-256.
+Names from the network (device, event id, file name) are sanitised into single safe path components, never
+joined as given, and every file written is checked to lie inside `--out`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import re
+import socket
 import threading
 import time
 import uuid
@@ -19,9 +22,12 @@ import paho.mqtt.client as mqtt
 from pydantic import TypeAdapter, ValidationError
 
 from agent.config import BrokerSettings
+from agent.security_parse import load_json
 from agent.uplink.client import make_client
 from agent.uplink.messages import EVENT, CommandResult, Heartbeat, MediaManifest, Status
 from common.errors import ConfigError
+
+MAX_MESSAGE_BYTES = 1024 * 1024  # JSON messages (not media chunks) larger than this are refused unread
 
 
 @dataclass
@@ -47,7 +53,7 @@ def _parsed(schema, payload: bytes) -> dict:
     """A payload checked against the unit's contract (agent/uplink/messages.py); the JSON as sent, as a dict.
 
     A payload that does not match is a ValueError, reported as a bad message and otherwise ignored."""
-    data = json.loads(payload)
+    data = load_json(payload, MAX_MESSAGE_BYTES, "message")  # bounded: a hostile payload is a ValueError
     adapter = schema if isinstance(schema, TypeAdapter) else TypeAdapter(schema)
     try:
         adapter.validate_python(data)
@@ -55,6 +61,20 @@ def _parsed(schema, payload: bytes) -> dict:
         raise ValueError(f"does not match the contract: {exc.error_count()} problem(s), first: "
                          f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}") from None
     return data
+
+
+def safe_component(name: str) -> str:
+    """One path component made from a network name: no separators, no leading dots, bounded length."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100].lstrip(".")
+    return cleaned or "_"
+
+
+def inside(root: Path, *names: str) -> Path:
+    """root/<each name sanitised>, refused (ValueError) if it would still resolve outside root."""
+    path = root.joinpath(*(safe_component(name) for name in names))
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise ValueError(f"refusing to write outside {root}: {path}")
+    return path
 
 
 def _settings_for(url: str) -> BrokerSettings:
@@ -226,7 +246,7 @@ class Monitor:
         verified = digest == manifest["sha256"] and len(data) == manifest["total_bytes"]
         path = None
         if self.out_dir is not None:
-            path = self.out_dir / device / event_id / name
+            path = inside(self.out_dir, device, event_id, name)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
         self.media[(event_id, name)] = MediaFile(device, event_id, name, path, len(data), digest,
@@ -242,9 +262,20 @@ class Monitor:
         self._print(f"WARNING {text}")
 
 
-def run_monitor(url: str, device_id: str | None, out_dir: Path | None, session: str | None = None) -> int:
-    """CLI entry: print everything until Ctrl-C; exit code 1 if any media file failed verification."""
-    monitor = Monitor(url, device_id, out_dir, session=session)
+def default_session(device_id: str | None) -> str:
+    """A stable client id per host and watched unit, so a restarted monitor resumes its broker session."""
+    return safe_component(f"pid-monitor-{socket.gethostname()}-{device_id or 'all'}")[:64]
+
+
+def run_monitor(url: str, device_id: str | None, out_dir: Path | None, session: str | None = None,
+                clean_session: bool = False) -> int:
+    """CLI entry: print everything until Ctrl-C; exit code 1 if any media file failed verification.
+
+    By default the session is persistent (QoS 1 messages sent while the monitor was away are delivered when it
+    is back); clean_session=True starts afresh every time."""
+    if not clean_session and session is None:
+        session = default_session(device_id)
+    monitor = Monitor(url, device_id, out_dir, session=None if clean_session else session)
     monitor.start()
     try:
         while True:

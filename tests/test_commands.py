@@ -1,4 +1,6 @@
-"""Remote commands over a real broker: malformed ones are refused with a reason and the agent keeps going."""
+"""Remote commands over a real broker: malformed ones are refused with a reason and the agent keeps going.
+
+Commands are signed with a test station key the unit trusts (tests/test_security.py covers the unsigned ones)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import pytest
 from agent.commands import CommandError, Disarm, SetMode, parse_command
 from agent.config import parse_config
 from agent.pipeline import Agent
+from agent.security import new_key_file, public_key_text
 from common.clock import SystemClock
 from drivers.camera.synthetic import SyntheticCamera
 from station.command import send_command
@@ -35,8 +38,12 @@ def test_valid_commands_parse_to_their_types():
 
 @pytest.mark.broker
 def test_commands_through_the_broker_change_the_running_agent(mosquitto, tmp_path):
+    key_file = tmp_path / "station.key"
+    key = new_key_file(key_file, "test-station")
     config = parse_config({"device_id": "pid-cmd", "data_dir": str(tmp_path / "data"),
-                           "broker": {"url": mosquitto.url}})
+                           "broker": {"url": mosquitto.url},
+                           "commands": {"station_keys": [{"id": "test-station",
+                                                          "public_key": public_key_text(key)}]}})
     # the figure walks in at 6 s; the unit is disarmed remotely before that, so there must be no alarm
     clock = SystemClock()
     camera = SyntheticCamera(clock=clock, width=320, height=180, fps=10.0, duration_s=14.0, realtime=True)
@@ -48,14 +55,18 @@ def test_commands_through_the_broker_change_the_running_agent(mosquitto, tmp_pat
         while not (agent.uplink is not None and agent.uplink.connected) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert agent.uplink.connected, "the agent never connected"
-        refused = send_command(mosquitto.url, "pid-cmd", '{"cmd": "self_destruct", "id": "bad-1"}', timeout=20)
+        refused = send_command(mosquitto.url, "pid-cmd", '{"cmd": "self_destruct", "id": "bad-1"}',
+                               timeout=20, key_file=key_file)
         assert refused is not None and refused["ok"] is False and refused["id"] == "bad-1"
         assert "self_destruct" in refused["reason"]
-        garbled = send_command(mosquitto.url, "pid-cmd", '{"cmd": "set_mode", "mode": "loud"}', timeout=20)
+        garbled = send_command(mosquitto.url, "pid-cmd", '{"cmd": "set_mode", "mode": "loud"}',
+                               timeout=20, key_file=key_file)
         assert garbled["ok"] is False and "overt" in garbled["reason"]
-        done = send_command(mosquitto.url, "pid-cmd", '{"cmd": "disarm", "id": "d-1"}', timeout=20)
+        done = send_command(mosquitto.url, "pid-cmd", '{"cmd": "disarm", "id": "d-1"}',
+                               timeout=20, key_file=key_file)
         assert done == {**done, "ok": True, "cmd": "disarm", "id": "d-1", "detail": "disarmed"}
-        overt = send_command(mosquitto.url, "pid-cmd", '{"cmd": "set_mode", "mode": "overt"}', timeout=20)
+        overt = send_command(mosquitto.url, "pid-cmd", '{"cmd": "set_mode", "mode": "overt"}',
+                               timeout=20, key_file=key_file)
         assert overt["ok"] is True and agent.signaller.mode == "overt"
     finally:
         runner.join(timeout=60)

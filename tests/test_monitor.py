@@ -125,3 +125,25 @@ def test_run_monitor_prints_verified_and_exits_on_ctrl_c(mosquitto, tmp_path):
     finally:
         reap(child)
     assert (tmp_path / "out" / "unit-9" / "e4" / "snapshot.jpg").read_bytes() == data
+
+
+def test_names_from_the_network_never_escape_out(mosquitto, tmp_path):
+    out = tmp_path / "sub" / "out"
+    monitor = started(mosquitto.url, None, out)
+    data = os.urandom(100)
+    sha = hashlib.sha256(data).hexdigest()
+    base = "pids/../media/../ESCAPED.txt"  # device '..', event id '..': joined as given, this lands beside out
+    manifest = {"event_id": "../ESCAPED.txt", "name": "ESCAPED.txt", "content_type": "text/plain",
+                "total_bytes": len(data), "chunk_bytes": 100, "chunks": 1, "sha256": sha}
+    send(mosquitto, [{"topic": f"{base}/manifest", "payload": json.dumps(manifest), "qos": 1},
+                     {"topic": f"{base}/0", "payload": data, "qos": 1}])
+    assert monitor.wait_for(lambda m: m.media, NET_TIMEOUT)
+    monitor.stop()
+    written = [path for path in tmp_path.rglob("*") if path.is_file() and "broker" not in path.parts]
+    assert written == [out / "_" / "_" / "ESCAPED.txt"] and written[0].read_bytes() == data
+
+
+def test_run_monitor_uses_a_persistent_session_by_default():
+    from station.monitor import default_session
+
+    assert default_session("unit-9") == default_session("unit-9") and "unit-9" in default_session("unit-9")

@@ -17,6 +17,7 @@ from typing import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from agent.commands import MAX_RECEIVED, Received
 from agent.config import BrokerSettings
 from agent.storage.outbox import Outbox
 from common.clock import Clock, iso_utc
@@ -70,8 +71,8 @@ class Uplink:
         self._client.on_publish = self._on_publish
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message
-        #: called on the network thread with each raw payload received on <root>/cmd
-        self.on_command: Callable[[bytes], None] | None = None
+        #: called on the network thread with each message received on <root>/cmd (checked later, by control)
+        self.on_command: Callable[[Received], None] | None = None
         # _send_lock: held around "check connection generation + publish", and by on_connect around dropping
         # paho's queue, so a publish can never slip onto a new connection with a stale cursor.
         self._send_lock = threading.Lock()
@@ -171,8 +172,15 @@ class Uplink:
         self._wake.set()
 
     def _on_message(self, client, userdata, message) -> None:
-        if self.on_command is not None and message.topic == self._topic("cmd"):
-            self.on_command(bytes(message.payload))
+        if self.on_command is None or message.topic != self._topic("cmd"):
+            return
+        try:
+            # the retain flag goes along (a retained command is refused, never applied); of an oversized payload
+            # only the head is kept, so a flood of large messages cannot pile up in the queue
+            payload = bytes(message.payload[:MAX_RECEIVED])
+            self.on_command(Received(payload, retained=bool(message.retain), size=len(message.payload)))
+        except Exception:  # noqa: BLE001 - an exception here would end paho's network thread: the unit goes deaf
+            log.exception("uplink: command message dropped")
 
     def _on_connect_fail(self, client, userdata) -> None:
         self._error(f"cannot connect to broker {self._settings.url}; retrying")

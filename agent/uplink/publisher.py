@@ -53,7 +53,8 @@ class Publisher:
 
     def command_result(self, result: CommandResult) -> None:
         with self._lock:
-            self.outbox.put_message("cmd/result", result.wire(), kind="event")
+            # a result is, like a heartbeat, the first to go from a full outbox: it never evicts alarms or media
+            self.outbox.put_message("cmd/result", result.wire(), kind="heartbeat")
             if self.notary is not None:
                 self.notary.record("command_result", result.wire())
         self.notify()

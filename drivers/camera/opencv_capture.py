@@ -10,6 +10,7 @@ really wait.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable, Iterator, Literal
@@ -58,6 +59,13 @@ def parse_source(source: str) -> int | str:
     return int(text) if text.isdigit() else text
 
 
+def redact(source: int | str) -> int | str:
+    """A source as it may be shown: URL credentials (rtsp://user:pass@host) replaced by ***."""
+    if not isinstance(source, str):
+        return source
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1***@", source)
+
+
 def _is_device(target: int | str) -> bool:
     return isinstance(target, int) or str(target).startswith("/dev/")
 
@@ -83,7 +91,7 @@ class OpenCVCamera(Camera):
 
     @property
     def name(self) -> str:
-        return f"opencv camera {self._target!r}"
+        return f"opencv camera {redact(self._target)!r}"  # the name goes into logs, faults and heartbeats
 
     # -- connection ----------------------------------------------------------------------------------------
     def _api(self) -> int:
@@ -136,6 +144,8 @@ class OpenCVCamera(Camera):
         capture.set(cv2.CAP_PROP_FPS, self.camera_settings.fps)
 
     def _report(self, message: str) -> None:
+        if isinstance(self._target, str) and redact(self._target) != self._target:
+            message = message.replace(self._target, str(redact(self._target)))  # e.g. inside an OpenCV error
         self.last_error = message
         if self.on_error is not None:
             self.on_error(message)
