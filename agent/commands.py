@@ -59,7 +59,16 @@ class Silence(_Command):
     cmd: Literal["silence"]
 
 
-Command = Annotated[Union[Arm, Disarm, SetMode, Silence], Field(discriminator="cmd")]
+class ExtendLoan(_Command):
+    """Extend the loan (the client paid): by days, and/or up to a paid-until date; reference = invoice/order."""
+
+    cmd: Literal["extend_loan"]
+    days: int = Field(0, ge=0, le=3650)
+    paid_until: str | None = Field(None, pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD, UTC.")
+    reference: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_./:-]+$")
+
+
+Command = Annotated[Union[Arm, Disarm, SetMode, Silence, ExtendLoan], Field(discriminator="cmd")]
 _ADAPTER = TypeAdapter(Command)
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agent.arc.settings import ArcSettings
+from agent.loan import LoanSettings
 from agent.schedule import ScheduleSettings
 from agent.security import CommandSettings
 from agent.signalling import SignallingSettings, signalling_problems
@@ -188,6 +189,7 @@ class AgentConfig(Section):
     signalling: SignallingSettings = SignallingSettings()
     schedule: ScheduleSettings = ScheduleSettings()
     arc: ArcSettings = ArcSettings()
+    loan: LoanSettings = LoanSettings()
     commands: CommandSettings = CommandSettings()
 
     @field_validator("data_dir")

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import assert_never
 
 from agent.analyzer import Analyzer
-from agent.commands import Arm, Command, Disarm, Gate, Received, SetMode, Silence
+from agent.commands import Arm, Command, CommandError, Disarm, ExtendLoan, Gate, Received, SetMode, Silence
+from agent.loan import LoanBook, LoanNotice
 from agent.moment import Moment
 from agent.reactions import Reactions
 from agent.schedule import Schedule
@@ -58,7 +59,9 @@ class RefusalLimit:
 class Control:
     def __init__(self, identity: Identity, armed_by_config: bool, schedule: Schedule, analyzer: Analyzer,
                  signaller: Signaller, reactions: Reactions, publisher: Publisher, clock: Clock,
-                 commands: queue.SimpleQueue[Received], settings: CommandSettings, data_dir: Path) -> None:
+                 commands: queue.SimpleQueue[Received], settings: CommandSettings, data_dir: Path,
+                 loan: LoanBook | None = None) -> None:
+        self.loan = loan
         self.identity = identity
         self.armed_by_config = armed_by_config  # a config that disarms the unit wins over the schedule
         self.schedule = schedule
@@ -78,11 +81,28 @@ class Control:
             log.warning("no station key configured ([commands] station_keys): this unit accepts no command")
 
     def step(self, moment: Moment) -> None:
-        """Between frames: the restored state (once), queued commands, then the schedule."""
+        """Between frames: the restored state (once), queued commands, the schedule, then the loan."""
         self._restore(moment)
         self._commanded_this_step = False
         self.apply_commands(moment)
         self.follow_schedule(moment)
+        self.follow_loan(moment)
+
+    def follow_loan(self, moment: Moment) -> None:
+        """The loan starts the first time the unit is armed on site; its notices go out as they fall due, and an
+        ended loan with at_end = "stop" disarms the unit."""
+        if self.loan is None:
+            return
+        if self.analyzer.engine.armed and (notice := self.loan.start(moment.wall)) is not None:
+            self._loan_changed(notice, moment)
+        for notice in self.loan.check(moment.wall):
+            self._loan_changed(notice, moment)
+            if notice.state == "ended" and self.loan.alarms_stopped(moment.wall) and self.analyzer.engine.armed:
+                self._set_armed(False, moment, "loan")
+
+    def _loan_changed(self, notice: LoanNotice, moment: Moment) -> None:
+        self.reactions.loan(notice, self.loan.settings.at_end, moment)
+        self.reactions.notary.record("loan", {"state": notice.state, **self.loan.describe()})
 
     def apply_commands(self, moment: Moment) -> None:
         self._restore(moment)
@@ -102,7 +122,7 @@ class Control:
         first, self._schedule_reported = not self._schedule_reported, True
         if self._commanded_this_step or (first and self.store.get("armed") is not None):
             return  # a command's state stands until the schedule's next real transition
-        armed = armed and self.armed_by_config
+        armed = armed and self.armed_by_config and not self._loan_stopped(moment)
         self.store.put("armed", None)  # the schedule rules again, also after a restart
         if armed != self.analyzer.engine.armed:
             self._set_armed(armed, moment, "schedule")
@@ -146,6 +166,8 @@ class Control:
         match command:
             case Arm() | Disarm():
                 armed = isinstance(command, Arm)
+                if armed and self._loan_stopped(moment):
+                    raise CommandError("the loan has ended and loan.at_end is 'stop': extend it before arming")
                 self._set_armed(armed, moment, "command")
                 self._commanded_this_step = True
                 self.store.put("armed", "true" if armed else "false")
@@ -157,8 +179,22 @@ class Control:
             case Silence():
                 self.signaller.silence(moment.ts)
                 return "outputs silenced"
+            case ExtendLoan():
+                return self._extend_loan(command, moment)
             case _:
                 assert_never(command)
+
+    def _loan_stopped(self, moment: Moment) -> bool:
+        return self.loan is not None and self.loan.alarms_stopped(moment.wall)
+
+    def _extend_loan(self, command: ExtendLoan, moment: Moment) -> str:
+        if self.loan is None:
+            raise CommandError("this unit keeps no loan book")
+        if not command.days and not command.paid_until:
+            raise CommandError("an extension needs days or paid_until")
+        notice = self.loan.extend(command.days, command.paid_until, command.reference, moment.wall)
+        self._loan_changed(notice, moment)
+        return f"loan extended ({command.reference}); ends {iso_utc(notice.end_wall)}"
 
     def _set_armed(self, armed: bool, moment: Moment, source: str) -> None:
         """Arm or disarm (ending an active alarm and silencing outputs), and say so upstream."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.evidence.audit import Head
+from agent.loan import DAY_S, LoanBook
 from agent.uplink.messages import Heartbeat, Identity
 from common.clock import Clock, iso_utc
 from common.rate import RateMeter
@@ -44,7 +45,10 @@ class Health:
 
     def heartbeat(self, identity: Identity, *, armed: bool, outbox_depth: int, outbox_bytes: int, camera: dict,
                   tamper: str | None, inputs: dict | None, signalling: dict, detector_faults: list[str],
-                  audit: Head | None = None) -> Heartbeat:
+                  audit: Head | None = None, loan: LoanBook | None = None) -> Heartbeat:
+        wall = self.clock.wall()
+        loan_end = loan.end_wall() if loan is not None else None
+        left = max(0.0, loan_end - wall) if loan_end is not None else None
         try:
             disk_free = shutil.disk_usage(self.data_dir).free
         except OSError:
@@ -56,4 +60,7 @@ class Health:
             cpu_temp_c=cpu_temperature_c(), version=__version__, last_event_id=self.last_event_id,
             camera=camera, tamper=tamper, inputs=inputs or NO_INPUTS, signalling=signalling,
             detector_faults=detector_faults, audit_entries=audit.count if audit else None,
-            audit_head=audit.sha256 if audit else None)
+            audit_head=audit.sha256 if audit else None,
+            loan_ends=iso_utc(loan_end) if loan_end is not None else None,
+            loan_days_remaining=round(left / DAY_S, 3) if left is not None else None,
+            loan_hours_remaining=round(left / 3600.0, 2) if left is not None else None)

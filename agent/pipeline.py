@@ -28,6 +28,7 @@ from agent.evidence.audit import AuditLog
 from agent.evidence.keys import UnitKey
 from agent.evidence.notary import Notary, config_sha256
 from agent.health import Health
+from agent.loan import LoanBook
 from agent.moment import Timeline
 from agent.privacy import PrivacyFilter
 from agent.reactions import Reactions
@@ -174,11 +175,13 @@ class Agent:
         check_encoder(config.recorder)
         self.recorder = Recorder(config.recorder, self.outbox.media_dir, self.camera.fps, self.camera,
                                  allow_hardware=not self.privacy.active)
+        self.loan = LoanBook(config.loan, config.data_dir)
         self.reactions = Reactions(self.identity, self.publisher, self.outbox, self.recorder, self.signaller,
                                    self._alarm_raised, self.notary)
+        self.reactions.in_term = self.loan.in_term
         self.control = Control(self.identity, config.events.armed, Schedule(config.schedule), self.analyzer,
                                self.signaller, self.reactions, self.publisher, self.clock, self._commands,
-                               config.commands, config.data_dir)
+                               config.commands, config.data_dir, self.loan)
         self.watchdog = CameraWatchdog(config.camera_watchdog, self.clock)
         self.camera.on_error = self._camera_read_error
         self.supervisor = Supervisor(

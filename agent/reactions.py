@@ -18,6 +18,7 @@ from agent.events import (
     new_event_id,
 )
 from agent.evidence.notary import Notary
+from agent.loan import LoanNotice
 from agent.moment import Moment
 from agent.sensors import FrameInputs, PirEvent, PowerEvent, SensorEvent, TamperEvent, TriggerEvent
 from agent.signalling import Signaller
@@ -27,6 +28,7 @@ from agent.storage.recorder import Recorder
 from agent.uplink import messages
 from agent.uplink.messages import Identity, MediaRef
 from agent.uplink.publisher import Publisher
+from common.clock import iso_utc
 from common.errors import StorageError
 from drivers.camera.base import Frame
 from drivers.camera.watchdog import CameraFault, CameraRestored
@@ -70,6 +72,7 @@ class Reactions:
                  signaller: Signaller, on_alarm: Callable[[str], None], notary: Notary) -> None:
         self.identity = identity
         self.notary = notary
+        self.in_term: Callable[[float], bool] = lambda wall: True  # the loan's, once the agent has one
         self.publisher = publisher
         self.outbox = outbox
         self.recorder = recorder
@@ -83,8 +86,9 @@ class Reactions:
     def publish(self, build: Callable[[dict], messages.Event], wall: float, frame: int | None) -> dict:
         """Publish one event; build gets the envelope (identity, event id, seq, ts, frame)."""
         event_id = new_event_id()
+        out_of_term = not self.in_term(wall)
         return self.publisher.event(
-            lambda seq: build(messages.envelope(self.identity, seq, event_id, wall, frame)))
+            lambda seq: build(messages.envelope(self.identity, seq, event_id, wall, frame, out_of_term)))
 
     def camera_events(self, events: list[CameraFault | CameraRestored]) -> None:
         for event in events:
@@ -103,6 +107,11 @@ class Reactions:
 
     def armed(self, armed: bool, source: str, moment: Moment) -> None:
         self.publish(lambda env: messages.ArmedChange(**env, armed=armed, source=source), moment.wall, moment.frame)
+
+    def loan(self, notice: LoanNotice, at_end: str, moment: Moment) -> None:
+        self.publish(lambda env: messages.LoanChange(
+            **env, state=notice.state, ends=iso_utc(notice.end_wall), days_remaining=notice.days_remaining,
+            at_end=at_end, reference=notice.reference), moment.wall, moment.frame)
 
     def clock_stepped(self, stepped_s: float, moment: Moment) -> None:
         """The wall clock jumped (NTP's first sync, a manual set): timestamps before and after differ by this."""
@@ -165,7 +174,8 @@ class Reactions:
 
         def build(seq: int) -> messages.AlarmStart:
             return messages.AlarmStart(
-                **messages.envelope(self.identity, seq, event.event_id, moment.wall, event.frame),
+                **messages.envelope(self.identity, seq, event.event_id, moment.wall, event.frame,
+                                    not self.in_term(moment.wall)),
                 score=round(float(event.score), 5), boxes=[box.scaled(scale) for box in event.boxes],
                 image_size=[frame.image.shape[1], frame.image.shape[0]], zone=zone,
                 confirmed_by=list(event.confirmed_by), object_class=_object_class(event.boxes), **where)

@@ -98,4 +98,4 @@ class Supervisor:
             self.identity, armed=status.armed, outbox_depth=self.outbox.depth(),
             outbox_bytes=self.outbox.size_bytes(), camera=self.watchdog.status(), tamper=status.tamper,
             inputs=status.inputs, signalling={"mode": self.signaller.mode, "active": self.signaller.active},
-            detector_faults=status.detector_faults, audit=self.audit_head()))
+            detector_faults=status.detector_faults, audit=self.audit_head(), loan=self.control.loan))

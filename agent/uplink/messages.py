@@ -7,7 +7,7 @@ are the same schema. Extra keys are refused both ways: a payload that does not m
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -44,6 +44,14 @@ class Event(Identity):
     seq: int = Field(ge=0)
     ts: str
     frame: int | None
+    out_of_term: bool | None = None  # true on every event after the loan ended (loan.at_end = "keep")
+
+    #: fields left out of the wire payload while None (optional facts, not nulls to be read)
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("out_of_term",)
+
+    def wire(self) -> dict:
+        absent = {name for name in self.OPTIONAL if getattr(self, name) is None}
+        return self.model_dump(mode="json", by_alias=True, exclude=absent)
 
 
 class AlarmStart(Event):
@@ -58,10 +66,8 @@ class AlarmStart(Event):
     bearings_deg: list[float] | None = None  # 360° units only
     sectors: list[str] | None = None
 
-    def wire(self) -> dict:
-        # a unit without a panorama sends no bearing keys at all, rather than nulls
-        absent = {name for name in ("bearings_deg", "sectors") if getattr(self, name) is None}
-        return self.model_dump(mode="json", by_alias=True, exclude=absent)
+    # a unit without a panorama sends no bearing keys at all, rather than nulls
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("out_of_term", "bearings_deg", "sectors")
 
 
 class AlarmEnd(Event):
@@ -139,6 +145,17 @@ class AnimalSighting(Event):
     zone: str | None
 
 
+class LoanChange(Event):
+    """The loan started, was extended, is about to end (warning) or ended; ends is its end as it now stands."""
+
+    kind: Literal["loan"] = "loan"
+    state: Literal["started", "warning", "extended", "ended"]
+    ends: str
+    days_remaining: float
+    at_end: Literal["keep", "stop"]
+    reference: str | None = None
+
+
 class ClockStep(Event):
     """The unit's wall clock was stepped by stepped_s (NTP after boot, a manual set); ts is on the new clock."""
 
@@ -181,12 +198,12 @@ class DetectorFault(Event):
 class ArmedChange(Event):
     kind: Literal["armed"] = "armed"
     armed: bool
-    source: Literal["command", "schedule"]
+    source: Literal["command", "schedule", "loan"]
 
 
 AnyEvent = Union[AlarmStart, AlarmEnd, VideoTamper, EnclosureTamper, Restore, CameraFault, StorageFault,
-                 ArcFault, ArcRestore,
-                 SceneChange, AnimalSighting, ClockStep, DetectorChange, PowerChange, DetectorFault, ArmedChange]
+                 ArcFault, ArcRestore, SceneChange, AnimalSighting, ClockStep, LoanChange, DetectorChange,
+                 PowerChange, DetectorFault, ArmedChange]
 EVENT = TypeAdapter(AnyEvent)  # extra="forbid" on each member makes the match exact
 
 
@@ -231,6 +248,9 @@ class Heartbeat(Identity):
     inputs: InputStates
     signalling: SignallingState
     detector_faults: list[str]
+    loan_ends: str | None = None            # None until the loan has started (first arming on site)
+    loan_days_remaining: float | None = None
+    loan_hours_remaining: float | None = None
     audit_entries: int | None = None   # the signed audit log's length and head hash: history rewritten shows
     audit_head: str | None = None
 
@@ -266,9 +286,11 @@ class MediaManifest(Message):
 
 # --- builders shared by the unit's reactions -----------------------------------------------------------------
 
-def envelope(identity: Identity, seq: int, event_id: str, wall_ts: float, frame: int | None) -> dict:
+def envelope(identity: Identity, seq: int, event_id: str, wall_ts: float, frame: int | None,
+             out_of_term: bool = False) -> dict:
     """The fields every event carries, as keyword arguments for an Event model."""
-    return {**identity.model_dump(), "event_id": event_id, "seq": seq, "ts": iso_utc(wall_ts), "frame": frame}
+    return {**identity.model_dump(), "event_id": event_id, "seq": seq, "ts": iso_utc(wall_ts), "frame": frame,
+            "out_of_term": True if out_of_term else None}
 
 
 def alarm_end(identity: Identity, seq: int, event_id: str, wall_ts: float, *, frame: int | None,

@@ -1,0 +1,130 @@
+"""The 30-day loan over a simulated 35 days (injected clock, a live camera delivering four frames a day): the start
+at first arming, warnings at 7/3/1 days, the end both ways, an extension only by signed command, all audited."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from nacl.signing import SigningKey
+
+from agent.commands import Received
+from agent.config import parse_config
+from agent.loan import DAY_S, LoanBook, LoanSettings
+from agent.pipeline import Agent
+from agent.security import public_key_text, sign
+from common.clock import ManualClock
+from drivers.camera.base import Camera, Frame, make_luma
+
+DEVICE = "pid-loan"
+START = 1_800_000_000.0
+FRAMES_PER_DAY = 4
+KEY = SigningKey(b"\x02" * 32)
+
+
+class DaysCamera(Camera):
+    """A live camera on a quiet site; the clock moves six hours between frames, for `days` days."""
+
+    live = True
+    fps = 10.0
+
+    def __init__(self, clock: ManualClock, days: int) -> None:
+        self.clock, self.count = clock, days * FRAMES_PER_DAY
+        self.image = np.random.default_rng(3).integers(60, 200, (180, 320, 3), dtype=np.uint8)
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def frames(self):
+        for index in range(self.count):
+            self.clock.advance(DAY_S / FRAMES_PER_DAY)
+            yield Frame(ts=self.clock.monotonic(), index=index, image=self.image, luma=make_luma(self.image, 320))
+
+
+def run(tmp_path, at_end: str, commands_at: dict[int, list[dict | bytes]] | None = None, days: int = 35):
+    clock = ManualClock(wall_start=START)
+    config = parse_config({
+        "device_id": DEVICE, "data_dir": str(tmp_path / "data"), "loan": {"at_end": at_end},
+        "commands": {"station_keys": [{"id": "st", "public_key": public_key_text(KEY)}]},
+        "camera_watchdog": {"stall_after_s": 3600}})
+    camera = DaysCamera(clock, days)
+    agent = Agent(config, camera, clock, upload=False)
+
+    def on_frame(frame):
+        for command in (commands_at or {}).get(frame.index, []):
+            # applied at the next frame, six hours on: signed as the station would sign it at that moment
+            applied_at = clock.wall() + DAY_S / FRAMES_PER_DAY
+            payload = command if isinstance(command, bytes) else json.dumps(
+                sign(command, DEVICE, KEY, "st", applied_at, 30)).encode()
+            agent.submit_command(Received(payload))
+        if frame.index >= camera.count - 1:
+            agent.stop()
+
+    agent.on_frame = on_frame
+    agent.run()
+    return [e for e in agent.summary.events_published], tmp_path / "data"
+
+
+def day_of(event) -> float:
+    from datetime import datetime, timezone
+
+    moment = datetime.strptime(event["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
+    return (moment - START) / DAY_S
+
+
+def test_warnings_then_the_end_stops_alarms_and_arming_is_refused(tmp_path):
+    events, data_dir = run(tmp_path, "stop", {125: [{"cmd": "arm"}]})
+    loan = [e for e in events if e["kind"] == "loan"]
+    assert [e["state"] for e in loan] == ["started", "warning", "warning", "warning", "ended"]
+    started = day_of(loan[0])
+    assert [round(e["days_remaining"]) for e in loan[1:4]] == [7, 3, 1]
+    assert round(day_of(loan[-1]) - started, 2) == 30.0
+    disarm = [e for e in events if e["kind"] == "armed"]
+    assert disarm and disarm[-1]["armed"] is False and disarm[-1]["source"] == "loan"
+    book = LoanBook(LoanSettings(at_end="stop"), data_dir)
+    assert book.alarms_stopped(START + 40 * DAY_S)
+    audited = [json.loads(line) for line in (data_dir / "audit.jsonl").read_text().splitlines()]
+    assert [e["data"]["state"] for e in audited if e["kind"] == "loan"] == [e["state"] for e in loan]
+    (refused,) = [e["data"] for e in audited if e["kind"] == "command_result"]
+    assert refused["ok"] is False and "loan has ended" in refused["reason"]
+
+
+def test_a_signed_extension_moves_the_end_and_an_unsigned_one_is_refused(tmp_path):
+    extension = {"cmd": "extend_loan", "days": 10, "reference": "INV-2041"}
+    events, data_dir = run(tmp_path, "keep", {80: [extension, json.dumps(extension).encode()]})
+    loan = [e for e in events if e["kind"] == "loan"]
+    assert "ended" not in [e["state"] for e in loan]
+    extended = next(e for e in loan if e["state"] == "extended")
+    assert extended["reference"] == "INV-2041" and round(extended["days_remaining"] + day_of(extended)
+                                                         - day_of(loan[0])) == 40
+    book = LoanBook(LoanSettings(), data_dir)
+    assert [(x.days, x.reference) for x in book.extensions] == [(10, "INV-2041")]
+    audited = [json.loads(line) for line in (data_dir / "audit.jsonl").read_text().splitlines()]
+    signed_result, unsigned_result = [e["data"] for e in audited if e["kind"] == "command_result"]
+    assert signed_result["ok"] and signed_result["detail"].startswith("loan extended (INV-2041); ends ")
+    assert unsigned_result["ok"] is False
+
+
+def test_keep_flags_every_event_after_the_end_out_of_term(tmp_path):
+    events, _ = run(tmp_path, "keep", {130: [{"cmd": "silence"}]}, days=34)
+    ended = next(e for e in events if e["kind"] == "loan" and e["state"] == "ended")
+    assert ended.get("out_of_term") is True
+    assert all("out_of_term" not in e for e in events if e["seq"] < ended["seq"])
+
+
+@pytest.mark.parametrize("paid_until, days, expected_end_day", [("2027-02-14", 0, None), (None, 5, 35.0)])
+def test_the_end_is_the_later_of_term_plus_days_and_paid_until(tmp_path, paid_until, days, expected_end_day):
+    book = LoanBook(LoanSettings(), tmp_path)
+    book.start(START)
+    notice = book.extend(days, paid_until, "R1", START + DAY_S)
+    if expected_end_day is None:
+        from datetime import datetime, timezone
+
+        assert notice.end_wall == datetime(2027, 2, 15, tzinfo=timezone.utc).timestamp()
+    else:
+        assert notice.end_wall == START + expected_end_day * DAY_S
+    assert LoanBook(LoanSettings(), tmp_path).end_wall() == notice.end_wall  # kept across restarts
