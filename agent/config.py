@@ -22,6 +22,7 @@ from drivers.gpio import GpioSettings
 from models.fusion import FusionSettings, zone_problems
 from models.motion import MotionSettings
 from models.panorama import PanoramaSettings
+from web.settings import CommissioningSettings
 
 
 class CameraSourceSettings(Section):
@@ -145,6 +146,7 @@ class AgentConfig(Section):
     fusion: FusionSettings = FusionSettings()
     signalling: SignallingSettings = SignallingSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    commissioning: CommissioningSettings = CommissioningSettings()
 
     @model_validator(mode="after")
     def _replay_needs_source(self) -> "AgentConfig":
