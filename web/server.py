@@ -7,11 +7,11 @@ and runs on uvicorn, which is in Debian and takes the TLS certificate directly.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import secrets
 import threading
-import time
 from pathlib import Path
 
 import uvicorn
@@ -47,7 +47,7 @@ def build_app(live: LiveState, config_path: Path, password: str, secure_cookie: 
         body = await request.json()
         given = str(body.get("password", "")) if isinstance(body, dict) else ""
         if not hmac.compare_digest(given.encode(), password.encode()):
-            time.sleep(WRONG_PASSWORD_DELAY_S)
+            await asyncio.sleep(WRONG_PASSWORD_DELAY_S)  # not time.sleep: that would stall every request
             log.warning("commissioning: wrong password from %s", request.client.host if request.client else "?")
             return JSONResponse({"error": "wrong password"}, status_code=403)
         token = secrets.token_urlsafe(24)
