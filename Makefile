@@ -27,7 +27,7 @@ bench: install
 	$(BIN)/python bench/run_all.py
 
 lint: install
-	$(BIN)/ruff check common agent drivers models station evaluation tests bench scripts
+	$(BIN)/ruff check common agent drivers models station evaluation web tests bench scripts
 
 clean:
 	rm -rf build var .pytest_cache

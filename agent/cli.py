@@ -1,4 +1,4 @@
-"""Command line: `pid-agent run|replay|check-config|monitor|command|keys|eval|make-demo`."""
+"""Command line: `pid-agent run|replay|check-config|monitor|command|keys|eval|make-demo|commission|verify|arc-test`."""
 
 from __future__ import annotations
 
@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--clip", action="append", dest="clips", help="only this clip id (repeatable)")
     evaluate.add_argument("--json", type=Path, help="write the report as JSON")
     evaluate.add_argument("--plot", type=Path, help="write one PNG per clip into this folder")
+
+    commission = commands.add_parser("commission", help="serve the installer's page on a replay or synthetic camera")
+    commission.add_argument("--config", required=True, type=Path, help="the unit's TOML config (zones are saved here)")
+    commission.add_argument("--source", help="recording to replay in a loop (default: the config's, or synthetic)")
 
     demo = commands.add_parser("make-demo", help="render the bundled demo recording (a figure crossing a yard)")
     demo.add_argument("out", type=Path, help="MP4 file to write")
@@ -205,8 +209,15 @@ def cmd_make_demo(args) -> int:
     return 0
 
 
+def cmd_commission(args) -> int:
+    from web.commission import run_commission
+
+    return run_commission(args.config, args.source)
+
+
 COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config, "monitor": cmd_monitor,
-            "eval": cmd_eval, "command": cmd_command, "keys": cmd_keys, "make-demo": cmd_make_demo}
+            "eval": cmd_eval, "command": cmd_command, "keys": cmd_keys, "make-demo": cmd_make_demo,
+            "commission": cmd_commission}
 COMMANDS["arc-test"] = arc_cli.cmd_arc_test
 COMMANDS["verify"] = verify_cli.cmd_verify
 

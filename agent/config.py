@@ -25,6 +25,7 @@ from drivers.gpio import GpioSettings
 from models.fusion import FusionSettings, zone_problems
 from models.motion import MotionSettings
 from models.panorama import PanoramaSettings
+from web.settings import CommissioningSettings
 
 
 class CameraSourceSettings(Section):
@@ -191,6 +192,7 @@ class AgentConfig(Section):
     arc: ArcSettings = ArcSettings()
     loan: LoanSettings = LoanSettings()
     commands: CommandSettings = CommandSettings()
+    commissioning: CommissioningSettings = CommissioningSettings()
 
     @field_validator("data_dir")
     @classmethod

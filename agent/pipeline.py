@@ -86,6 +86,7 @@ class Agent:
         self.upload = upload
         self.events_out = events_out
         self.on_frame = on_frame
+        self.viewers: list[Callable[[Frame, object], None]] = []  # given (frame, analysis); web/live.py
         self.drain_timeout_s = drain_timeout_s
         self.identity = Identity(device_id=config.device_id, site_ref=config.site_ref)
         self.summary = RunSummary()
@@ -272,6 +273,8 @@ class Agent:
         self.summary.frames += 1
         if self.on_frame is not None:
             self.on_frame(frame)
+        for viewer in self.viewers:
+            viewer(frame, analysis)
 
     # the camera failing --------------------------------------------------------------------------------------
     def _camera_read_error(self, message: str) -> None:

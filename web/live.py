@@ -1,0 +1,131 @@
+"""What the page shows, fed by the agent's frame loop: the latest picture (downscaled JPEG), its boxes, and a
+heartbeat summary. Work is done only while somebody watches (a request in the last WATCH_S seconds), at most
+view_fps times a second; with nobody watching a frame costs one clock read. Also the walk test's detections, and
+zones saved on the page, which are put into the running agent between frames (web/zones.py apply_live).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import cv2
+
+from agent.events import AlarmStarted
+from common.clock import Clock, iso_utc
+from web.settings import CommissioningSettings
+from web.walk import WalkTest
+
+log = logging.getLogger(__name__)
+
+WATCH_S = 5.0    # a page polls every fraction of a second; after this long without a request nobody watches
+STATUS_S = 1.0   # the heartbeat summary is read at most this often (the outbox count is an SQLite query)
+JPEG_QUALITY = 70
+
+
+class LiveState:
+    def __init__(self, settings: CommissioningSettings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.walk = WalkTest(clock, settings.walk_test_minutes)
+        self.agent = None
+        self._lock = threading.Lock()
+        self._watched_until = -1.0
+        self._next_picture = -1.0
+        self._next_status = -1.0
+        self._jpeg: bytes | None = None
+        self._view: dict = {"boxes": [], "frame": None}
+        self._status: dict = {}
+        self._pending = None  # a validated AgentConfig with new zones, applied by the frame loop
+
+    # the agent's side (the frame-loop thread, under the unit's lock) ------------------------------------------
+    def attach(self, agent) -> None:
+        """Feed from this agent (agent/pipeline.py Agent.viewers)."""
+        self.agent = agent
+        agent.viewers.append(self.viewer)
+
+    def viewer(self, frame, analysis) -> None:
+        if self._pending is not None:
+            self._apply_pending()
+        if analysis is not None and (analysis.result.boxes or analysis.events) and self.walk.active():
+            self._walk_detections(analysis)
+        now = self.clock.monotonic()
+        if now >= self._watched_until or now < self._next_picture:
+            return  # nobody watches, or the last picture is recent enough
+        self._next_picture = now + 1.0 / self.settings.view_fps
+        self._picture(frame, analysis)
+        if now >= self._next_status:
+            self._next_status = now + STATUS_S
+            status = self._read_status()
+            with self._lock:
+                self._status = status
+
+    def _picture(self, frame, analysis) -> None:
+        height, width = frame.image.shape[:2]
+        scale = min(1.0, self.settings.view_width / width)
+        small = cv2.resize(frame.image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        luma_h, luma_w = frame.luma.shape[:2]
+        boxes = [] if analysis is None else [
+            {"x": b.x / luma_w, "y": b.y / luma_h, "w": b.w / luma_w, "h": b.h / luma_h, "zone": b.zone,
+             "class": b.label} for b in analysis.result.boxes]
+        with self._lock:
+            if ok:
+                self._jpeg = jpeg.tobytes()
+            self._view = {"boxes": boxes, "frame": frame.index, "motion": bool(analysis and analysis.result.motion)}
+
+    def _read_status(self) -> dict:
+        agent = self.agent
+        if agent is None:
+            return {}
+        status = agent.analyzer.status()
+        uplink = agent.uplink
+        return {"armed": status.armed, "phase": status.phase.value,
+                "alarm": status.active_event_id, "tamper": status.tamper,
+                "link": "offline" if uplink is None else ("connected" if uplink.connected else "down"),
+                "outbox": agent.outbox.depth(), "clock": iso_utc(self.clock.wall()),
+                "walk_test": self.walk.active()}
+
+    def _walk_detections(self, analysis) -> None:
+        bearings = [location.bearing_deg for location in analysis.locations]
+        for index, box in enumerate(analysis.result.boxes):
+            bearing = round(bearings[index], 1) if index < len(bearings) else None
+            self.walk.add(box.zone, box.label, bearing)
+        for event in analysis.events:
+            if isinstance(event, AlarmStarted):
+                label = analysis.result.boxes[0].label if analysis.result.boxes else "unknown"
+                self.walk.add(analysis.result.zone or "", label, alarm=True)
+
+    def _apply_pending(self) -> None:
+        from web.zones import apply_live
+
+        with self._lock:
+            config, self._pending = self._pending, None
+        if config is not None and self.agent is not None:
+            apply_live(self.agent, config)
+
+    # the page's side (server threads) ---------------------------------------------------------------------------
+    def watched(self) -> None:
+        """A request from the page: keep the pictures coming for WATCH_S."""
+        self._watched_until = self.clock.monotonic() + WATCH_S
+
+    def jpeg(self) -> bytes | None:
+        self.watched()
+        with self._lock:
+            return self._jpeg
+
+    def state(self) -> dict:
+        self.watched()
+        with self._lock:
+            view, status = dict(self._view), dict(self._status)
+        status["walk_test"] = self.walk.active()
+        return {"view": view, "status": status, "walk": self.walk.snapshot()}
+
+    def apply(self, config) -> None:
+        """New zones, validated: put into the agent at its next frame."""
+        with self._lock:
+            self._pending = config
+
+    def walk_test_active(self) -> bool:
+        """For the lead: mark alarms `test` on MQTT and hold back the ARC link while this is True."""
+        return self.walk.active()
