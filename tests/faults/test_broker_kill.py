@@ -13,9 +13,19 @@ from agent.pipeline import Agent
 from common.clock import SystemClock
 from drivers.camera.replay import ReplayCamera
 from station.monitor import Monitor
-from tests.faults.harness import (ALARM_SETTINGS, DEVICE, SEGMENT_S, FaultResult, delivery_problems,
-                                  kill_broker, long_or_short, media_expected, record, sync_persistence,
-                                  write_walks)
+from tests.faults.harness import (
+    ALARM_SETTINGS,
+    DEVICE,
+    SEGMENT_S,
+    FaultResult,
+    delivery_problems,
+    kill_broker,
+    long_or_short,
+    media_expected,
+    record,
+    sync_persistence,
+    write_walks,
+)
 
 
 @pytest.mark.faults
