@@ -40,4 +40,4 @@ faults: install
 
 # the clustered-broker tests (a RabbitMQ cluster started on loopback; needs rabbitmq-server)
 fleet: install
-	$(BIN)/python -m pytest -q -m fleet tests
+	FLEET=1 $(BIN)/python -m pytest -q -m fleet tests
