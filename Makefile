@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := build/demo.mp4
 
-.PHONY: install run test bench lint clean
+.PHONY: install run test bench lint clean faults fleet
 
 install: $(BIN)/pid-agent
 
@@ -31,3 +31,13 @@ lint: install
 
 clean:
 	rm -rf build var .pytest_cache
+
+# the long fault-injection run (issue 17): broker and agent killed, broker frozen; prints the fault table
+faults: install
+	mkdir -p build && rm -f build/faults.jsonl
+	FAULTS_LONG=1 FAULTS_RESULTS=$(CURDIR)/build/faults.jsonl $(BIN)/python -m pytest -q -m faults tests/faults; \
+	  status=$$?; $(BIN)/python tests/faults/report.py build/faults.jsonl; exit $$status
+
+# the clustered-broker tests (a RabbitMQ cluster started on loopback; needs rabbitmq-server)
+fleet: install
+	FLEET=1 $(BIN)/python -m pytest -q -m fleet tests

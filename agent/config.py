@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -107,9 +107,15 @@ def topic_root_problem(root: str) -> str | None:
     return None
 
 
+_BROKER_URL = r"^mqtts?://[^/:@\s]+(:\d{1,5})?/?$"  # no credentials in the URL (they go in username/password)
+
+
 class BrokerSettings(Section):
-    url: str = Field("mqtt://127.0.0.1:1883", pattern=r"^mqtts?://[^/:@\s]+(:\d{1,5})?/?$",
+    url: str = Field("mqtt://127.0.0.1:1883", pattern=_BROKER_URL,
                      description="Broker address, mqtt://host:port or mqtts://host:port.")
+    urls: tuple[Annotated[str, Field(pattern=_BROKER_URL)], ...] = Field(
+        (), description="Fallback brokers (other nodes of a cluster), tried in turn after url when the current one "
+                        "is unreachable; same credentials and TLS as url.")
     topic_root: str = Field("pids/{device_id}", description="Topic prefix; {device_id} is replaced.")
     username: str | None = Field(None, description="MQTT username.")
     password: str | None = Field(None, description="MQTT password.")
@@ -143,16 +149,31 @@ class BrokerSettings(Section):
                              f"({self.reconnect_max_s})")
         return self
 
+    @model_validator(mode="after")
+    def _one_scheme(self) -> "BrokerSettings":
+        mixed = [url for url in self.urls if url.split("://")[0] != self.url.split("://")[0]]
+        if mixed:
+            raise ValueError(f"urls {mixed} must use the same scheme as url ({self.url}): one TLS setting for all")
+        return self
+
     @property
     def host(self) -> str:
         return self.url.split("://", 1)[1].rstrip("/").split(":")[0]
 
     @property
     def port(self) -> int:
-        rest = self.url.split("://", 1)[1].rstrip("/")
-        if ":" in rest:
-            return int(rest.split(":")[1])
-        return 8883 if self.url.startswith("mqtts") else 1883
+        return self.address(self.url)[1]
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of url, then of each fallback in urls: the order the uplink tries them."""
+        return [self.address(url) for url in (self.url, *self.urls)]
+
+    @staticmethod
+    def address(url: str) -> tuple[str, int]:
+        rest = url.split("://", 1)[1].rstrip("/")
+        host, _, port = rest.partition(":")
+        return host, int(port) if port else (8883 if url.startswith("mqtts") else 1883)
 
     @property
     def use_tls(self) -> bool:

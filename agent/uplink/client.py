@@ -64,6 +64,9 @@ class Uplink:
         self._version = version
         self.last_error: str | None = None
         self._client = make_client(settings, client_id=f"pid-agent-{device_id}")
+        # url then the fallbacks in broker.urls; paho retries the current one, on_connect_fail moves to the next
+        self._targets = settings.addresses
+        self._target = 0
         # paho's own window a little above ours so status messages never wait behind outbox rows.
         self._client.max_inflight_messages_set(settings.inflight + 4)
         self._client.on_connect = self._on_connect
@@ -99,9 +102,9 @@ class Uplink:
     def start(self) -> None:
         status = self._status_payload("offline")
         self._client.will_set(self._topic("status"), status, qos=1, retain=True)
-        log.info("uplink connecting to %s as %s", self._settings.url, self._device_id)
+        log.info("uplink connecting to %s as %s", self._broker, self._device_id)
         # connect_async + loop_start: an unreachable broker is retried by paho's loop, never fatal.
-        self._client.connect_async(self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s)
+        self._client.connect_async(*self._targets[0], keepalive=self._settings.keepalive_s)
         self._client.loop_start()
         self._sender = threading.Thread(target=self._send_loop, name="uplink-sender", daemon=True)
         self._sender.start()
@@ -159,7 +162,7 @@ class Uplink:
             client.publish(self._topic("status"), self._status_payload("online"), qos=1, retain=True)
         client.subscribe(self._topic("cmd"), qos=1)
         self.last_error = None
-        log.info("uplink connected to %s", self._settings.url)
+        log.info("uplink connected to %s", self._broker)
         self._wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
@@ -183,7 +186,14 @@ class Uplink:
             log.exception("uplink: command message dropped")
 
     def _on_connect_fail(self, client, userdata) -> None:
-        self._error(f"cannot connect to broker {self._settings.url}; retrying")
+        unreachable = self._broker
+        if len(self._targets) > 1:
+            # this node is down (paho's reconnect to it just failed): paho's next attempt goes to the next node.
+            # paho's host/port setters refuse in the CONNECTING state this callback runs in, though no socket is
+            # open; its reconnect() reads these two attributes, so set them directly.
+            self._target = (self._target + 1) % len(self._targets)
+            client._host, client._port = self._targets[self._target]
+        self._error(f"cannot connect to broker {unreachable}; retrying {self._broker}")
 
     def _on_publish(self, client, userdata, mid, reason, properties) -> None:
         with self._state_lock:
@@ -257,6 +267,12 @@ class Uplink:
             self._idle.notify_all()
 
     # ---- helpers ---------------------------------------------------------------------------------------------
+
+    @property
+    def _broker(self) -> str:
+        """The node currently connected or being tried, for logs."""
+        host, port = self._targets[self._target]
+        return f"{host}:{port}"
 
     def _topic(self, suffix: str) -> str:
         return f"{self._root}/{suffix}"

@@ -1,0 +1,66 @@
+"""Network stall mid-clip: the broker is frozen (SIGSTOP) while media is on its way, then thawed (SIGCONT)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import pytest
+
+from agent.config import parse_config
+from agent.pipeline import Agent
+from common.clock import SystemClock
+from drivers.camera.replay import ReplayCamera
+from station.monitor import Monitor
+from tests.faults.harness import (
+    ALARM_SETTINGS,
+    DEVICE,
+    FaultResult,
+    delivery_problems,
+    long_or_short,
+    media_expected,
+    record,
+    write_walks,
+)
+
+
+@pytest.mark.faults
+@pytest.mark.broker
+@pytest.mark.slow
+def test_broker_frozen_mid_clip_then_the_clip_completes_verified(mosquitto, tmp_path):
+    # long: frozen past the keep-alive (5 s), so the agent must notice a silently dead connection and reconnect
+    stall_s = long_or_short(long=25, short=5)
+    walks = long_or_short(long=2, short=1)
+    recording = write_walks(tmp_path / "walk.mp4", walks)
+    monitor = Monitor(mosquitto.url, DEVICE, tmp_path / "received", printer=lambda line: None, session="station-s")
+    monitor.start()
+    assert monitor.wait_for(lambda m: m.subscribed, timeout=10)
+    config = parse_config({"device_id": DEVICE, "data_dir": str(tmp_path / "data"),
+                           "broker": {"url": mosquitto.url, "keepalive_s": 5, "reconnect_min_s": 0.2,
+                                      "reconnect_max_s": 1.0, "chunk_bytes": 4096},
+                           "camera": {"backend": "replay", "source": str(recording), "realtime": True},
+                           **ALARM_SETTINGS})
+    clock = SystemClock()
+    agent = Agent(config, ReplayCamera(str(recording), clock=clock, realtime=True), clock, drain_timeout_s=90)
+    outcome = {}
+    runner = threading.Thread(target=lambda: outcome.update(summary=agent.run()), daemon=True)
+    runner.start()
+    # freeze the broker as soon as the first alarm starts: its snapshot, clip and end are still to come
+    assert monitor.wait_for(lambda m: any(e["phase"] == "start" for e in m.events), timeout=60)
+    mosquitto.process.send_signal(signal.SIGSTOP)
+    time.sleep(stall_s)  # the stall is the fault being injected, on a real process
+    mosquitto.process.send_signal(signal.SIGCONT)
+    runner.join(timeout=180)
+    assert not runner.is_alive(), "the agent did not finish after the stall"
+    expected = list(outcome["summary"].events_published)
+    arrived = lambda m: (len(m.events) >= len(expected)
+                         and sum(1 for f in m.media.values() if f.verified) >= media_expected(expected))
+    monitor.wait_for(arrived, timeout=60)
+    monitor.stop()
+    problems, lost, duplicated = delivery_problems(monitor, expected)
+    record(FaultResult(f"broker frozen {stall_s} s (SIGSTOP)", 1, 0 if problems else 1, lost, duplicated,
+                       monitor.duplicates, f"{media_expected(expected)} media in 4 KiB chunks"))
+    assert media_expected(expected) == 2 * walks
+    assert outcome["summary"].delivered
+    assert not problems, problems
