@@ -87,6 +87,7 @@ class Agent:
         self.events_out = events_out
         self.on_frame = on_frame
         self.viewers: list[Callable[[Frame, object], None]] = []  # given (frame, analysis); web/live.py
+        self.reactions_walk_test: Callable[[], bool] = lambda: False  # the commissioning page's walk test
         self.drain_timeout_s = drain_timeout_s
         self.identity = Identity(device_id=config.device_id, site_ref=config.site_ref)
         self.summary = RunSummary()
@@ -180,6 +181,7 @@ class Agent:
         self.reactions = Reactions(self.identity, self.publisher, self.outbox, self.recorder, self.signaller,
                                    self._alarm_raised, self.notary)
         self.reactions.in_term = self.loan.in_term
+        self.reactions.walk_test = lambda: self.reactions_walk_test()
         self.control = Control(self.identity, config.events.armed, Schedule(config.schedule), self.analyzer,
                                self.signaller, self.reactions, self.publisher, self.clock, self._commands,
                                config.commands, config.data_dir, self.loan)

@@ -73,6 +73,7 @@ class Reactions:
         self.identity = identity
         self.notary = notary
         self.in_term: Callable[[float], bool] = lambda wall: True  # the loan's, once the agent has one
+        self.walk_test: Callable[[], bool] = lambda: False  # True while the installer walks the site
         self.publisher = publisher
         self.outbox = outbox
         self.recorder = recorder
@@ -81,6 +82,7 @@ class Reactions:
         self._snapshots: dict[str, MediaFile] = {}
         self._started_wall: dict[str, float] = {}
         self._recording: str | None = None  # event id of the clip being recorded
+        self._walk_alarms: set[str] = set()  # alarms raised during a walk test: their end says so too
 
     # --- events of the unit ------------------------------------------------------------------------------------
     def publish(self, build: Callable[[dict], messages.Event], wall: float, frame: int | None) -> dict:
@@ -178,12 +180,15 @@ class Reactions:
                                     not self.in_term(moment.wall)),
                 score=round(float(event.score), 5), boxes=[box.scaled(scale) for box in event.boxes],
                 image_size=[frame.image.shape[1], frame.image.shape[0]], zone=zone,
-                confirmed_by=list(event.confirmed_by), object_class=_object_class(event.boxes), **where)
+                confirmed_by=list(event.confirmed_by), object_class=_object_class(event.boxes),
+                walk_test=True if self.walk_test() else None, **where)
 
         payload = self.publisher.event(build)  # the start goes out before any media
         self.outbox.open_alarm(event.event_id, payload)
         self.signaller.alarm_started(moment.ts)
         self._started_wall[event.event_id] = moment.wall
+        if payload.get("walk_test"):
+            self._walk_alarms.add(event.event_id)
         self.on_alarm(event.event_id)
         try:
             # the snapshot is queued before the clip starts, so a crash mid-clip cannot strand it unqueued
@@ -204,7 +209,9 @@ class Reactions:
             self.publisher.event(lambda seq: messages.alarm_end(
                 self.identity, seq, event.event_id, moment.wall, frame=event.frame,
                 started_frame=event.started_frame, score=event.peak_score, reason=event.reason, duration_s=duration,
-                clip=media_ref(clip), snapshot=media_ref(snapshot), confirmed_by=list(event.confirmed_by)))
+                clip=media_ref(clip), snapshot=media_ref(snapshot), confirmed_by=list(event.confirmed_by),
+                walk_test=event.event_id in self._walk_alarms, out_of_term=not self.in_term(moment.wall)))
+            self._walk_alarms.discard(event.event_id)
             self.outbox.close_alarm(event.event_id)
         finally:
             self.signaller.alarm_ended(moment.ts)

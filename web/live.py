@@ -43,6 +43,7 @@ class LiveState:
         """Feed from this agent (agent/pipeline.py Agent.viewers)."""
         self.agent = agent
         agent.viewers.append(self.viewer)
+        agent.reactions_walk_test = self.walk_test_active  # alarms marked walk_test; the ARC links skip them
 
     def viewer(self, frame, analysis) -> None:
         if self._pending is not None:

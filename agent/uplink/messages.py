@@ -66,8 +66,10 @@ class AlarmStart(Event):
     bearings_deg: list[float] | None = None  # 360° units only
     sectors: list[str] | None = None
 
+    walk_test: bool | None = None  # raised during the installer's walk test: not sent to the ARC
+
     # a unit without a panorama sends no bearing keys at all, rather than nulls
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("out_of_term", "bearings_deg", "sectors")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("out_of_term", "bearings_deg", "sectors", "walk_test")
 
 
 class AlarmEnd(Event):
@@ -82,6 +84,9 @@ class AlarmEnd(Event):
     snapshot: MediaRef | None
     confirmed_by: list[str]
     incomplete: bool = False
+    walk_test: bool | None = None  # the alarm was raised during the installer's walk test
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("out_of_term", "walk_test")
 
 
 class VideoTamper(Event):
@@ -296,13 +301,14 @@ def envelope(identity: Identity, seq: int, event_id: str, wall_ts: float, frame:
 def alarm_end(identity: Identity, seq: int, event_id: str, wall_ts: float, *, frame: int | None,
               started_frame: int | None, score: float, reason: str, duration_s: float | None,
               clip: MediaRef | None, snapshot: MediaRef | None, confirmed_by: list[str],
-              incomplete: bool = False) -> AlarmEnd:
+              incomplete: bool = False, walk_test: bool = False, out_of_term: bool = False) -> AlarmEnd:
     """The one builder of an alarm's end: a normal end, and the honest end of an alarm that was open when the
     agent stopped abruptly (incomplete=True: no frame, no duration, the clip only if it had been finished)."""
-    return AlarmEnd(**envelope(identity, seq, event_id, wall_ts, frame), started_frame=started_frame,
+    return AlarmEnd(**envelope(identity, seq, event_id, wall_ts, frame, out_of_term), started_frame=started_frame,
                     score=round(float(score), 5), reason=reason,
                     duration_s=None if duration_s is None else round(duration_s, 3), clip=clip,
-                    snapshot=snapshot, confirmed_by=confirmed_by, incomplete=incomplete)
+                    snapshot=snapshot, confirmed_by=confirmed_by, incomplete=incomplete,
+                    walk_test=True if walk_test else None)
 
 
 def incomplete_end(identity: Identity, seq: int, start: AlarmStart, wall_ts: float,
@@ -311,4 +317,4 @@ def incomplete_end(identity: Identity, seq: int, start: AlarmStart, wall_ts: flo
               "agent stopped abruptly; clip incomplete and discarded")
     return alarm_end(identity, seq, start.event_id, wall_ts, frame=None, started_frame=start.frame,
                      score=start.score, reason=reason, duration_s=None, clip=clip, snapshot=None,
-                     confirmed_by=start.confirmed_by, incomplete=True)
+                     confirmed_by=start.confirmed_by, incomplete=True, walk_test=bool(start.walk_test))
