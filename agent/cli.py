@@ -14,6 +14,7 @@ from agent.arc import cli as arc_cli
 from agent.config import AgentConfig, load_config, parse_config
 from common.clock import SystemClock
 from common.errors import AgentError, ConfigError
+from station import loan_report
 from station import verify as verify_cli
 
 log = logging.getLogger("pid-agent")
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=30.0)
     arc_cli.add_parser(commands)
     verify_cli.add_parser(commands)
+    loan_report.add_parser(commands)
     return parser
 
 
@@ -220,6 +222,7 @@ COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_conf
             "commission": cmd_commission}
 COMMANDS["arc-test"] = arc_cli.cmd_arc_test
 COMMANDS["verify"] = verify_cli.cmd_verify
+COMMANDS["loan-report"] = loan_report.cmd_loan_report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -128,3 +128,34 @@ def test_the_end_is_the_later_of_term_plus_days_and_paid_until(tmp_path, paid_un
     else:
         assert notice.end_wall == START + expected_end_day * DAY_S
     assert LoanBook(LoanSettings(), tmp_path).end_wall() == notice.end_wall  # kept across restarts
+
+
+def test_the_loan_report_from_the_audit_log_matches_what_was_raised(tmp_path):
+    import subprocess
+
+    from agent.cli import main
+
+    extension = {"cmd": "extend_loan", "days": 10, "reference": "INV-7"}
+    events, data_dir = run(tmp_path, "keep", {80: [extension]})
+    out = tmp_path / "report"
+    assert main(["loan-report", str(data_dir / "audit.jsonl"), "--out", str(out), "--data-dir", str(data_dir)]) == 0
+    report = json.loads((out / "loan-report.json").read_text())
+    loan = [e for e in events if e["kind"] == "loan"]
+    assert report["device_id"] == DEVICE and report["started"] == loan[0]["ts"]
+    assert [(x["days"], x["reference"]) for x in report["extensions"]] == [(10, "INV-7")]
+    assert report["alarms"] == len([e for e in events if e["kind"] == "intrusion" and e["phase"] == "start"])
+    assert 34.0 <= report["days_in_service"] <= 35.0 and report["days_armed"] == report["days_in_service"]
+    assert report["signature"] and report["signed_by"]
+    text = subprocess.run(["pdftotext", str(out / "loan-report.pdf"), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert f"unit {DEVICE}" in text and "Extension: 10 days" in text
+    assert "INV-7" in (out / "loan-report.html").read_text()
+
+
+def test_no_report_is_made_from_a_log_that_does_not_verify(tmp_path):
+    from agent.cli import main
+
+    _, data_dir = run(tmp_path, "keep", days=2)
+    lines = (data_dir / "audit.jsonl").read_bytes().split(b"\n")
+    (tmp_path / "cut.jsonl").write_bytes(b"\n".join(lines[:1] + lines[2:]))
+    assert main(["loan-report", str(tmp_path / "cut.jsonl"), "--out", str(tmp_path / "r")]) == 1

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from agent.config import RecorderSettings
-from agent.storage.recorder import ClipWriter
+from agent.storage.encoding import ClipWriter
 from common.clock import ManualClock
 from drivers.camera.synthetic import SyntheticCamera
 from station.monitor import Monitor
