@@ -59,6 +59,13 @@ class Silence(_Command):
     cmd: Literal["silence"]
 
 
+class StartLoan(_Command):
+    """The unit is installed and armed on site: its loan begins now (once; a second start is refused)."""
+
+    cmd: Literal["start_loan"]
+    reference: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_./:-]+$")
+
+
 class ExtendLoan(_Command):
     """Extend the loan (the client paid): by days, and/or up to a paid-until date; reference = invoice/order."""
 
@@ -68,7 +75,7 @@ class ExtendLoan(_Command):
     reference: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_./:-]+$")
 
 
-Command = Annotated[Union[Arm, Disarm, SetMode, Silence, ExtendLoan], Field(discriminator="cmd")]
+Command = Annotated[Union[Arm, Disarm, SetMode, Silence, StartLoan, ExtendLoan], Field(discriminator="cmd")]
 _ADAPTER = TypeAdapter(Command)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import assert_never
 
 from agent.analyzer import Analyzer
-from agent.commands import Arm, Command, CommandError, Disarm, ExtendLoan, Gate, Received, SetMode, Silence
+from agent.commands import Arm, Command, CommandError, Disarm, ExtendLoan, Gate, Received, SetMode, Silence, StartLoan
 from agent.loan import LoanBook, LoanNotice
 from agent.moment import Moment
 from agent.reactions import Reactions
@@ -89,12 +89,9 @@ class Control:
         self.follow_loan(moment)
 
     def follow_loan(self, moment: Moment) -> None:
-        """The loan starts the first time the unit is armed on site; its notices go out as they fall due, and an
-        ended loan with at_end = "stop" disarms the unit."""
+        """The loan's notices go out as they fall due; an ended loan with at_end = "stop" disarms the unit."""
         if self.loan is None:
             return
-        if self.analyzer.engine.armed and (notice := self.loan.start(moment.wall)) is not None:
-            self._loan_changed(notice, moment)
         for notice in self.loan.check(moment.wall):
             self._loan_changed(notice, moment)
             if notice.state == "ended" and self.loan.alarms_stopped(moment.wall) and self.analyzer.engine.armed:
@@ -179,6 +176,8 @@ class Control:
             case Silence():
                 self.signaller.silence(moment.ts)
                 return "outputs silenced"
+            case StartLoan():
+                return self._start_loan(command, moment)
             case ExtendLoan():
                 return self._extend_loan(command, moment)
             case _:
@@ -186,6 +185,15 @@ class Control:
 
     def _loan_stopped(self, moment: Moment) -> bool:
         return self.loan is not None and self.loan.alarms_stopped(moment.wall)
+
+    def _start_loan(self, command: StartLoan, moment: Moment) -> str:
+        if self.loan is None:
+            raise CommandError("this unit keeps no loan book")
+        notice = self.loan.start(moment.wall, command.reference)
+        if notice is None:
+            raise CommandError(f"the loan already started on {iso_utc(self.loan.started)}")
+        self._loan_changed(notice, moment)
+        return f"loan started ({command.reference}); ends {iso_utc(notice.end_wall)}"
 
     def _extend_loan(self, command: ExtendLoan, moment: Moment) -> str:
         if self.loan is None:

@@ -1,6 +1,7 @@
 """The loan: when this deployment started, when it ends, its extensions, and the notices the unit owes about them.
 
-A deployment starts the first time the unit is armed on site; its end is start + term + every extension (or the
+A deployment starts when the station says the unit is installed and armed on site (a signed start_loan command);
+its end is start + term + every extension (or the
 latest paid-until date, when later). The book is kept in data_dir/loan.json (written atomically) and every change
 also goes into the signed audit log, so the service period can be proven from the unit's own records. `check()`
 returns the notices due at a moment: warnings 7, 3 and 1 days before the end, and the end itself, each once.
@@ -121,13 +122,13 @@ class LoanBook:
         return self.settings.at_end == "stop" and not self.in_term(wall)
 
     # --- changes -----------------------------------------------------------------------------------------------
-    def start(self, wall: float) -> LoanNotice | None:
-        """The unit was armed on site: the first time, the loan begins."""
+    def start(self, wall: float, reference: str | None = None) -> LoanNotice | None:
+        """The unit is installed and armed on site (a signed start_loan command): the loan begins, once."""
         if self._book.started is not None:
             return None
         self._book.started = wall
         self._save()
-        return self._notice("started", wall)
+        return self._notice("started", wall, reference)
 
     def extend(self, days: int, paid_until: str | None, reference: str, wall: float) -> LoanNotice:
         if self._book.started is None:

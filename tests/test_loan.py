@@ -45,7 +45,11 @@ class DaysCamera(Camera):
             yield Frame(ts=self.clock.monotonic(), index=index, image=self.image, luma=make_luma(self.image, 320))
 
 
+START_LOAN = {"cmd": "start_loan", "reference": "LOAN-1"}
+
+
 def run(tmp_path, at_end: str, commands_at: dict[int, list[dict | bytes]] | None = None, days: int = 35):
+    commands_at = {0: [START_LOAN], **(commands_at or {})}
     clock = ManualClock(wall_start=START)
     config = parse_config({
         "device_id": DEVICE, "data_dir": str(tmp_path / "data"), "loan": {"at_end": at_end},
@@ -55,7 +59,7 @@ def run(tmp_path, at_end: str, commands_at: dict[int, list[dict | bytes]] | None
     agent = Agent(config, camera, clock, upload=False)
 
     def on_frame(frame):
-        for command in (commands_at or {}).get(frame.index, []):
+        for command in commands_at.get(frame.index, []):
             # applied at the next frame, six hours on: signed as the station would sign it at that moment
             applied_at = clock.wall() + DAY_S / FRAMES_PER_DAY
             payload = command if isinstance(command, bytes) else json.dumps(
@@ -89,7 +93,8 @@ def test_warnings_then_the_end_stops_alarms_and_arming_is_refused(tmp_path):
     assert book.alarms_stopped(START + 40 * DAY_S)
     audited = [json.loads(line) for line in (data_dir / "audit.jsonl").read_text().splitlines()]
     assert [e["data"]["state"] for e in audited if e["kind"] == "loan"] == [e["state"] for e in loan]
-    (refused,) = [e["data"] for e in audited if e["kind"] == "command_result"]
+    started, refused = [e["data"] for e in audited if e["kind"] == "command_result"]
+    assert started["ok"] and started["detail"].startswith("loan started (LOAN-1)")
     assert refused["ok"] is False and "loan has ended" in refused["reason"]
 
 
@@ -104,7 +109,7 @@ def test_a_signed_extension_moves_the_end_and_an_unsigned_one_is_refused(tmp_pat
     book = LoanBook(LoanSettings(), data_dir)
     assert [(x.days, x.reference) for x in book.extensions] == [(10, "INV-2041")]
     audited = [json.loads(line) for line in (data_dir / "audit.jsonl").read_text().splitlines()]
-    signed_result, unsigned_result = [e["data"] for e in audited if e["kind"] == "command_result"]
+    _, signed_result, unsigned_result = [e["data"] for e in audited if e["kind"] == "command_result"]
     assert signed_result["ok"] and signed_result["detail"].startswith("loan extended (INV-2041); ends ")
     assert unsigned_result["ok"] is False
 

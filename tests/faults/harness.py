@@ -77,9 +77,9 @@ def record(result: FaultResult) -> None:
 def delivery_problems(monitor: Monitor, expected: list[dict]) -> tuple[list[str], int, int]:
     """What is wrong with what the station received against what the agent queued: (problems, lost, duplicated)."""
     problems = []
-    got = [(e["event_id"], e["phase"]) for e in monitor.events]
+    got = [(e["event_id"], e.get("phase")) for e in monitor.events]
     duplicated = len(got) - len(set(got))
-    want = [(e["event_id"], e["phase"]) for e in expected]
+    want = [(e["event_id"], e.get("phase")) for e in expected]
     lost = [key for key in want if key not in set(got)]
     if lost:
         problems.append(f"events lost: {lost}")
@@ -92,7 +92,7 @@ def delivery_problems(monitor: Monitor, expected: list[dict]) -> tuple[list[str]
     for event in expected:
         for item in ("clip", "snapshot"):
             meta = event.get(item)
-            if event["phase"] != "end" or not isinstance(meta, dict):
+            if event.get("phase") != "end" or not isinstance(meta, dict):
                 continue
             received = monitor.media.get((event["event_id"], meta["name"]))
             if received is None:
@@ -108,5 +108,5 @@ def delivery_problems(monitor: Monitor, expected: list[dict]) -> tuple[list[str]
 
 
 def media_expected(expected: list[dict]) -> int:
-    return sum(1 for e in expected if e["phase"] == "end" for item in ("clip", "snapshot")
+    return sum(1 for e in expected if e.get("phase") == "end" for item in ("clip", "snapshot")
                if isinstance(e.get(item), dict))

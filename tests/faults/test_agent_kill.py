@@ -118,7 +118,7 @@ def test_agent_sigkilled_at_random_moments_restarts_clean_and_loses_nothing(mosq
     delivered, lost, duplicated = delivery_problems(monitor, expected)
     # an end event's clip must be the finished file; a killed recording is announced incomplete, never as done
     for event in monitor.events:
-        if event["phase"] == "end" and isinstance(event.get("clip"), dict):
+        if event.get("phase") == "end" and isinstance(event.get("clip"), dict):
             media = monitor.media.get((event["event_id"], event["clip"]["name"]))
             if media is None or not media.verified:
                 delivered.append(f"clip of {event['event_id']} announced but not delivered whole")

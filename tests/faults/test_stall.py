@@ -47,7 +47,7 @@ def test_broker_frozen_mid_clip_then_the_clip_completes_verified(mosquitto, tmp_
     runner = threading.Thread(target=lambda: outcome.update(summary=agent.run()), daemon=True)
     runner.start()
     # freeze the broker as soon as the first alarm starts: its snapshot, clip and end are still to come
-    assert monitor.wait_for(lambda m: any(e["phase"] == "start" for e in m.events), timeout=60)
+    assert monitor.wait_for(lambda m: any(e.get("phase") == "start" for e in m.events), timeout=60)
     mosquitto.process.send_signal(signal.SIGSTOP)
     time.sleep(stall_s)  # the stall is the fault being injected, on a real process
     mosquitto.process.send_signal(signal.SIGCONT)
