@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -201,3 +204,37 @@ def test_agent_whose_frame_loop_hangs_stops_feeding_and_its_supervisor_cannot_co
         release.set()
         runner.join(60)
     assert not runner.is_alive() and agent.summary.frames == 30
+
+
+# the unit file ----------------------------------------------------------------------------------------------
+UNIT = Path(__file__).resolve().parents[1] / "systemd" / "pid-agent.service"
+ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(
+    ANALYZE is None and os.environ.get("CI") != "true",
+    reason="systemd-analyze is not installed (Debian package `systemd`; .ci/run installs it, so CI does not skip)")
+
+
+def test_unit_is_notify_with_a_watchdog_and_private_files():
+    settings = [line.strip() for line in UNIT.read_text().splitlines()]
+    for wanted in ("Type=notify", "NotifyAccess=main", "WatchdogSec=30", "UMask=0077", "ProtectSystem=strict",
+                   "ReadWritePaths=/var/lib/pid-agent", "DevicePolicy=closed", "CapabilityBoundingSet=",
+                   "SupplementaryGroups=video gpio", "User=pid-agent"):
+        assert wanted in settings, wanted
+
+
+@needs_analyze
+def test_unit_file_verifies(tmp_path):
+    # verify checks that ExecStart= exists: point it at a stand-in, the rest of the file unchanged
+    unit = tmp_path / "pid-agent.service"
+    unit.write_text(UNIT.read_text().replace("/opt/pid-agent/.venv/bin/pid-agent", shutil.which("true")))
+    result = subprocess.run([ANALYZE, "verify", str(unit)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+@needs_analyze
+def test_unit_file_is_rated_ok_by_systemd_analyze_security():
+    result = subprocess.run([ANALYZE, "security", "--offline=yes", "--no-pager", str(UNIT)],
+                            capture_output=True, text=True)
+    exposure = re.search(r"Overall exposure level for pid-agent\.service: ([0-9.]+)", result.stdout)
+    assert exposure is not None, result.stdout + result.stderr
+    assert float(exposure.group(1)) <= 2.5, result.stdout
