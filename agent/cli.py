@@ -11,6 +11,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.config import AgentConfig, load_config, parse_config
+from agent.logsetup import setup_logging
 from common.clock import SystemClock
 from common.errors import AgentError, ConfigError
 
@@ -180,8 +181,7 @@ COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_conf
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)  # journald priorities under systemd, timestamped stderr otherwise
     try:
         return COMMANDS[args.command](args)
     except AgentError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import parse_config
+from agent.logsetup import PLAIN_FORMAT, JournalFormatter, priority, to_journal
 from agent.pipeline import Agent
 from agent.service import Notifier, Service, UnitState, feed_interval_s
 from common.clock import ManualClock, SystemClock
@@ -238,3 +240,38 @@ def test_unit_file_is_rated_ok_by_systemd_analyze_security():
     exposure = re.search(r"Overall exposure level for pid-agent\.service: ([0-9.]+)", result.stdout)
     assert exposure is not None, result.stdout + result.stderr
     assert float(exposure.group(1)) <= 2.5, result.stdout
+
+
+# logging ----------------------------------------------------------------------------------------------------
+def _log_through(stream, environ) -> list[str]:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JournalFormatter() if to_journal(stream, environ) else logging.Formatter(PLAIN_FORMAT))
+    logger = logging.getLogger("pid-agent.test-journal")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("camera: stalled")
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logger.exception("supervisor pass failed")
+    finally:
+        logger.removeHandler(handler)
+    stream.seek(0)
+    return stream.read().splitlines()
+
+
+def test_under_systemd_lines_carry_journal_priorities_and_no_timestamp(tmp_path):
+    with (tmp_path / "journal").open("w+") as stream:
+        status = os.fstat(stream.fileno())
+        lines = _log_through(stream, {"JOURNAL_STREAM": f"{status.st_dev}:{status.st_ino}"})
+    assert lines[0] == "<4>pid-agent.test-journal: camera: stalled"
+    assert lines[1] == "<3>pid-agent.test-journal: supervisor pass failed"
+    assert len(lines) > 3 and all(line.startswith("<3>") for line in lines[1:])  # the traceback stays an error
+    assert [priority(level) for level in (logging.DEBUG, logging.INFO, logging.CRITICAL)] == [7, 6, 2]
+
+
+def test_elsewhere_stderr_stays_plain_with_timestamps(tmp_path):
+    with (tmp_path / "stderr").open("w+") as stream:
+        lines = _log_through(stream, {"JOURNAL_STREAM": "1:2"})  # announced for another stream: not ours
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ WARNING pid-agent.test-journal: camera: stalled", lines[0])
