@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", type=Path, help="write the report as JSON")
     evaluate.add_argument("--plot", type=Path, help="write one PNG per clip into this folder")
 
+    selftest = commands.add_parser("selftest", help="check camera, detection, GPIO, broker, clock and storage; "
+                                                    "a pass/fail table, exit 6 when a part fails")
+    selftest.add_argument("--config", type=Path, help="TOML config file (defaults if omitted)")
+    selftest.add_argument("--siren", action="store_true", help="also sound the siren outputs (briefly)")
+
     demo = commands.add_parser("make-demo", help="render the bundled demo recording (a figure crossing a yard)")
     demo.add_argument("out", type=Path, help="MP4 file to write")
     demo.add_argument("--seconds", type=float, default=30.0)
@@ -175,8 +180,17 @@ def cmd_make_demo(args) -> int:
     return 0
 
 
+def cmd_selftest(args) -> int:
+    from agent.selftest import exit_code, format_table, run_selftest
+
+    checks = run_selftest(load_config(args.config), SystemClock(), siren=args.siren)
+    print(format_table(checks))
+    return exit_code(checks)
+
+
 COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config, "monitor": cmd_monitor,
-            "eval": cmd_eval, "command": cmd_command, "make-demo": cmd_make_demo}
+            "eval": cmd_eval, "command": cmd_command, "make-demo": cmd_make_demo,
+            "selftest": cmd_selftest}
 
 
 def main(argv: list[str] | None = None) -> int:
