@@ -14,6 +14,7 @@ import pytest
 from agent.config import parse_config
 from agent.selftest import SELFTEST_FAILED, Check, clock_synchronised, exit_code, format_table, run_selftest
 from common.clock import SystemClock
+from tests.test_tls import tls_broker  # noqa: F401 - the TLS broker fixture, shared
 
 ROOT = Path(__file__).resolve().parents[1]
 GPIO = {"inputs": [{"id": "pir-gate", "pin": 17, "kind": "pir"}, {"id": "lid", "pin": 27, "kind": "tamper"}],
@@ -92,3 +93,14 @@ def test_cli_prints_the_table_and_exits_non_zero_on_failure(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == SELFTEST_FAILED, result.stderr
     assert "broker" in result.stdout and "FAIL" in result.stdout and "checks passed" in result.stdout
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("password, passes", [("s3cret", True), ("wrong", False)])
+def test_broker_check_uses_the_units_tls_and_identity(tls_broker, tmp_path, password, passes):  # noqa: F811
+    broker, ca = tls_broker
+    config = parse_config({**unit(tmp_path, "mqtt://127.0.0.1").model_dump(mode="json"), "broker": {
+        "url": f"mqtts://127.0.0.1:{broker.port}", "username": "pid-0042", "password": password,
+        "tls": {"ca_file": str(ca)}}})
+    check = by_name(run_selftest(config, SystemClock(), time_sync=synchronised))["broker"]
+    assert check.ok is passes and "TLS as pid-0042" in check.detail, check.detail
