@@ -12,6 +12,7 @@ from pathlib import Path
 from agent import __version__
 from agent.arc import cli as arc_cli
 from agent.config import AgentConfig, load_config, parse_config
+from agent.logsetup import setup_logging
 from common.clock import SystemClock
 from common.errors import AgentError, ConfigError
 from station import loan_report
@@ -74,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     commission = commands.add_parser("commission", help="serve the installer's page on a replay or synthetic camera")
     commission.add_argument("--config", required=True, type=Path, help="the unit's TOML config (zones are saved here)")
     commission.add_argument("--source", help="recording to replay in a loop (default: the config's, or synthetic)")
+    selftest = commands.add_parser("selftest", help="check camera, detection, GPIO, broker, clock and storage; "
+                                                    "a pass/fail table, exit 6 when a part fails")
+    selftest.add_argument("--config", type=Path, help="TOML config file (defaults if omitted)")
+    selftest.add_argument("--siren", action="store_true", help="also sound the siren outputs (briefly)")
 
     demo = commands.add_parser("make-demo", help="render the bundled demo recording (a figure crossing a yard)")
     demo.add_argument("out", type=Path, help="MP4 file to write")
@@ -217,9 +222,17 @@ def cmd_commission(args) -> int:
     return run_commission(args.config, args.source)
 
 
+def cmd_selftest(args) -> int:
+    from agent.selftest import exit_code, format_table, run_selftest
+
+    checks = run_selftest(load_config(args.config), SystemClock(), siren=args.siren)
+    print(format_table(checks))
+    return exit_code(checks)
+
+
 COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config, "monitor": cmd_monitor,
             "eval": cmd_eval, "command": cmd_command, "keys": cmd_keys, "make-demo": cmd_make_demo,
-            "commission": cmd_commission}
+            "commission": cmd_commission, "selftest": cmd_selftest}
 COMMANDS["arc-test"] = arc_cli.cmd_arc_test
 COMMANDS["verify"] = verify_cli.cmd_verify
 COMMANDS["loan-report"] = loan_report.cmd_loan_report
@@ -227,8 +240,7 @@ COMMANDS["loan-report"] = loan_report.cmd_loan_report
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)  # journald priorities under systemd, timestamped stderr otherwise
     try:
         return COMMANDS[args.command](args)
     except AgentError as exc:

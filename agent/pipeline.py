@@ -35,6 +35,7 @@ from agent.reactions import Reactions
 from agent.recovery import recover
 from agent.schedule import Schedule
 from agent.sensors import AlarmInputs
+from agent.service import Service
 from agent.signalling import Signaller
 from agent.storage.encoding import check_encoder
 from agent.storage.outbox import Outbox
@@ -79,7 +80,7 @@ class Agent:
 
     def __init__(self, config: AgentConfig, camera: Camera, clock: Clock, *, upload: bool = True,
                  events_out: IO[str] | None = None, on_frame: Callable[[Frame], None] | None = None,
-                 drain_timeout_s: float = 30.0) -> None:
+                 drain_timeout_s: float = 30.0, service: Service | None = None) -> None:
         self.config = config
         self.camera = camera
         self.clock = clock
@@ -89,6 +90,7 @@ class Agent:
         self.viewers: list[Callable[[Frame, object], None]] = []  # given (frame, analysis); web/live.py
         self.reactions_walk_test: Callable[[], bool] = lambda: False  # the commissioning page's walk test
         self.drain_timeout_s = drain_timeout_s
+        self.service = service or Service.from_environment(clock)  # systemd notify, when run under it
         self.identity = Identity(device_id=config.device_id, site_ref=config.site_ref)
         self.summary = RunSummary()
         self.uplink = None
@@ -105,6 +107,7 @@ class Agent:
     def stop(self) -> None:
         """Ask the run to end (from a signal handler or another thread): the loop stops after this frame."""
         self._stop.set()
+        self.service.stopping()
 
     @property
     def stopping(self) -> bool:
@@ -148,6 +151,7 @@ class Agent:
         self.uplink = Uplink(self.config.broker, self.config.topic_root, self.config.device_id, self.outbox,
                              self.clock, __version__)
         self.uplink.on_command = self.submit_command
+        self.service.link = lambda: "up" if self.uplink.connected else "down"
         self.uplink.start()
         stack.callback(self.uplink.stop)
 
@@ -191,7 +195,8 @@ class Agent:
             identity=self.identity, clock=self.clock, lock=self._lock, mark=self.mark, timeline=self.timeline,
             watchdog=self.watchdog, analyzer=self.analyzer, control=self.control, signaller=self.signaller,
             reactions=self.reactions, publisher=self.publisher, outbox=self.outbox, health=self.health,
-            heartbeat_interval_s=config.heartbeat.interval_s, audit_head=lambda: self.notary.head)
+            heartbeat_interval_s=config.heartbeat.interval_s, audit_head=lambda: self.notary.head,
+            service=self.service)
 
     def _drain(self) -> None:
         self.summary.outbox_depth = self.outbox.depth()
@@ -272,6 +277,7 @@ class Agent:
             self.reactions.handle(event, moment, frame, analysis)
         self.signaller.tick(frame.ts)
         self.health.frame_done()
+        self.service.frame_done()
         self.summary.frames += 1
         if self.on_frame is not None:
             self.on_frame(frame)
@@ -299,6 +305,7 @@ class Agent:
 
     def _alarm_raised(self, event_id: str) -> None:
         self.health.last_event_id = event_id
+        self.service.alarm_raised()
         self.summary.alarms += 1
 
     def _notify(self) -> None:

@@ -16,6 +16,7 @@ from agent.evidence.audit import Head
 from agent.health import Health
 from agent.moment import Moment, Timeline
 from agent.reactions import Reactions
+from agent.service import Service, UnitState
 from agent.signalling import Signaller
 from agent.storage.outbox import Outbox
 from agent.uplink.messages import Identity
@@ -43,12 +44,14 @@ class Supervisor:
     def __init__(self, *, identity: Identity, clock: Clock, lock: threading.RLock, mark: FrameMark,
                  timeline: Timeline, watchdog: CameraWatchdog, analyzer: Analyzer, control: Control,
                  signaller: Signaller, reactions: Reactions, publisher: Publisher, outbox: Outbox, health: Health,
-                 heartbeat_interval_s: float, audit_head: Callable[[], Head]) -> None:
+                 heartbeat_interval_s: float, audit_head: Callable[[], Head],
+                 service: Service) -> None:
         self.identity, self.clock, self.lock, self.mark, self.timeline = identity, clock, lock, mark, timeline
         self.watchdog, self.analyzer, self.control, self.signaller = watchdog, analyzer, control, signaller
         self.reactions, self.publisher, self.outbox, self.health = reactions, publisher, outbox, health
         self.heartbeat_interval_s = heartbeat_interval_s
         self.audit_head = audit_head
+        self.service = service
         self._next_heartbeat = 0.0
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -78,6 +81,8 @@ class Supervisor:
                 self.reactions.camera_events(self.watchdog.tick())
             self._while_no_frames()
             self._maybe_heartbeat()
+            self.service.supervised(UnitState(armed=self.analyzer.status().armed, outbox_depth=self.outbox.depth(),
+                                              camera=self.watchdog.state, streaming=self.mark.streaming))
 
     def _while_no_frames(self) -> None:
         """With the camera stalled or down, outputs must still time out and commands still apply."""

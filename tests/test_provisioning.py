@@ -1,7 +1,10 @@
 """Batch provisioning: one validated config per unit, a bad row stops the batch with its row number."""
 
+import os
+import stat
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from agent.config import load_config
@@ -40,3 +43,80 @@ def test_bad_row_stops_the_batch_and_writes_nothing(tmp_path):
 def test_duplicate_device_id_is_refused(tmp_path):
     result = run("device_id,site_ref\npid-0001,WM-1\npid-0001,WM-2\n", tmp_path)
     assert result.returncode == 2 and "appears twice" in result.stderr
+
+
+# scripts/provision --root -----------------------------------------------------------------------------------
+PROVISION = ROOT / "scripts" / "provision"
+
+
+def make_bundle(tmp_path: Path) -> Path:
+    bundle = tmp_path / "bundle"
+    (bundle / "wheels").mkdir(parents=True)
+    (bundle / "certs").mkdir()
+    (bundle / "keys").mkdir()
+    (bundle / "unit.toml").write_text((ROOT / "config/unit.example.toml").read_text())  # broker.tls.ca_file set
+    with zipfile.ZipFile(bundle / "wheels" / "pid_agent-0.1.0-py3-none-any.whl", "w") as wheel:
+        wheel.writestr("pid_agent-0.1.0.dist-info/METADATA", "Name: pid-agent\nVersion: 0.1.0\n")
+    (bundle / "certs" / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (bundle / "keys" / "signing.key").write_text("private\n")
+    return bundle
+
+
+def provision(bundle: Path, root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, PROVISION, bundle, "--root", root], capture_output=True, text=True)
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """Every path under root with its mode, mtime and content (or link target): what a second run must not change."""
+    snapshot = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        body = os.readlink(path) if path.is_symlink() else path.read_bytes() if path.is_file() else None
+        snapshot[str(path.relative_to(root))] = (stat.S_IMODE(info.st_mode), info.st_mtime_ns, body)
+    return snapshot
+
+
+def test_provision_into_a_root_writes_the_unit_and_a_second_run_changes_nothing(tmp_path):
+    bundle, root = make_bundle(tmp_path), tmp_path / "root"
+    first = provision(bundle, root)
+    assert first.returncode == 0, first.stderr
+    after_first = tree(root)
+    config = load_config(root / "etc/pid-agent/agent.toml")
+    assert config.device_id == "pid-0042"
+    assert after_first["etc/pid-agent/agent.toml"][0] == 0o640
+    assert after_first["etc/pid-agent/keys"][0] == 0o750 and after_first["etc/pid-agent/keys/signing.key"][0] == 0o640
+    assert after_first["etc/pid-agent/ca.pem"][0] == 0o644
+    assert after_first["var/lib/pid-agent"][0] == 0o700
+    unit = (root / "etc/systemd/system/pid-agent.service").read_bytes()
+    assert unit == (ROOT / "systemd/pid-agent.service").read_bytes()
+    assert after_first["etc/systemd/system/multi-user.target.wants/pid-agent.service"][2] == \
+        "/etc/systemd/system/pid-agent.service"  # enabled
+    assert b"m pid-agent video" in after_first["usr/lib/sysusers.d/pid-agent.conf"][2]
+    assert "on the unit: systemd-sysusers" in first.stdout  # system steps are listed, not run, under --root
+
+    second = provision(bundle, root)
+    assert second.returncode == 0, second.stderr
+    assert tree(root) == after_first  # byte for byte, mode for mode, not even a timestamp touched
+    assert "changed /" not in second.stdout and "0 changes" in second.stdout
+
+
+def test_provision_repairs_a_changed_mode_and_file(tmp_path):
+    bundle, root = make_bundle(tmp_path), tmp_path / "root"
+    provision(bundle, root)
+    os.chmod(root / "etc/pid-agent/agent.toml", 0o644)
+    (root / "etc/systemd/system/pid-agent.service").write_text("[Service]\n")
+    again = provision(bundle, root)
+    assert "changed /etc/pid-agent/agent.toml" in again.stdout and "2 changes" in again.stdout
+    assert stat.S_IMODE((root / "etc/pid-agent/agent.toml").stat().st_mode) == 0o640
+
+
+def test_a_bad_bundle_stops_before_any_change(tmp_path):
+    bundle, root = make_bundle(tmp_path), tmp_path / "root"
+    (bundle / "certs" / "ca.pem").unlink()  # the config names /etc/pid-agent/ca.pem
+    result = provision(bundle, root)
+    assert result.returncode == 2 and "ca.pem" in result.stderr and "nothing changed" in result.stderr
+    assert not root.exists()
+    (bundle / "certs" / "ca.pem").write_text("ca")
+    (bundle / "wheels" / "pid_agent-0.1.0-py3-none-any.whl").unlink()
+    result = provision(bundle, root)
+    assert result.returncode == 2 and "no pid_agent wheel" in result.stderr and not root.exists()

@@ -1,0 +1,236 @@
+"""`pid-agent selftest`: the installer's check on the ladder, one pass/fail line per part of the unit.
+
+Camera (rate and view), detection, GPIO inputs and outputs, broker, clock, disk and outbox, each checked with the
+same drivers and settings the agent runs with. A check that cannot tell (no time-sync information on this system)
+says "unknown" and does not fail the run; anything that fails makes the exit code SELFTEST_FAILED.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from agent.analyzer import Analyzer
+from agent.config import AgentConfig
+from agent.sensors import AlarmInputs
+from agent.storage.outbox import Outbox
+from common.clock import Clock
+from common.errors import AgentError
+from drivers.camera import open_camera
+from drivers.camera.base import Frame
+from drivers.gpio import make_gpio
+from drivers.gpio.base import Gpio
+from models.tamper import TamperDetector
+
+SELFTEST_FAILED = 6
+CAMERA_SECONDS = 2.0  # frames for this long at the configured rate: enough to measure it and to run detection
+MIN_RATE_SHARE = 0.8  # a camera delivering less than this share of camera.fps fails
+MIN_FREE_BYTES = 256 << 20
+BROKER_TIMEOUT_S = 10.0
+TIME_ERROR = 5  # adjtimex(2) returns this while the kernel clock is not synchronised
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool | None  # None: could not tell (not a failure)
+    detail: str
+
+
+def run_selftest(config: AgentConfig, clock: Clock, *, siren: bool = False,
+                 time_sync: Callable[[], tuple[bool | None, str]] | None = None) -> list[Check]:
+    """All checks in order; `time_sync` answers "is the host clock synchronised" (default: ask the host)."""
+    checks: list[Check] = []
+    gpio = make_gpio(config.gpio, clock=clock)
+    try:
+        gpio.open()
+    except AgentError as exc:
+        checks.append(Check("gpio", False, str(exc)))
+        gpio = None
+    checks += _camera_and_detection(config, clock, gpio)
+    if gpio is not None:
+        checks += _gpio_checks(gpio, clock, siren)
+        gpio.close(clock.monotonic())
+    checks.append(_broker_check(config))
+    checks += [_clock_check(time_sync or clock_synchronised), *_storage_checks(config, clock)]
+    return checks
+
+
+def exit_code(checks: list[Check]) -> int:
+    return SELFTEST_FAILED if any(check.ok is False for check in checks) else 0
+
+
+def format_table(checks: list[Check]) -> str:
+    width = max(len(check.name) for check in checks)
+    verdict = {True: "PASS", False: "FAIL", None: "????"}
+    lines = [f"{check.name:<{width}}  {verdict[check.ok]}  {check.detail}" for check in checks]
+    failed = sum(check.ok is False for check in checks)
+    return "\n".join([*lines, f"{len(checks) - failed}/{len(checks)} checks passed" + (
+        f", {failed} failed" if failed else "")])
+
+
+# camera and detection ---------------------------------------------------------------------------------------
+def _grab(config: AgentConfig, clock: Clock) -> tuple[list[Frame], list[float], float]:
+    camera = open_camera(config, clock)
+    camera.open()
+    try:
+        wanted = max(10, round(camera.fps * CAMERA_SECONDS))
+        frames, arrivals = [], []
+        for frame in camera.frames():
+            frames.append(frame)
+            arrivals.append(clock.monotonic())
+            if len(frames) >= wanted:
+                break
+        return frames, arrivals, camera.fps
+    finally:
+        camera.close()
+
+
+def _camera_and_detection(config: AgentConfig, clock: Clock, gpio: Gpio | None) -> list[Check]:
+    try:
+        frames, arrivals, fps = _grab(config, clock)
+    except AgentError as exc:
+        return [Check("camera", False, str(exc))]
+    if len(frames) < 2:
+        return [Check("camera", False, f"{len(frames)} frames delivered")]
+    return [_rate_check(len(frames), arrivals, fps), _view_check(config, frames),
+            _detection_check(config, frames, gpio)]
+
+
+def _rate_check(count: int, arrivals: list[float], fps: float) -> Check:
+    elapsed = arrivals[-1] - arrivals[0]
+    rate = (count - 1) / elapsed if elapsed > 0 else float("inf")
+    shown = "as fast as read" if rate == float("inf") else f"{rate:.1f} fps"
+    return Check("camera rate", rate >= MIN_RATE_SHARE * fps, f"{count} frames, {shown} (configured {fps:g})")
+
+
+def _view_check(config: AgentConfig, frames: list[Frame]) -> Check:
+    """Covered (or blinded flat) by the tamper threshold on the view itself; covered or defocused during the test
+    by the tamper detector, which compares with the first view."""
+    settings = config.detection.tamper
+    contrast = min(float(frame.luma.std()) for frame in frames)
+    if contrast < settings.flat_std:
+        return Check("camera view", False, f"flat view (luma spread {contrast:.1f} < {settings.flat_std:g}): "
+                                           "lens covered, sprayed or blinded")
+    detector = TamperDetector(settings.model_copy(update={"check_every_s": 0.0}))  # every frame of the test
+    verdicts = {detector.update(frame.luma, frame.ts) for frame in frames} - {None}
+    if verdicts:
+        return Check("camera view", False, f"tamper: {', '.join(sorted(verdicts))} during the test")
+    return Check("camera view", True, f"luma spread {contrast:.1f}, no tamper")
+
+
+def _detection_check(config: AgentConfig, frames: list[Frame], gpio: Gpio | None) -> Check:
+    analyzer = Analyzer(config, AlarmInputs(gpio, config.fusion) if gpio is not None else None)
+    try:
+        boxes = sum(len(analyzer.process(frame).result.boxes) for frame in frames)
+    except (AgentError, ValueError) as exc:
+        return Check("detection", False, f"detector failed: {exc}")
+    faults = analyzer.status().detector_faults
+    if faults:
+        return Check("detection", False, f"detector faults: {', '.join(faults)}")
+    return Check("detection", True, f"{len(frames)} frames analysed, {boxes} boxes")
+
+
+# GPIO -------------------------------------------------------------------------------------------------------
+def _gpio_checks(gpio: Gpio, clock: Clock, siren: bool) -> list[Check]:
+    now = clock.monotonic()
+    checks = []
+    try:
+        gpio.poll(now)
+        levels = [f"{line.id}={'active' if gpio.is_active(line.id) else 'idle'}" for line in gpio.settings.inputs]
+        checks.append(Check("gpio inputs", True, ", ".join(levels) or "none configured"))
+    except AgentError as exc:
+        checks.append(Check("gpio inputs", False, str(exc)))
+    for line in gpio.settings.outputs:
+        if line.kind == "siren" and not siren:
+            checks.append(Check(f"output {line.id}", None, "siren not sounded (use --siren)"))
+            continue
+        checks.append(_toggle(gpio, line.id, clock.monotonic))
+    return checks
+
+
+def _toggle(gpio: Gpio, output_id: str, now: Callable[[], float]) -> Check:
+    try:
+        gpio.set(output_id, True, now())
+        went_on = gpio.is_on(output_id)
+        gpio.set(output_id, False, now())
+        went_off = not gpio.is_on(output_id)
+    except AgentError as exc:
+        return Check(f"output {output_id}", False, str(exc))
+    return Check(f"output {output_id}", went_on and went_off, f"on: {went_on}, off again: {went_off}")
+
+
+# broker, clock, storage -------------------------------------------------------------------------------------
+def _broker_check(config: AgentConfig) -> Check:
+    from agent.uplink.client import make_client
+
+    settings = config.broker
+    answered, result = threading.Event(), {}
+
+    def on_connect(client, userdata, flags, reason, properties) -> None:
+        result["reason"] = reason
+        answered.set()
+
+    try:
+        client = make_client(settings, client_id=f"pid-agent-{config.device_id}-selftest")
+        client.on_connect = on_connect
+        client.connect(settings.host, settings.port, keepalive=settings.keepalive_s)
+    except (AgentError, OSError) as exc:
+        return Check("broker", False, f"{settings.url}: {exc}")
+    client.loop_start()
+    try:
+        if not answered.wait(BROKER_TIMEOUT_S):
+            return Check("broker", False, f"{settings.url}: no answer within {BROKER_TIMEOUT_S:g} s")
+        reason = result["reason"]
+        how = "TLS" if settings.use_tls else "plain"
+        identity = f" as {settings.username}" if settings.username else ""
+        return Check("broker", not reason.is_failure, f"{settings.url} ({how}{identity}): {reason}")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def clock_synchronised() -> tuple[bool | None, str]:
+    """systemd's view where it answers, else the kernel's (adjtimex), else unknown."""
+    try:
+        answer = subprocess.run(["timedatectl", "show", "--property=NTPSynchronized", "--value"],
+                                capture_output=True, text=True, timeout=5)
+        if answer.returncode == 0 and answer.stdout.strip() in ("yes", "no"):
+            return answer.stdout.strip() == "yes", f"timedatectl: NTPSynchronized={answer.stdout.strip()}"
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    libc_name = ctypes.util.find_library("c")
+    if libc_name:
+        timex = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only (208 bytes on 64-bit)
+        state = ctypes.CDLL(libc_name, use_errno=True).adjtimex(timex)
+        if state >= 0:
+            return state != TIME_ERROR, f"adjtimex: {'not ' if state == TIME_ERROR else ''}synchronised"
+    return None, "unknown (no timedatectl or adjtimex answer)"
+
+
+def _clock_check(time_sync: Callable[[], tuple[bool | None, str]]) -> Check:
+    ok, detail = time_sync()
+    return Check("clock", ok, detail)
+
+
+def _storage_checks(config: AgentConfig, clock: Clock) -> list[Check]:
+    checks = []
+    try:
+        outbox = Outbox(config.data_dir, config.outbox.max_bytes, clock)  # opening it writes a probe file
+        depth = outbox.depth()
+        outbox.close()
+        checks.append(Check("outbox", True, f"{config.data_dir} writable, {depth} messages waiting"))
+    except AgentError as exc:
+        checks.append(Check("outbox", False, str(exc)))
+    try:
+        free = shutil.disk_usage(config.data_dir).free
+    except OSError as exc:
+        return [*checks, Check("disk", False, f"{config.data_dir}: {exc.strerror}")]
+    checks.append(Check("disk", free >= MIN_FREE_BYTES, f"{free / 2**30:.1f} GiB free (need "
+                                                        f"{MIN_FREE_BYTES >> 20} MiB)"))
+    return checks
