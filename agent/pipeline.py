@@ -91,6 +91,7 @@ class Agent:
         self._stop = threading.Event()
         self._commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()  # from the uplink, before control exists
         self._camera_retry = Backoff(1.0, CAMERA_RETRY_MAX_S)
+        self._supervising = False
 
     def stop(self) -> None:
         """Ask the run to end (from a signal handler or another thread): the loop stops after this frame."""
@@ -109,8 +110,7 @@ class Agent:
             self._open_gpio(stack)
             self._build_unit()
             stack.callback(self.supervisor.stop)
-            self.supervisor.start()
-            self._loop()
+            self._loop()  # starts the supervisor once the camera has opened or failed (_supervise)
             self._drain()
         return self.summary
 
@@ -206,6 +206,7 @@ class Agent:
         except (SourceError, HardwareError) as exc:
             raise _CameraLost(exc) from None
         self.recorder.fps = self.camera.fps  # a recording's real rate is known once it is open
+        self._supervise()
         self.mark.streaming = True
         try:
             frames = iter(self.camera.frames())
@@ -255,7 +256,15 @@ class Agent:
         log.error("camera: %s", message)
         with self._lock:
             self.reactions.camera_events(self.watchdog.error(message))
+        self._supervise()  # heartbeats now say the camera failed
         self._stop.wait(self._camera_retry.next())
+
+    def _supervise(self) -> None:
+        """Start heartbeats and stall checks once the camera's state is known: a heartbeat sent before the camera
+        opened would claim a camera that never delivered a frame was fine."""
+        if not self._supervising:
+            self._supervising = True
+            self.supervisor.start()
 
     # links to the outside ------------------------------------------------------------------------------------
     def submit_command(self, payload: bytes) -> None:
