@@ -7,6 +7,7 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -254,7 +255,8 @@ def in_words(message: str) -> str:
 
 def os_error_in_words(exc: OSError) -> str:
     """An OSError as a sentence: its strerror (or the errno's name) and the file it concerns."""
-    words = exc.strerror or (errno.errorcode.get(exc.errno, "") if exc.errno else "") or in_words(str(exc))
+    known = exc.errno in errno.errorcode
+    words = exc.strerror or (os.strerror(exc.errno) if known else "") or in_words(str(exc))
     return f"{exc.filename}: {words}" if exc.filename else words
 
 
