@@ -59,6 +59,15 @@ class EventSettings(Section):
                                                                "restore (the one tamper debounce).")
     scene_change_quiet_s: float = Field(30.0, ge=0, le=3600, description="At most one scene-change event per this "
                                                                          "many seconds (lights flicker, IR toggles).")
+    update_interval_s: float = Field(0.0, ge=0, le=3600, description="A running alarm sends an `update` event "
+                                                                     "(boxes, labels, score) at most this often; "
+                                                                     "0: none (start and end only), else >= 1.")
+
+    @model_validator(mode="after")
+    def _updates_at_most_1_hz(self) -> "EventSettings":
+        if 0 < self.update_interval_s < 1:
+            raise ValueError(f"update_interval_s ({self.update_interval_s}) must be 0 (off) or at least 1 (1 Hz)")
+        return self
 
 
 class RecorderSettings(Section):

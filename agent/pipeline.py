@@ -152,7 +152,7 @@ class Agent:
         self.recorder = Recorder(config.recorder, self.outbox.media_dir, self.camera.fps, self.camera,
                                  allow_hardware=not self.privacy.active)
         self.reactions = Reactions(self.identity, self.publisher, self.outbox, self.recorder, self.signaller,
-                                   self._alarm_raised)
+                                   self._alarm_raised, config.events.update_interval_s)
         self.control = Control(self.identity, config.events.armed, Schedule(config.schedule), self.analyzer,
                                self.signaller, self.reactions, self.publisher, self.clock, self._commands)
         self.watchdog = CameraWatchdog(config.camera_watchdog, self.clock)
@@ -238,6 +238,7 @@ class Agent:
             self.reactions.inputs(analysis.inputs, moment)
         for event in analysis.events:
             self.reactions.handle(event, moment, frame, analysis)
+        self.reactions.update(moment, frame, analysis)  # a running alarm's objects, at most once a second
         self.signaller.tick(frame.ts)
         self.health.frame_done()
         self.summary.frames += 1
