@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from agent.schedule import ScheduleSettings
 from agent.signalling import SignallingSettings, signalling_problems
+from agent.uplink.homeassistant import HomeAssistantSettings
 from common.errors import ConfigError
 from common.settings import Section, describe_errors
 from drivers.camera.opencv_capture import OpenCVSettings
@@ -153,6 +154,7 @@ class AgentConfig(Section):
     fusion: FusionSettings = FusionSettings()
     signalling: SignallingSettings = SignallingSettings()
     schedule: ScheduleSettings = ScheduleSettings()
+    homeassistant: HomeAssistantSettings = HomeAssistantSettings()
 
     @model_validator(mode="after")
     def _replay_needs_source(self) -> "AgentConfig":

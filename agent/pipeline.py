@@ -33,6 +33,7 @@ from agent.signalling import Signaller
 from agent.storage.outbox import Outbox
 from agent.storage.recorder import Recorder, check_encoder
 from agent.supervisor import FrameMark, Supervisor
+from agent.uplink import homeassistant
 from agent.uplink.messages import Identity
 from agent.uplink.publisher import Publisher
 from common.backoff import Backoff
@@ -131,6 +132,8 @@ class Agent:
         self.uplink.on_command = self.submit_command
         self.uplink.start()
         stack.callback(self.uplink.stop)
+        if self.config.homeassistant.enabled:
+            self._announce_to_homeassistant()
 
     def _open_gpio(self, stack: contextlib.ExitStack) -> None:
         settings = self.config.gpio
@@ -239,6 +242,10 @@ class Agent:
         for event in analysis.events:
             self.reactions.handle(event, moment, frame, analysis)
         self.reactions.update(moment, frame, analysis)  # a running alarm's objects, at most once a second
+        if self.uplink is not None and self.config.homeassistant.enabled and \
+                any(isinstance(event, AlarmStarted) for event in analysis.events):
+            self.uplink.retain(f"{self.config.topic_root}/{homeassistant.SNAPSHOT_TOPIC}", homeassistant.snapshot_jpeg(
+                frame.image, self.config.homeassistant.snapshot_max_bytes))  # the privacy-blanked picture
         self.signaller.tick(frame.ts)
         self.health.frame_done()
         self.summary.frames += 1
@@ -271,6 +278,13 @@ class Agent:
     def submit_command(self, payload: bytes) -> None:
         """A command from the network thread; control applies it between frames."""
         self._commands.put(payload)
+
+    def _announce_to_homeassistant(self) -> None:
+        config = self.config
+        zones = [zone.name for zone in config.detection.zones if zone.kind == "detect"]
+        for topic, payload in homeassistant.discovery_messages(config.homeassistant, config.device_id,
+                                                               config.site_ref, config.topic_root, zones).items():
+            self.uplink.retain(topic, payload)
 
     def _alarm_raised(self, event_id: str) -> None:
         self.health.last_event_id = event_id
