@@ -8,17 +8,25 @@ DEMO := build/demo.mp4
 
 install: $(BIN)/pid-agent
 
-$(BIN)/pid-agent: setup.cfg pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[dev]'
-	touch $@
+INSTALL_LOG := build/install.log
+
+# constraints.txt: the versions the suite passed with; pip's output goes to build/install.log, one line per step here
+$(BIN)/pid-agent: setup.cfg pyproject.toml constraints.txt
+	@mkdir -p build
+	@echo "install: creating $(VENV) (pip output in $(INSTALL_LOG))"
+	@$(PYTHON) -m venv $(VENV) > $(INSTALL_LOG) 2>&1 || { tail -20 $(INSTALL_LOG); exit 1; }
+	@$(BIN)/pip install --upgrade pip >> $(INSTALL_LOG) 2>&1 || { tail -20 $(INSTALL_LOG); exit 1; }
+	@echo "install: pid-agent and its dependencies, pinned by constraints.txt"
+	@$(BIN)/pip install -c constraints.txt -e '.[dev]' >> $(INSTALL_LOG) 2>&1 || { tail -20 $(INSTALL_LOG); exit 1; }
+	@touch $@
 
 $(DEMO): | $(BIN)/pid-agent
-	$(BIN)/pid-agent make-demo $(DEMO)
+	@echo "run: rendering the demo recording $(DEMO)"
+	@$(BIN)/pid-agent make-demo $(DEMO) > /dev/null
 
 run: install $(DEMO)
-	$(BIN)/pid-agent replay $(DEMO) --config config/default.toml --fast --events build/events.jsonl
+	@echo "run: replaying $(DEMO) through the agent (events in build/events.jsonl)"
+	@$(BIN)/pid-agent replay $(DEMO) --config config/default.toml --fast --events build/events.jsonl
 
 test: install
 	$(BIN)/python -m pytest -q

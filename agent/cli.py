@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
+import json
 import logging
+import os
+import re
 import signal
 import sys
 from pathlib import Path
 
 from agent import __version__
 from agent.arc import cli as arc_cli
-from agent.config import AgentConfig, load_config, parse_config
+from agent.config import AgentConfig, load_config
 from agent.logsetup import setup_logging
 from common.clock import SystemClock
 from common.errors import AgentError, ConfigError
@@ -20,15 +24,36 @@ from station import verify as verify_cli
 
 log = logging.getLogger("pid-agent")
 
+# Exit codes (README "Exit codes"); AgentError subclasses carry theirs: config 2, source 3, storage 4, hardware 5.
+EXIT_OK = 0
+EXIT_FAILED = 1        # the unit refused a command; an unexpected OS error
+EXIT_NO_ANSWER = 6     # `command`: the unit did not answer in time
+EXIT_USAGE = 64        # bad command line (sysexits EX_USAGE), apart from config errors (2)
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the usage exit code of its own, so scripts tell a typo from a bad config."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _add_overrides(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--broker", metavar="URL", help="broker address, overrides broker.url (mqtt://host:port)")
+    sub.add_argument("--data-dir", type=Path, metavar="DIR", help="outbox and media folder, overrides data_dir")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pid-agent", description="Edge agent of a loaned intrusion-detection unit.")
+    parser = _Parser(prog="pid-agent", description="Edge agent of a loaned intrusion-detection unit.")
     parser.add_argument("--version", action="version", version=f"pid-agent {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the unit from its config (live camera or configured source)")
     run.add_argument("--config", required=True, type=Path, help="TOML config file")
+    _add_overrides(run)
 
     replay = commands.add_parser("replay", help="run the same pipeline on a recording")
     replay.add_argument("source", help="video file, image folder or glob of images")
@@ -37,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--fps", type=float, help="frame rate of an image sequence (default: config camera.fps)")
     replay.add_argument("--events", type=Path, help="write one JSON line per event to this file")
     replay.add_argument("--offline", action="store_true", help="do not contact the broker; everything stays spooled")
+    _add_overrides(replay)
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", type=Path)
@@ -76,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     commission.add_argument("--config", required=True, type=Path, help="the unit's TOML config (zones are saved here)")
     commission.add_argument("--source", help="recording to replay in a loop (default: the config's, or synthetic)")
     selftest = commands.add_parser("selftest", help="check camera, detection, GPIO, broker, clock and storage; "
-                                                    "a pass/fail table, exit 6 when a part fails")
+                                                    "a pass/fail table, exit 7 when a part fails")
     selftest.add_argument("--config", type=Path, help="TOML config file (defaults if omitted)")
     selftest.add_argument("--siren", action="store_true", help="also sound the siren outputs (briefly)")
 
@@ -95,11 +121,26 @@ def cmd_check_config(args) -> int:
     return 0
 
 
-def _progress(total: int | None):
-    """A progress bar on a terminal, nothing when output is redirected."""
+def _progress(stack: contextlib.ExitStack):
+    """A progress bar on a terminal (log lines printed above it, not through it); None when output is redirected."""
+    if not sys.stderr.isatty():
+        return None
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
-    return tqdm(total=total, unit="frame", disable=not sys.stderr.isatty(), file=sys.stderr)
+    bar = stack.enter_context(tqdm(total=None, unit="frame", file=sys.stderr, dynamic_ncols=True))
+    stack.enter_context(logging_redirect_tqdm(tqdm_class=tqdm))
+    return bar
+
+
+def _configured(args, replay: dict | None = None) -> AgentConfig:
+    """The config file, then PID_AGENT_* variables, then this command line's options, validated together."""
+    overrides: dict[str, tuple[object, str]] = dict(replay or {})
+    if args.broker is not None:
+        overrides["broker.url"] = (args.broker, "--broker")
+    if args.data_dir is not None:
+        overrides["data_dir"] = (str(args.data_dir), "--data-dir")
+    return load_config(args.config, overrides)
 
 
 def _run_agent(config: AgentConfig, *, upload: bool, events_path: Path | None, show_progress: bool) -> int:
@@ -109,11 +150,13 @@ def _run_agent(config: AgentConfig, *, upload: bool, events_path: Path | None, s
     camera = open_camera(config, SystemClock())  # stateless: the same clock as the Agent's below
     with contextlib.ExitStack() as stack:
         events_out = stack.enter_context(_open_events(events_path)) if events_path else None
-        bar = stack.enter_context(_progress(None)) if show_progress else None
+        bar = _progress(stack) if show_progress else None
 
         def advance(frame) -> None:
             if bar.total is None and camera.frame_count:
                 bar.total = camera.frame_count  # known once the recording is open
+            if frame.index % 10 == 0:  # the postfix reads the outbox: not on every frame
+                bar.set_postfix(alarms=agent.summary.alarms, outbox=agent.outbox.depth(), refresh=False)
             bar.update(1)
 
         agent = Agent(config, camera, SystemClock(), upload=upload, events_out=events_out,
@@ -148,18 +191,16 @@ def _stop_on_signals(agent) -> None:
 
 
 def cmd_run(args) -> int:
-    config = load_config(args.config)
-    return _run_agent(config, upload=True, events_path=None, show_progress=False)
+    return _run_agent(_configured(args), upload=True, events_path=None, show_progress=False)
 
 
 def cmd_replay(args) -> int:
-    config = load_config(args.config)
-    data = config.model_dump()
-    data["camera"].update(backend="replay", source=args.source, realtime=not args.fast)
+    replay = {"camera.backend": ("replay", "replay"), "camera.source": (args.source, "SOURCE"),
+              "camera.realtime": (not args.fast, "--fast")}
     if args.fps is not None:
-        data["camera"]["fps"] = args.fps
-    config = parse_config(data, origin="(config with replay options)")  # --fps is validated like camera.fps
-    return _run_agent(config, upload=not args.offline, events_path=args.events, show_progress=True)
+        replay["camera.fps"] = (args.fps, "--fps")  # validated like camera.fps, and named as --fps
+    return _run_agent(_configured(args, replay), upload=not args.offline, events_path=args.events,
+                      show_progress=True)
 
 
 def cmd_monitor(args) -> int:
@@ -173,11 +214,11 @@ def cmd_command(args) -> int:
 
     result = send_command(args.broker, args.device, args.json, args.timeout, key_file=args.key)
     if result is None:
-        print(f"no answer from {args.device} within {args.timeout:.0f} s; commands are not queued for a unit "
-              "that is offline: send it again once its status is online")
-        return 1
-    print(result)
-    return 0 if result.get("ok") else 1
+        print(f"pid-agent: no answer from {args.device} within {args.timeout:.0f} s; commands are not queued for a "
+              "unit that is offline: send it again once its status is online", file=sys.stderr)
+        return EXIT_NO_ANSWER
+    print(json.dumps(result, sort_keys=True))  # one JSON object, for scripts (jq) as much as for people
+    return EXIT_OK if result.get("ok") else EXIT_FAILED
 
 
 def cmd_keys(args) -> int:
@@ -198,6 +239,10 @@ def cmd_keys(args) -> int:
 def cmd_eval(args) -> int:
     from evaluation import evaluate
 
+    if args.plot and not _importable("matplotlib"):  # said before a long evaluation, not after it
+        print("pid-agent: error: --plot needs matplotlib, which is not installed here "
+              "(pip install matplotlib, or run without --plot)", file=sys.stderr)
+        return EXIT_FAILED
     config = load_config(args.config)
     report = evaluate.evaluate(args.manifest, config, args.clips)
     print(evaluate.format_table(report))
@@ -206,6 +251,14 @@ def cmd_eval(args) -> int:
     if args.plot:
         evaluate.write_plots(report, args.plot)
     return 0
+
+
+def _importable(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
 
 
 def cmd_make_demo(args) -> int:
@@ -244,10 +297,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except AgentError as exc:
-        print(f"pid-agent: error: {exc}", file=sys.stderr)
+        print(f"pid-agent: error: {in_words(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        print(f"pid-agent: error: {os_error_in_words(exc)}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+
+
+def in_words(message: str) -> str:
+    """A message without raw error numbers: `[Errno 2] No such file` -> `No such file`, `[Errno 1094995529]` (an
+    FFmpeg code that means nothing to a reader) dropped, the words after it kept."""
+    return re.sub(r"\[Errno -?\d+\] ?", "", message)
+
+
+def os_error_in_words(exc: OSError) -> str:
+    """An OSError as a sentence: its strerror (or the errno's name) and the file it concerns."""
+    known = exc.errno in errno.errorcode
+    words = exc.strerror or (os.strerror(exc.errno) if known else "") or in_words(str(exc))
+    return f"{exc.filename}: {words}" if exc.filename else words
 
 
 if __name__ == "__main__":

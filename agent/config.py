@@ -5,9 +5,10 @@ Each section's schema is a pydantic model with bounds and descriptions. Runtime 
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Mapping
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -16,6 +17,7 @@ from agent.loan import LoanSettings
 from agent.schedule import ScheduleSettings
 from agent.security import CommandSettings
 from agent.signalling import SignallingSettings, signalling_problems
+from agent.uplink.homeassistant import HomeAssistantSettings
 from common.errors import ConfigError
 from common.settings import Section, describe_errors
 from drivers.camera.opencv_capture import OpenCVSettings
@@ -64,6 +66,15 @@ class EventSettings(Section):
                                                                          "many seconds (lights flicker, IR toggles).")
     animal_quiet_s: float = Field(30.0, ge=0, le=3600, description="At most one animal event per this many seconds "
                                                                    "(detection.animals = 'report').")
+    update_interval_s: float = Field(0.0, ge=0, le=3600, description="A running alarm sends an `update` event "
+                                                                     "(boxes, labels, score) at most this often; "
+                                                                     "0: none (start and end only), else >= 1.")
+
+    @model_validator(mode="after")
+    def _updates_at_most_1_hz(self) -> "EventSettings":
+        if 0 < self.update_interval_s < 1:
+            raise ValueError(f"update_interval_s ({self.update_interval_s}) must be 0 (off) or at least 1 (1 Hz)")
+        return self
 
 
 class RecorderSettings(Section):
@@ -214,6 +225,7 @@ class AgentConfig(Section):
     loan: LoanSettings = LoanSettings()
     commands: CommandSettings = CommandSettings()
     commissioning: CommissioningSettings = CommissioningSettings()
+    homeassistant: HomeAssistantSettings = HomeAssistantSettings()
 
     @field_validator("data_dir")
     @classmethod
@@ -258,19 +270,64 @@ class AgentConfig(Section):
         return self.broker.topic_root.format(device_id=self.device_id).rstrip("/")
 
 
-def parse_config(data: dict, origin: str = "<config>") -> AgentConfig:
-    """Validate a config mapping; raise ConfigError naming every bad key."""
+ENV_PREFIX = "PID_AGENT_"
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """Config keys set in the environment, as dotted key -> variable name.
+
+    `PID_AGENT_<SECTION>__<KEY>` sets `section.key` (`PID_AGENT_BROKER__URL`, `PID_AGENT_BROKER__TLS__CA_FILE`),
+    `PID_AGENT_<KEY>` a top-level key (`PID_AGENT_DATA_DIR`). Names are case-insensitive.
+    """
+    return {name[len(ENV_PREFIX):].lower().replace("__", "."): name
+            for name in sorted(environ) if name.upper().startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX)}
+
+
+def _env_value(raw: str):
+    """A variable's text; inline TOML for arrays and tables (`[...]`, `{...}`). Scalars stay text: pydantic
+    converts "30" or "true" exactly as it would the same key's text, so validation is the file's."""
+    if raw.strip()[:1] in ("[", "{"):
+        try:
+            return tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            return raw  # refused by the key's type below, naming the variable
+    return raw
+
+
+def set_key(data: dict, dotted: str, value) -> None:
+    """Set `section.key` in a config mapping, creating the sections on the way."""
+    *sections, key = dotted.split(".")
+    for section in sections:
+        if not isinstance(data.get(section), dict):
+            data[section] = {}  # not a table here: the key's type check below names the override
+        data = data[section]
+    data[key] = value
+
+
+def _name_sources(lines: list[str], sources: dict[str, str]) -> list[str]:
+    """Error lines about a key set by an override name where it came from (`broker.url (PID_AGENT_BROKER__URL)`)."""
+    named = []
+    for line in lines:
+        key = line.split(":", 1)[0]
+        origin = next((name for dotted, name in sources.items()
+                       if key == dotted or key.startswith(dotted + ".") or dotted.startswith(key + ".")), None)
+        named.append(f"{key} (from {origin}):{line.split(':', 1)[1]}" if origin else line)
+    return named
+
+
+def parse_config(data: dict, origin: str = "<config>", sources: dict[str, str] | None = None) -> AgentConfig:
+    """Validate a config mapping; raise ConfigError naming every bad key (and the override that set it)."""
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as exc:
-        lines = "\n  ".join(describe_errors(exc))
+        lines = "\n  ".join(_name_sources(describe_errors(exc), sources or {}))
         raise ConfigError(f"invalid config {origin}:\n  {lines}") from None
 
 
-def load_config(path: str | Path | None) -> AgentConfig:
-    """Read and validate a TOML config file; None gives the built-in defaults."""
+def read_config_file(path: str | Path | None) -> dict:
+    """The TOML file's mapping; None gives an empty one (the built-in defaults)."""
     if path is None:
-        return AgentConfig()
+        return {}
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -279,7 +336,25 @@ def load_config(path: str | Path | None) -> AgentConfig:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-    return parse_config(data, origin=str(path))
+
+
+def load_config(path: str | Path | None, overrides: dict[str, object] | None = None,
+                environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """The file (None: built-in defaults), then PID_AGENT_* variables, then command-line overrides
+    ({"broker.url": ..., from "--broker"}), validated together."""
+    data = read_config_file(path)
+    environ = os.environ if environ is None else environ
+    sources: dict[str, str] = {}
+    for dotted, name in env_overrides(environ).items():
+        set_key(data, dotted, _env_value(environ[name]))
+        sources[dotted] = name
+    for dotted, (value, option) in (overrides or {}).items():
+        set_key(data, dotted, value)
+        sources[dotted] = option
+    origin = str(path) if path is not None else "(defaults)"
+    if sources:
+        origin += " with " + ", ".join(sorted(set(sources.values())))
+    return parse_config(data, origin=origin, sources=sources)

@@ -41,6 +41,7 @@ from agent.storage.encoding import check_encoder
 from agent.storage.outbox import Outbox
 from agent.storage.recorder import Recorder
 from agent.supervisor import FrameMark, Supervisor
+from agent.uplink import homeassistant
 from agent.uplink.messages import Identity
 from agent.uplink.publisher import Publisher
 from common.backoff import Backoff
@@ -103,6 +104,7 @@ class Agent:
         self._stop = threading.Event()
         self._commands: queue.SimpleQueue[Received] = queue.SimpleQueue()  # from the uplink, before control exists
         self._camera_retry = Backoff(1.0, CAMERA_RETRY_MAX_S)
+        self._supervising = False
 
     def stop(self) -> None:
         """Ask the run to end (from a signal handler or another thread): the loop stops after this frame."""
@@ -125,8 +127,7 @@ class Agent:
             stack.callback(self.arc.stop)
             self.arc.start()
             stack.callback(self.supervisor.stop)
-            self.supervisor.start()
-            self._loop()
+            self._loop()  # starts the supervisor once the camera has opened or failed (_supervise)
             self._drain()
         return self.summary
 
@@ -154,6 +155,8 @@ class Agent:
         self.service.link = lambda: "up" if self.uplink.connected else "down"
         self.uplink.start()
         stack.callback(self.uplink.stop)
+        if self.config.homeassistant.enabled:
+            self._announce_to_homeassistant()
 
     def _register_arc(self) -> None:
         """The alarm receiving centre's links (DC-09, email) read the outbox beside the MQTT uplink; registered
@@ -183,7 +186,8 @@ class Agent:
                                  allow_hardware=not self.privacy.active)
         self.loan = LoanBook(config.loan, config.data_dir)
         self.reactions = Reactions(self.identity, self.publisher, self.outbox, self.recorder, self.signaller,
-                                   self._alarm_raised, self.notary)
+                                   self._alarm_raised, self.notary,
+                                   config.events.update_interval_s)
         self.reactions.in_term = self.loan.in_term
         self.reactions.walk_test = lambda: self.reactions_walk_test()
         self.control = Control(self.identity, config.events.armed, Schedule(config.schedule), self.analyzer,
@@ -241,6 +245,7 @@ class Agent:
         except (SourceError, HardwareError) as exc:
             raise _CameraLost(exc) from None
         self.recorder.fps = self.camera.fps  # a recording's real rate is known once it is open
+        self._supervise()
         self.mark.streaming = True
         try:
             frames = iter(self.camera.frames())
@@ -275,6 +280,11 @@ class Agent:
             self.reactions.inputs(analysis.inputs, moment)
         for event in analysis.events:
             self.reactions.handle(event, moment, frame, analysis)
+        self.reactions.update(moment, frame, analysis)  # a running alarm's objects, at most once a second
+        if self.uplink is not None and self.config.homeassistant.enabled and \
+                any(isinstance(event, AlarmStarted) for event in analysis.events):
+            self.uplink.retain(f"{self.config.topic_root}/{homeassistant.SNAPSHOT_TOPIC}", homeassistant.snapshot_jpeg(
+                frame.image, self.config.homeassistant.snapshot_max_bytes))  # the privacy-blanked picture
         self.signaller.tick(frame.ts)
         self.health.frame_done()
         self.service.frame_done()
@@ -296,12 +306,27 @@ class Agent:
         log.error("camera: %s", message)
         with self._lock:
             self.reactions.camera_events(self.watchdog.error(message))
+        self._supervise()  # heartbeats now say the camera failed
         self._stop.wait(self._camera_retry.next())
+
+    def _supervise(self) -> None:
+        """Start heartbeats and stall checks once the camera's state is known: a heartbeat sent before the camera
+        opened would claim a camera that never delivered a frame was fine."""
+        if not self._supervising:
+            self._supervising = True
+            self.supervisor.start()
 
     # links to the outside ------------------------------------------------------------------------------------
     def submit_command(self, received: Received) -> None:
         """A command from the network thread; control applies it between frames."""
         self._commands.put(received)
+
+    def _announce_to_homeassistant(self) -> None:
+        config = self.config
+        zones = [zone.name for zone in config.detection.zones if zone.kind == "detect"]
+        for topic, payload in homeassistant.discovery_messages(config.homeassistant, config.device_id,
+                                                               config.site_ref, config.topic_root, zones).items():
+            self.uplink.retain(topic, payload)
 
     def _alarm_raised(self, event_id: str) -> None:
         self.health.last_event_id = event_id

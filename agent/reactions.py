@@ -69,7 +69,8 @@ class Reactions:
     """Acts on engine events and reports the unit's own conditions; the one place alarms turn into media."""
 
     def __init__(self, identity: Identity, publisher: Publisher, outbox: Outbox, recorder: Recorder,
-                 signaller: Signaller, on_alarm: Callable[[str], None], notary: Notary) -> None:
+                 signaller: Signaller, on_alarm: Callable[[str], None], notary: Notary,
+                 update_interval_s: float = 0.0) -> None:
         self.identity = identity
         self.notary = notary
         self.in_term: Callable[[float], bool] = lambda wall: True  # the loan's, once the agent has one
@@ -83,6 +84,9 @@ class Reactions:
         self._started_wall: dict[str, float] = {}
         self._recording: str | None = None  # event id of the clip being recorded
         self._walk_alarms: set[str] = set()  # alarms raised during a walk test: their end says so too
+        self._active: str | None = None  # event id of the running alarm, and when its last start/update went out
+        self._last_update_wall = 0.0
+        self.update_interval_s = update_interval_s  # 0: no updates; measured on the frame timeline's wall time
 
     # --- events of the unit ------------------------------------------------------------------------------------
     def publish(self, build: Callable[[dict], messages.Event], wall: float, frame: int | None) -> dict:
@@ -189,6 +193,7 @@ class Reactions:
         self._started_wall[event.event_id] = moment.wall
         if payload.get("walk_test"):
             self._walk_alarms.add(event.event_id)
+        self._active, self._last_update_wall = event.event_id, moment.wall
         self.on_alarm(event.event_id)
         try:
             # the snapshot is queued before the clip starts, so a crash mid-clip cannot strand it unqueued
@@ -201,7 +206,26 @@ class Reactions:
             self.recorder.abandon()
             self.storage_failed(event.event_id, exc, moment)
 
+    def update(self, moment: Moment, frame: Frame, analysis: Analysis) -> None:
+        """While an alarm runs: where its objects are now, at most once per update_interval_s, on frames with boxes."""
+        boxes = analysis.result.boxes
+        if not self.update_interval_s or self._active is None or not boxes:
+            return
+        if moment.wall - self._last_update_wall < self.update_interval_s:
+            return
+        self._last_update_wall = moment.wall
+        scale = frame.image.shape[1] / frame.luma.shape[1]
+        where = alarm_fields(analysis.locations) if analysis.locations else {}
+        alarm_id = self._active
+        self.publish(lambda env: messages.AlarmUpdate(
+            **env, alarm_event_id=alarm_id, score=round(float(analysis.result.score), 5),
+            boxes=[box.scaled(scale) for box in boxes], labels=[box.label for box in boxes],
+            image_size=[frame.image.shape[1], frame.image.shape[0]], zone=next((b.zone for b in boxes if b.zone), None),
+            **where), moment.wall, moment.frame)
+
     def _alarm_ended(self, event: AlarmEnded, moment: Moment) -> None:
+        if self._active == event.event_id:
+            self._active = None
         try:
             clip = self._finish_clip(event.event_id, moment)
             snapshot = self._snapshots.pop(event.event_id, None)

@@ -27,7 +27,7 @@ from drivers.gpio import make_gpio
 from drivers.gpio.base import Gpio
 from models.tamper import TamperDetector
 
-SELFTEST_FAILED = 6
+SELFTEST_FAILED = 7
 CAMERA_SECONDS = 2.0  # frames for this long at the configured rate: enough to measure it and to run detection
 MIN_RATE_SHARE = 0.8  # a camera delivering less than this share of camera.fps fails
 MIN_FREE_BYTES = 256 << 20

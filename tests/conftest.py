@@ -1,7 +1,9 @@
-"""Shared fixtures: a real mosquitto broker on loopback that a test can stop and restart on the same port."""
+"""Shared fixtures: a real mosquitto broker on loopback that a test can stop and restart on the same port, and the
+guard that fails the run when a test writes into the checkout (tests use temporary data dirs only)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -14,6 +16,36 @@ import pytest
 from tests.footage import under_ci
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+ROOT = Path(__file__).resolve().parents[1]
+# written by Python, pytest and the install, never by the agent: not a trace of a run
+NOT_TRACES = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
+
+
+def checkout_files(root: Path = ROOT) -> dict[str, tuple[int, int]]:
+    """Every file of the checkout (ignored ones included: var/, build/) with its size and modification time."""
+    files = {}
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [name for name in subfolders if name not in NOT_TRACES and not name.endswith(".egg-info")]
+        for name in names:
+            path = Path(folder, name)
+            with contextlib.suppress(FileNotFoundError):
+                stat = path.lstat()
+                files[str(path.relative_to(root))] = (stat.st_size, stat.st_mtime_ns)
+    return files
+
+
+def written_since(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> list[str]:
+    return sorted(path for path, mark in after.items() if before.get(path) != mark)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def checkout_stays_clean():
+    """A test that writes into the checkout (a default data_dir, a report beside the code) fails the run: its
+    outbox would hold heartbeats and alarms that a later real run sends to a real broker."""
+    before = checkout_files()
+    yield
+    written = written_since(before, checkout_files())
+    assert not written, f"the tests wrote into the checkout {ROOT}: {written[:20]}"
 
 
 def _free_port() -> int:

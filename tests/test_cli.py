@@ -1,6 +1,7 @@
 """The command line on bad input: a clear message naming the problem and a non-zero exit; offline replay spools."""
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -54,10 +55,14 @@ def test_missing_config_file(tmp_path):
     assert result.returncode == 2 and "config file not found" in result.stderr
 
 
-def test_missing_video_is_reported(tmp_path):
-    result = pid_agent("replay", tmp_path / "no-such.mp4", "--fast", "--offline")
+def test_missing_video_is_reported_and_queues_no_heartbeat(tmp_path):
+    result = pid_agent("replay", tmp_path / "no-such.mp4", "--fast", "--offline", "--data-dir", tmp_path / "data")
     assert result.returncode == 3
     assert "no-such.mp4" in result.stderr
+    # the camera never opened: nothing in the outbox claims it was fine
+    with sqlite3.connect(tmp_path / "data" / "outbox.sqlite") as db:
+        kinds = [kind for (kind,) in db.execute("SELECT kind FROM messages")]
+    assert "heartbeat" not in kinds
 
 
 def test_corrupt_video_is_reported(tmp_path):
@@ -67,6 +72,7 @@ def test_corrupt_video_is_reported(tmp_path):
     result = pid_agent("replay", bad, "--fast", "--offline", "--config", config)
     assert result.returncode == 3
     assert "corrupt.mp4" in result.stderr
+    assert "[Errno" not in result.stderr  # FFmpeg's error number means nothing to a reader; its words stay
 
 
 def test_unwritable_outbox_path_is_reported(tmp_path, demo_clip):
@@ -95,12 +101,18 @@ def test_offline_replay_detects_records_and_spools(tmp_path, demo_clip):
 
 
 def test_replay_fps_is_validated_like_the_config(tmp_path, demo_clip):
-    result = pid_agent("replay", demo_clip, "--fast", "--offline", "--fps", "-5")
-    assert result.returncode == 2 and "camera.fps" in result.stderr
+    result = pid_agent("replay", demo_clip, "--fast", "--offline", "--fps", "-5", "--data-dir", tmp_path)
+    assert result.returncode == 2 and "camera.fps (from --fps)" in result.stderr
+
+
+def test_usage_errors_have_their_own_exit_code(tmp_path):
+    result = pid_agent("replay", "--no-such-option")
+    assert result.returncode == 64 and "usage:" in result.stderr
 
 
 def test_events_file_in_a_missing_folder_is_reported(tmp_path, demo_clip):
-    result = pid_agent("replay", demo_clip, "--fast", "--offline", "--events", tmp_path / "nope" / "e.jsonl")
+    result = pid_agent("replay", demo_clip, "--fast", "--offline", "--events", tmp_path / "nope" / "e.jsonl",
+                       "--data-dir", tmp_path / "data")
     assert result.returncode == 2 and "--events" in result.stderr
 
 

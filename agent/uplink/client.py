@@ -91,6 +91,7 @@ class Uplink:
         self._idle = threading.Condition()
         self._inflight_count = 0
         self._sender: threading.Thread | None = None
+        self._retained: dict[str, bytes] = {}  # full topic -> payload, (re)published on every connect
 
     # ---- public ----------------------------------------------------------------------------------------------
 
@@ -108,6 +109,14 @@ class Uplink:
         self._client.loop_start()
         self._sender = threading.Thread(target=self._send_loop, name="uplink-sender", daemon=True)
         self._sender.start()
+
+    def retain(self, topic: str, payload: bytes) -> None:
+        """A retained QoS 1 message outside the outbox (Home Assistant discovery, the last snapshot): only its
+        latest value matters, so it is sent now if connected and again after every reconnect."""
+        with self._send_lock:
+            self._retained[topic] = payload
+            if self.connected:
+                self._client.publish(topic, payload, qos=1, retain=True)
 
     def notify(self) -> None:
         """New rows were put in the outbox: wake the sender now rather than at its next poll."""
@@ -160,6 +169,8 @@ class Uplink:
                 self._connected = True
                 self._ever_connected = True
             client.publish(self._topic("status"), self._status_payload("online"), qos=1, retain=True)
+            for topic, payload in self._retained.items():
+                client.publish(topic, payload, qos=1, retain=True)
         client.subscribe(self._topic("cmd"), qos=1)
         self.last_error = None
         log.info("uplink connected to %s", self._broker)

@@ -72,6 +72,26 @@ class AlarmStart(Event):
     OPTIONAL: ClassVar[tuple[str, ...]] = ("out_of_term", "bearings_deg", "sectors", "walk_test")
 
 
+class AlarmUpdate(Event):
+    """Where a running alarm's objects are now: at most once a second between its start and end. Its own event_id;
+    alarm_event_id is the start's and end's."""
+
+    kind: Literal["intrusion"] = "intrusion"
+    phase: Literal["update"] = "update"
+    alarm_event_id: str
+    score: float
+    boxes: list[list[int]]
+    labels: list[str]  # one per box: 'person' | 'vehicle' | 'animal' | 'unknown'
+    image_size: list[int]
+    zone: str | None
+    bearings_deg: list[float] | None = None  # 360° units only
+    sectors: list[str] | None = None
+
+    def wire(self) -> dict:
+        absent = {name for name in ("bearings_deg", "sectors") if getattr(self, name) is None}
+        return self.model_dump(mode="json", exclude=absent)
+
+
 class AlarmEnd(Event):
     kind: Literal["intrusion"] = "intrusion"
     phase: Literal["end"] = "end"
@@ -206,7 +226,7 @@ class ArmedChange(Event):
     source: Literal["command", "schedule", "loan"]
 
 
-AnyEvent = Union[AlarmStart, AlarmEnd, VideoTamper, EnclosureTamper, Restore, CameraFault, StorageFault,
+AnyEvent = Union[AlarmStart, AlarmUpdate, AlarmEnd, VideoTamper, EnclosureTamper, Restore, CameraFault, StorageFault,
                  ArcFault, ArcRestore, SceneChange, AnimalSighting, ClockStep, LoanChange, DetectorChange,
                  PowerChange, DetectorFault, ArmedChange]
 EVENT = TypeAdapter(AnyEvent)  # extra="forbid" on each member makes the match exact
