@@ -12,12 +12,12 @@ import logging
 import mimetypes
 import smtplib
 import ssl
-import threading
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
 
 from agent.arc import codes
+from agent.arc.polling import PollingLink
 from agent.arc.settings import ArcSettings
 from agent.storage.outbox import LinkMessage, Outbox
 from common.clock import Clock
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 LINK_NAME = "email"
 SNAPSHOT_NAME = "snapshot.jpg"
 SNAPSHOT_WAIT_S = 30.0   # an alarm whose snapshot never comes (storage fault) is mailed without it after this
-_IDLE_WAIT_S = 0.05
 
 
 def template_fields(payload: dict, settings: ArcSettings) -> dict:
@@ -43,8 +42,11 @@ def template_fields(payload: dict, settings: ArcSettings) -> dict:
             "score": payload.get("score", ""), "media": codes.media_reference(payload, settings.dc09)}
 
 
-class EmailLink:
+class EmailLink(PollingLink):
+    thread_name = "arc-email"
+
     def __init__(self, settings: ArcSettings, outbox: Outbox, clock: Clock, identity: dict) -> None:
+        super().__init__()
         self.arc = settings
         self.settings = settings.email
         self._outbox = outbox
@@ -55,38 +57,7 @@ class EmailLink:
         self._first_seen: dict[int, float] = {}      # start row id -> when it was first seen without a snapshot
         self._alarms: dict[str, dict] = {}           # event id -> start payload, for the clip's follow-up
         self.sent = 0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         outbox.register_link(LINK_NAME, ("intrusion",), media=True)
-
-    # ---- lifecycle -------------------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="arc-email", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def notify(self) -> None:
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.poll()
-            except Exception:  # a bad row must not end the link; it stays queued and is retried
-                log.exception("email link: unexpected error; retrying later")
-                busy = False
-            if not busy:
-                self._wake.wait(_IDLE_WAIT_S)
-                self._wake.clear()
 
     # ---- one step --------------------------------------------------------------------------------------------
 

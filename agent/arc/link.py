@@ -10,11 +10,11 @@ probed at the same interval and taken back once it answers.
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from typing import Callable
 
 from agent.arc import codes, dc09
+from agent.arc.polling import PollingLink
 from agent.arc.settings import ArcSettings
 from agent.storage.outbox import LinkMessage, Outbox
 from common.clock import Clock
@@ -22,7 +22,6 @@ from common.clock import Clock
 log = logging.getLogger(__name__)
 
 LINK_NAME = "dc09"
-_IDLE_WAIT_S = 0.05   # the thread re-checks the outbox this often without a notify()
 
 
 @dataclass
@@ -37,9 +36,12 @@ class PathState:
         return f"{self.host}:{self.port}"
 
 
-class Dc09Link:
+class Dc09Link(PollingLink):
+    thread_name = "arc-dc09"
+
     def __init__(self, settings: ArcSettings, outbox: Outbox, clock: Clock, identity: dict,
                  on_fault: Callable[[dict], None] | None = None) -> None:
+        super().__init__()
         self.settings = settings.dc09
         self._outbox = outbox
         self._clock = clock
@@ -56,39 +58,7 @@ class Dc09Link:
         self._seq: tuple[int, int] | None = None   # (outbox row id, its DC-09 sequence), kept across retries
         self.delivered = 0
         self.last_answer: dc09.Answer | None = None
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         outbox.register_link(LINK_NAME, codes.EVENT_KINDS)
-
-    # ---- lifecycle -------------------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="arc-dc09", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def notify(self) -> None:
-        """A row was stored: look at once rather than at the next poll."""
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                busy = self.poll()
-            except Exception:  # the link must outlive any one bad row or receiver; the row stays queued
-                log.exception("DC-09 link: unexpected error; retrying later")
-                busy = False
-            if not busy:
-                self._wake.wait(_IDLE_WAIT_S)
-                self._wake.clear()
 
     # ---- one step --------------------------------------------------------------------------------------------
 
