@@ -1,15 +1,14 @@
-"""The agent: wiring and lifecycle, and the frame loop that pulls frames through the analyzer to the reactions.
+"""The agent: wiring and lifecycle of one run, the same for a live camera and a recording.
 
-`Agent` is what `run` and `replay` run, the same for a live camera and a recording. It starts its parts in order
-and stops them in reverse (one ExitStack), and has one stop signal (`stop()`). What happens to each frame's events
-is in agent/reactions.py, arming and commands in agent/control.py, heartbeats and stall checks in
-agent/supervisor.py, start-up recovery in agent/recovery.py.
+`Agent` is what `run` and `replay` run. It starts its parts in order and stops them in reverse (one ExitStack), and
+has one stop signal (`stop()`). The frame loop is agent/loop.py, one frame's way through the unit
+agent/frame_step.py, the reactions to its events agent/reactions.py, arming and commands agent/control.py,
+heartbeats and stall checks agent/supervisor.py, start-up recovery agent/recovery.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import queue
 import threading
@@ -23,12 +22,13 @@ from agent.arc.runner import ArcLinks
 from agent.commands import Received
 from agent.config import AgentConfig
 from agent.control import Control
-from agent.events import AlarmStarted
 from agent.evidence.audit import AuditLog
 from agent.evidence.keys import UnitKey
 from agent.evidence.notary import Notary, config_sha256
+from agent.frame_step import FrameStep
 from agent.health import Health
 from agent.loan import LoanBook
+from agent.loop import FrameLoop
 from agent.moment import Timeline
 from agent.privacy import PrivacyFilter
 from agent.reactions import Reactions
@@ -44,9 +44,7 @@ from agent.supervisor import FrameMark, Supervisor
 from agent.uplink import homeassistant
 from agent.uplink.messages import Identity
 from agent.uplink.publisher import Publisher
-from common.backoff import Backoff
 from common.clock import Clock
-from common.errors import AgentError, HardwareError, SourceError
 from drivers.camera.base import Camera, Frame
 from drivers.camera.watchdog import CameraWatchdog
 from drivers.gpio import make_gpio
@@ -54,16 +52,7 @@ from drivers.gpio.simulated import sidecar_script
 
 log = logging.getLogger(__name__)
 
-CAMERA_RETRY_MAX_S = 60.0
 STOPPING_DRAIN_S = 10.0  # on a stop request: what may still go out quickly; the rest stays in the outbox
-
-
-class _CameraLost(AgentError):
-    """The camera failed while opening or delivering frames (not while the agent processed a frame)."""
-
-    def __init__(self, error: AgentError) -> None:
-        super().__init__(str(error))
-        self.error = error
 
 
 @dataclass
@@ -103,7 +92,6 @@ class Agent:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._commands: queue.SimpleQueue[Received] = queue.SimpleQueue()  # from the uplink, before control exists
-        self._camera_retry = Backoff(1.0, CAMERA_RETRY_MAX_S)
         self._supervising = False
 
     def stop(self) -> None:
@@ -127,7 +115,7 @@ class Agent:
             stack.callback(self.arc.stop)
             self.arc.start()
             stack.callback(self.supervisor.stop)
-            self._loop()  # starts the supervisor once the camera has opened or failed (_supervise)
+            self._frame_loop().run()  # starts the supervisor once the camera has opened or failed (_supervise)
             self._drain()
         return self.summary
 
@@ -156,7 +144,7 @@ class Agent:
         self.uplink.start()
         stack.callback(self.uplink.stop)
         if self.config.homeassistant.enabled:
-            self._announce_to_homeassistant()
+            homeassistant.announce(self.uplink, self.config)
 
     def _register_arc(self) -> None:
         """The alarm receiving centre's links (DC-09, email) read the outbox beside the MQTT uplink; registered
@@ -212,20 +200,25 @@ class Agent:
         self.summary.outbox_depth = self.outbox.depth()
 
     # the frame loop ------------------------------------------------------------------------------------------
-    def _loop(self) -> None:
-        try:
-            while not self.stopping:
-                try:
-                    self._stream()
-                    if self.stopping or not self.camera.live:
-                        return  # asked to stop, or the recording ended
-                    raise _CameraLost(SourceError("the camera stopped delivering frames"))
-                except _CameraLost as lost:
-                    if not self.camera.live:
-                        raise lost.error from None
-                    self._camera_failed(str(lost))
-        finally:
-            self._finish()
+    def _frame_loop(self) -> FrameLoop:
+        step = FrameStep(self.clock, self.timeline, self.mark, self.watchdog, self.control, self.analyzer,
+                         self.privacy, self.reactions, self.signaller, self.health, self.service,
+                         self._observers())
+        return FrameLoop(self.camera, self._stop, self._lock, self.mark, opened=self._camera_opened,
+                         failed=self._camera_failed, process=step, finish=self._finish)
+
+    def _observers(self) -> list:
+        """What watches each frame once the unit has acted on it (tests' on_frame, the commissioning page, HA)."""
+        observers = [self._count]
+        if self.on_frame is not None:
+            observers.append(lambda frame, analysis, on_frame=self.on_frame: on_frame(frame))
+        observers.append(lambda frame, analysis: [viewer(frame, analysis) for viewer in self.viewers])
+        if self.uplink is not None and self.config.homeassistant.enabled:
+            observers.append(homeassistant.snapshot_observer(self.uplink, self.config))
+        return observers
+
+    def _count(self, frame: Frame, analysis) -> None:
+        self.summary.frames += 1
 
     def _finish(self) -> None:
         """End an open alarm and put the outputs in their safe state, on the last frame's timeline."""
@@ -237,64 +230,10 @@ class Agent:
                 self.reactions.handle(event, moment)
             self.signaller.close(moment.ts)
 
-    def _stream(self) -> None:
-        """Frames until the source ends or a stop is asked; camera errors become _CameraLost, errors of the
-        agent's own work on a frame are not mistaken for camera faults."""
-        try:
-            self.camera.open()
-        except (SourceError, HardwareError) as exc:
-            raise _CameraLost(exc) from None
+    def _camera_opened(self) -> None:
         self.recorder.fps = self.camera.fps  # a recording's real rate is known once it is open
         self._supervise()
-        self.mark.streaming = True
-        try:
-            frames = iter(self.camera.frames())
-            while not self.stopping:
-                try:
-                    frame = next(frames)
-                except StopIteration:
-                    return
-                except (SourceError, HardwareError) as exc:
-                    raise _CameraLost(exc) from None
-                with self._lock:
-                    self._process(frame)
-                self._camera_retry.reset()
-        finally:
-            self.mark.streaming = False
-            self.camera.close()
 
-    def _process(self, frame: Frame) -> None:
-        moment = self.timeline.at(frame.ts, frame.index)
-        self.mark.seen(frame.ts, frame.index, self.clock.monotonic())
-        stepped = self.timeline.stepped()
-        if stepped:
-            self.reactions.clock_stepped(stepped, moment)
-        self.reactions.camera_events(self.watchdog.frame_arrived(frame.ts))
-        self.control.step(moment)
-        analysis = self.analyzer.process(frame)
-        if self.privacy.active:
-            frame = dataclasses.replace(frame, image=self.privacy.apply(frame.image))
-        if not any(isinstance(event, AlarmStarted) for event in analysis.events):
-            self.reactions.record(frame, moment)  # on a start, the recorder takes this frame with the snapshot
-        if analysis.inputs is not None:
-            self.reactions.inputs(analysis.inputs, moment)
-        for event in analysis.events:
-            self.reactions.handle(event, moment, frame, analysis)
-        self.reactions.update(moment, frame, analysis)  # a running alarm's objects, at most once a second
-        if self.uplink is not None and self.config.homeassistant.enabled and \
-                any(isinstance(event, AlarmStarted) for event in analysis.events):
-            self.uplink.retain(f"{self.config.topic_root}/{homeassistant.SNAPSHOT_TOPIC}", homeassistant.snapshot_jpeg(
-                frame.image, self.config.homeassistant.snapshot_max_bytes))  # the privacy-blanked picture
-        self.signaller.tick(frame.ts)
-        self.health.frame_done()
-        self.service.frame_done()
-        self.summary.frames += 1
-        if self.on_frame is not None:
-            self.on_frame(frame)
-        for viewer in self.viewers:
-            viewer(frame, analysis)
-
-    # the camera failing --------------------------------------------------------------------------------------
     def _camera_read_error(self, message: str) -> None:
         """A camera that reconnects by itself (OpenCV/RTSP) reports each failed read here."""
         log.warning("camera: %s", message)
@@ -302,12 +241,10 @@ class Agent:
             self.reactions.camera_events(self.watchdog.error(message))
 
     def _camera_failed(self, message: str) -> None:
-        """A live camera failed: report it, keep everything else running, and retry with capped backoff."""
-        log.error("camera: %s", message)
+        """A live camera failed: report it and keep everything else running (the loop retries it)."""
         with self._lock:
             self.reactions.camera_events(self.watchdog.error(message))
         self._supervise()  # heartbeats now say the camera failed
-        self._stop.wait(self._camera_retry.next())
 
     def _supervise(self) -> None:
         """Start heartbeats and stall checks once the camera's state is known: a heartbeat sent before the camera
@@ -320,13 +257,6 @@ class Agent:
     def submit_command(self, received: Received) -> None:
         """A command from the network thread; control applies it between frames."""
         self._commands.put(received)
-
-    def _announce_to_homeassistant(self) -> None:
-        config = self.config
-        zones = [zone.name for zone in config.detection.zones if zone.kind == "detect"]
-        for topic, payload in homeassistant.discovery_messages(config.homeassistant, config.device_id,
-                                                               config.site_ref, config.topic_root, zones).items():
-            self.uplink.retain(topic, payload)
 
     def _alarm_raised(self, event_id: str) -> None:
         self.health.last_event_id = event_id

@@ -92,3 +92,22 @@ def snapshot_jpeg(image: np.ndarray, max_bytes: int, quality: int = 85) -> bytes
         if min(image.shape[:2]) < 32:
             raise ValueError(f"cannot fit a snapshot into {max_bytes} bytes")
         image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
+def announce(uplink, config) -> None:
+    """Publish (retained, again at every reconnect) the discovery config of every entity of this unit."""
+    zones = [zone.name for zone in config.detection.zones if zone.kind == "detect"]
+    for topic, payload in discovery_messages(config.homeassistant, config.device_id, config.site_ref,
+                                             config.topic_root, zones).items():
+        uplink.retain(topic, payload)
+
+
+def snapshot_observer(uplink, config):
+    """A frame observer: on an alarm's start, the (privacy-blanked) picture becomes HA's retained image entity."""
+    topic = f"{config.topic_root}/{SNAPSHOT_TOPIC}"
+
+    def observe(frame, analysis) -> None:
+        if any(type(event).__name__ == "AlarmStarted" for event in analysis.events):
+            uplink.retain(topic, snapshot_jpeg(frame.image, config.homeassistant.snapshot_max_bytes))
+
+    return observe
