@@ -21,9 +21,9 @@ from common.errors import ConfigError, StorageError
 log = logging.getLogger(__name__)
 
 PTS_PER_SECOND = 1000
-#: raw frames waiting for the encoder thread, in bytes of yuv420p (23 frames = 2.3 s at 1280x720 10 fps): what
+#: raw frames waiting for the encoder thread, in bytes of yuv420p (12 frames = 1.2 s at 1280x720 10 fps): what
 #: a clip may fall behind before its frames are dropped (and counted), never detection's
-CLIP_QUEUE_BYTES = 32 * 1024 * 1024
+CLIP_QUEUE_BYTES = 16 * 1024 * 1024
 
 
 def to_yuv420(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
