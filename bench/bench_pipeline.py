@@ -111,8 +111,8 @@ def measure(video: Path, data_dir: Path) -> dict:
     gaps = []
     for index in starts:
         window = frame_done[max(index - 1, 0):index + GAP_WINDOW]
-        gaps += [later - earlier for earlier, later in zip(window, window[1:])]
-    steady = [b - a for a, b in zip(frame_done, frame_done[1:])]
+        gaps += [later - earlier for earlier, later in zip(window, window[1:], strict=False)]
+    steady = [b - a for a, b in zip(frame_done, frame_done[1:], strict=False)]
     return {"frames": summary.frames, "alarms": summary.alarms, "fps": summary.frames / elapsed,
             "peak_rss_mib": peak_rss_mib(), "alarm_gap_s": max(gaps) if gaps else None,
             "median_gap_s": statistics.median(steady) if steady else None,

@@ -39,7 +39,7 @@ def table(rows: list[dict]) -> str:
     cells = [("row", "target", "figure (min / median / max)", "verdict")]
     cells += [(r["row"], r["target"], format_figures(r), r["verdict"]) for r in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(4)]
-    lines = [" | ".join(cell.ljust(width) for cell, width in zip(line, widths)) for line in cells]
+    lines = [" | ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in cells]
     lines.insert(1, "-+-".join("-" * width for width in widths))
     return "\n".join(lines)
 
