@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
 import threading
 from fractions import Fraction
@@ -189,6 +190,7 @@ class EncoderThread:
         self.writer.abandon()
 
     def _run(self) -> None:
+        yield_to_the_frame_loop()
         try:
             for ts, image in self._pre_roll:
                 if self._stopping:
@@ -209,6 +211,20 @@ class EncoderThread:
     def _failed(self, exc: Exception) -> None:
         self._error = exc if isinstance(exc, StorageError) else StorageError(
             f"cannot write clip {self.writer.part_path}: {exc}")
+
+
+#: niceness added to the encoder thread (and x264's threads, which inherit it): when the CPU is short, the
+#: frame loop and detection run first and the clip falls behind (then drops frames) instead
+ENCODER_NICENESS = 10
+
+
+def yield_to_the_frame_loop() -> None:
+    """Lower this thread's priority (Linux sets niceness per thread); elsewhere, or if refused, carry on."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0)
+                       + ENCODER_NICENESS)
+    except (AttributeError, OSError) as exc:
+        log.debug("encoder thread keeps its priority: %s", exc)
 
 
 def decode_jpegs(frames: collections.deque) -> Iterable[tuple[float, np.ndarray]]:
