@@ -31,8 +31,9 @@ run: install $(DEMO)
 test: install
 	$(BIN)/python -m pytest -q
 
+# FRIGATE=path/to/frigate adds the side-by-side row; the table also lands in build/bench.json
 bench: install
-	$(BIN)/python bench/run_all.py
+	FRIGATE=$(FRIGATE) $(BIN)/python bench/run_all.py
 
 lint: install
 	$(BIN)/ruff check common agent drivers models station evaluation web tests bench scripts

@@ -37,7 +37,6 @@ from agent.schedule import Schedule
 from agent.sensors import AlarmInputs
 from agent.service import Service
 from agent.signalling import Signaller
-from agent.storage.encoding import check_encoder
 from agent.storage.outbox import Outbox
 from agent.storage.recorder import Recorder
 from agent.supervisor import FrameMark, Supervisor
@@ -169,9 +168,9 @@ class Agent:
         config = self.config
         self.health = Health(self.clock, config.data_dir)
         self.analyzer = Analyzer(config, AlarmInputs(self.gpio, config.fusion))
-        check_encoder(config.recorder)
         self.recorder = Recorder(config.recorder, self.outbox.media_dir, self.camera.fps, self.camera,
                                  allow_hardware=not self.privacy.active)
+        self.recorder.check()
         self.loan = LoanBook(config.loan, config.data_dir)
         self.reactions = Reactions(self.identity, self.publisher, self.outbox, self.recorder, self.signaller,
                                    self._alarm_raised, self.notary,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import logging
 from pathlib import Path
 from typing import Iterator
 
@@ -15,10 +16,12 @@ import cv2
 import numpy as np
 
 from agent.config import RecorderSettings
-from agent.storage.encoding import ClipWriter
+from agent.storage.encoding import CLIP_QUEUE_BYTES, ClipWriter, EncoderThread, check_encoder, decode_jpegs
 from agent.storage.media import CLIP_CONTENT_TYPES, MediaFile, finalize
 from common.errors import StorageError
 from drivers.camera.base import Camera, Frame, HardwareClips
+
+log = logging.getLogger(__name__)
 
 CLIP_NAME = "clip.mp4"
 
@@ -36,6 +39,10 @@ class ClipSink(abc.ABC):
     @abc.abstractmethod
     def buffered_bytes(self) -> int:
         """Pre-roll bytes the agent holds in memory (0 when the camera keeps the pre-roll)."""
+
+    def check(self) -> None:
+        """At start-up: ConfigError if this sink cannot record as configured (nothing to check by default)."""
+        return None
 
     @abc.abstractmethod
     def push(self, frame: Frame) -> None:
@@ -77,10 +84,13 @@ class PreRollBuffer:
 
     def drain(self) -> Iterator[tuple[float, np.ndarray]]:
         """Hand over every buffered frame, oldest first, decoding one at a time so only one raw frame is alive."""
-        while self._frames:
-            ts, data = self._frames.popleft()
-            self.bytes -= len(data)
-            yield ts, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        return decode_jpegs(self.take())
+
+    def take(self) -> collections.deque[tuple[float, bytes]]:
+        """Hand over the buffered (ts, JPEG) frames as they are, no decoding; the ring starts empty again."""
+        frames, self._frames = self._frames, collections.deque()
+        self.bytes = 0
+        return frames
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -88,46 +98,54 @@ class PreRollBuffer:
 
 class SoftwareClipSink(ClipSink):
     """Frames are buffered as JPEG and the clip is encoded with PyAV: works with any camera, and is the only
-    way to record the pixels the agent has masked."""
+    way to record the pixels the agent has masked. Encoding (the pre-roll's too) runs in an EncoderThread, so
+    an alarm's start costs the frame loop no more than opening a file."""
 
-    def __init__(self, settings: RecorderSettings) -> None:
+    def __init__(self, settings: RecorderSettings, queue_bytes: int = CLIP_QUEUE_BYTES) -> None:
         self.settings = settings
+        self.queue_bytes = queue_bytes
         self.pre_roll = PreRollBuffer(settings.pre_roll_s, settings.buffer_jpeg_quality)
-        self._writer: ClipWriter | None = None
+        self._encoder: EncoderThread | None = None
+        #: frames of the current (or last) clip dropped because the encoder was behind
+        self.dropped_frames = 0
 
     @property
     def recording(self) -> bool:
-        return self._writer is not None
+        return self._encoder is not None
 
     @property
     def buffered_bytes(self) -> int:
         return self.pre_roll.bytes
 
+    def check(self) -> None:
+        check_encoder(self.settings)
+
     def push(self, frame: Frame) -> None:
-        if self._writer is not None:
-            self._writer.add(frame.ts, frame.image)
+        if self._encoder is not None:
+            self._encoder.offer(frame.ts, frame.image)
+            self.dropped_frames = self._encoder.dropped
         else:
             self.pre_roll.push(frame.ts, frame.image)
 
     def start(self, folder: Path, frame: Frame, fps: float) -> None:
         height, width = frame.image.shape[:2]
-        self._writer = ClipWriter(folder / CLIP_NAME, self.settings, fps, width, height)
-        for ts, image in self.pre_roll.drain():
-            self._writer.add(ts, image)
-        self._writer.add(frame.ts, frame.image)
+        writer = ClipWriter(folder / CLIP_NAME, self.settings, fps, width, height)
+        self.dropped_frames = 0
+        self._encoder = EncoderThread(writer, decode_jpegs(self.pre_roll.take()), self.queue_bytes)
+        self._encoder.offer(frame.ts, frame.image)
 
     def finish(self) -> MediaFile:
-        writer, self._writer = self._writer, None
-        try:
-            return writer.close()
-        except StorageError:
-            writer.abandon()
-            raise
+        encoder, self._encoder = self._encoder, None
+        self.dropped_frames = encoder.dropped
+        if encoder.dropped:
+            log.warning("clip %s: %d frames dropped, the encoder could not keep up", encoder.writer.final_path,
+                        encoder.dropped)
+        return encoder.close()
 
     def abandon(self) -> None:
-        if self._writer is not None:
-            self._writer.abandon()
-            self._writer = None
+        if self._encoder is not None:
+            self._encoder.abandon()
+            self._encoder = None
 
 
 class CameraClipSink(ClipSink):

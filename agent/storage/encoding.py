@@ -1,11 +1,18 @@
-"""Software H.264 with PyAV: the encoder's options, the start-up encoder check, and the MP4 clip writer."""
+"""Software H.264 with PyAV: the encoder's options, the start-up encoder check, the MP4 clip writer and the
+thread that feeds it, so encoding never runs on the frame loop."""
 
 from __future__ import annotations
 
+import collections
 import logging
+import os
+import queue
+import threading
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterable
 
+import cv2
 import numpy as np
 
 from agent.config import RecorderSettings
@@ -15,6 +22,16 @@ from common.errors import ConfigError, StorageError
 log = logging.getLogger(__name__)
 
 PTS_PER_SECOND = 1000
+#: raw frames waiting for the encoder thread, in bytes of yuv420p (12 frames = 1.2 s at 1280x720 10 fps): what
+#: a clip may fall behind before its frames are dropped (and counted), never detection's
+CLIP_QUEUE_BYTES = 16 * 1024 * 1024
+
+
+def to_yuv420(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A BGR image cropped to the even `size` (width, height) as one planar yuv420p array (height * 3/2 rows):
+    the encoder's own format, at half the bytes of BGR, converted by OpenCV's SIMD path rather than swscale."""
+    width, height = size
+    return cv2.cvtColor(np.ascontiguousarray(image[:height, :width]), cv2.COLOR_BGR2YUV_I420)
 
 
 def encoder_options(settings: RecorderSettings) -> dict[str, str]:
@@ -62,15 +79,25 @@ class ClipWriter:
         self._stream.codec_context.time_base = Fraction(1, PTS_PER_SECOND)
         self._stream.options = encoder_options(settings)
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the clip: the frame's, rounded down to even, as yuv420p needs."""
+        return self._size
+
     def add(self, ts: float, image: np.ndarray) -> None:
+        """A BGR frame."""
+        self.add_yuv(ts, to_yuv420(image, self._size))
+
+    def add_yuv(self, ts: float, yuv: np.ndarray) -> None:
+        """A frame already in yuv420p (see to_yuv420)."""
         import av
 
         try:
-            self._add(ts, image)
+            self._add(ts, yuv)
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise StorageError(f"cannot write clip {self.part_path}: {exc}") from None
 
-    def _add(self, ts: float, image: np.ndarray) -> None:
+    def _add(self, ts: float, yuv: np.ndarray) -> None:
         import av
 
         if self._first_ts is None:
@@ -78,8 +105,7 @@ class ClipWriter:
         pts = int(round((ts - self._first_ts) * PTS_PER_SECOND))
         if pts <= self._last_pts:
             return  # a duplicate timestamp would make the muxer reject the stream
-        width, height = self._size
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="bgr24")
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts, frame.time_base = pts, Fraction(1, PTS_PER_SECOND)
         self._last_pts = pts
         for packet in self._stream.encode(frame):
@@ -105,3 +131,104 @@ class ClipWriter:
         except (av.error.FFmpegError, OSError) as exc:
             log.warning("closing abandoned clip %s: %s", self.part_path, exc)
         self.part_path.unlink(missing_ok=True)
+
+
+_CLOSE, _STOP = "close", "stop"
+
+
+class EncoderThread:
+    """Runs one ClipWriter in its own thread: the JPEG pre-roll is decoded and encoded there, then each offered
+    frame in turn. The caller never waits on the encoder except in close()/abandon(); when the queue holds
+    `queue_bytes` the next frame is dropped from the clip and counted instead."""
+
+    def __init__(self, writer: ClipWriter, pre_roll: Iterable[tuple[float, np.ndarray]],
+                 queue_bytes: int = CLIP_QUEUE_BYTES) -> None:
+        self.writer = writer
+        self.queue_bytes = queue_bytes
+        self.dropped = 0
+        self._pre_roll = pre_roll
+        self._items: queue.SimpleQueue = queue.SimpleQueue()
+        self._pending = 0       # bytes offered and not yet encoded
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._error: StorageError | None = None
+        self._thread = threading.Thread(target=self._run, name=f"clip {writer.final_path.parent.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def offer(self, ts: float, image: np.ndarray) -> bool:
+        """Queue a BGR frame (converted to yuv420p here, at half the bytes); False when it was dropped. Raises
+        the encoder's StorageError once it has failed, as a synchronous writer would."""
+        if self._error is not None:
+            raise self._error
+        yuv = to_yuv420(image, self.writer.size)
+        with self._lock:
+            if self._pending and self._pending + yuv.nbytes > self.queue_bytes:
+                self.dropped += 1
+                return False
+            self._pending += yuv.nbytes
+        self._items.put((ts, yuv))
+        return True
+
+    def close(self) -> MediaFile:
+        """Wait for every queued frame to be encoded, then finish the file (fsync, rename, SHA-256)."""
+        self._items.put(_CLOSE)
+        self._thread.join()
+        if self._error is None:
+            try:
+                return self.writer.close()
+            except StorageError as exc:
+                self._error = exc
+        self.writer.abandon()
+        raise self._error
+
+    def abandon(self) -> None:
+        """Stop without encoding what is left; the .part file is removed."""
+        self._stopping = True
+        self._items.put(_STOP)
+        self._thread.join()
+        self.writer.abandon()
+
+    def _run(self) -> None:
+        yield_to_the_frame_loop()
+        try:
+            for ts, image in self._pre_roll:
+                if self._stopping:
+                    break
+                self.writer.add(ts, image)
+        except Exception as exc:    # noqa: BLE001 - any failure must reach the caller, not end the thread silently
+            self._failed(exc)
+        while (item := self._items.get()) not in (_CLOSE, _STOP):
+            ts, yuv = item
+            if self._error is None and not self._stopping:
+                try:
+                    self.writer.add_yuv(ts, yuv)
+                except Exception as exc:    # noqa: BLE001 - as above
+                    self._failed(exc)
+            with self._lock:
+                self._pending -= yuv.nbytes
+
+    def _failed(self, exc: Exception) -> None:
+        self._error = exc if isinstance(exc, StorageError) else StorageError(
+            f"cannot write clip {self.writer.part_path}: {exc}")
+
+
+#: niceness added to the encoder thread (and x264's threads, which inherit it): when the CPU is short, the
+#: frame loop and detection run first and the clip falls behind (then drops frames) instead
+ENCODER_NICENESS = 10
+
+
+def yield_to_the_frame_loop() -> None:
+    """Lower this thread's priority (Linux sets niceness per thread); elsewhere, or if refused, carry on."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), os.getpriority(os.PRIO_PROCESS, 0)
+                       + ENCODER_NICENESS)
+    except (AttributeError, OSError) as exc:
+        log.debug("encoder thread keeps its priority: %s", exc)
+
+
+def decode_jpegs(frames: collections.deque) -> Iterable[tuple[float, np.ndarray]]:
+    """(ts, JPEG bytes) -> (ts, BGR), oldest first, one at a time so only one raw frame is alive."""
+    while frames:
+        ts, data = frames.popleft()
+        yield ts, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)

@@ -44,6 +44,11 @@ class Recorder:
     def recording(self) -> bool:
         return self.sink.recording
 
+    def check(self) -> None:
+        """At start-up: a wrong codec or preset is a ConfigError now, not at the first alarm. Only the software
+        sink opens an encoder, so a unit on its camera's encoder never imports PyAV for it."""
+        self.sink.check()
+
     def push(self, frame: Frame) -> None:
         self.sink.push(frame)
 

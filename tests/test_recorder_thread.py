@@ -1,0 +1,65 @@
+"""The software clip is encoded off the frame loop: a slow encoder drops (and counts) clip frames, never blocks
+the caller or detection; the pre-roll is still in the clip; importing the agent does not load PyAV."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import av
+import numpy as np
+
+from agent.config import RecorderSettings
+from agent.storage.clip_sink import SoftwareClipSink
+from drivers.camera.base import Frame
+
+SIZE = (1280, 720)
+
+
+def textured_frames(count: int):
+    """Distinct noisy 720p frames, so x264 at a slow preset has real work on each."""
+    rng = np.random.default_rng(3)
+    for index in range(count):
+        image = rng.integers(0, 255, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
+        yield Frame(ts=index / 10, index=index, image=image, luma=image[::8, ::8, 0].copy())
+
+
+def decoded_count(path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def test_a_full_queue_drops_clip_frames_and_counts_them(tmp_path, caplog):
+    one_frame = SIZE[0] * SIZE[1] * 3 // 2     # a queued frame is yuv420p
+    sink = SoftwareClipSink(RecorderSettings(pre_roll_s=0.5, preset="slower", crf=10), queue_bytes=2 * one_frame)
+    frames = textured_frames(66)
+    for _ in range(6):
+        sink.push(next(frames))    # pre-roll: frames 0..5
+    sink.start(tmp_path, next(frames), fps=10.0)
+    for frame in frames:           # 59 frames offered far faster than x264 'slower' encodes noisy 720p
+        sink.push(frame)
+    with caplog.at_level(logging.WARNING):
+        clip = sink.finish()
+    assert sink.dropped_frames > 0, "the queue never filled"
+    assert decoded_count(clip.path) + sink.dropped_frames == 66, "every frame is either in the clip or counted"
+    assert f"{sink.dropped_frames} frames dropped" in caplog.text
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_an_unhurried_clip_drops_nothing(tmp_path):
+    sink = SoftwareClipSink(RecorderSettings(pre_roll_s=0.5, preset="ultrafast"))
+    frames = textured_frames(16)
+    for _ in range(6):
+        sink.push(next(frames))
+    sink.start(tmp_path, next(frames), fps=10.0)
+    for frame in frames:
+        sink.push(frame)
+    clip = sink.finish()
+    assert (sink.dropped_frames, decoded_count(clip.path)) == (0, 16)
+
+
+def test_the_agent_starts_without_importing_pyav():
+    probe = "import sys, agent.pipeline, agent.storage.recorder; print('av' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
