@@ -63,3 +63,39 @@ def test_the_agent_starts_without_importing_pyav():
     probe = "import sys, agent.pipeline, agent.storage.recorder; print('av' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_a_recordings_clip_waits_for_the_encoder_and_loses_no_frame(tmp_path):
+    """The same overload as above, from a recording (no camera to keep up with): every frame is in the clip."""
+    one_frame = SIZE[0] * SIZE[1] * 3 // 2
+    sink = SoftwareClipSink(RecorderSettings(pre_roll_s=0.5, preset="slower", crf=10), queue_bytes=2 * one_frame,
+                            wait_when_full=True)
+    frames = textured_frames(66)
+    for _ in range(6):
+        sink.push(next(frames))
+    sink.start(tmp_path, next(frames), fps=10.0)
+    for frame in frames:
+        sink.push(frame)
+    clip = sink.finish()
+    assert (sink.dropped_frames, decoded_count(clip.path)) == (0, 66)
+
+
+def test_the_agent_chooses_waiting_for_recordings_and_dropping_for_live_cameras():
+    from agent.storage.clip_sink import clip_sink
+    from drivers.camera.base import Camera
+
+    class Recording(Camera):
+        live = False
+
+        def open(self): ...
+
+        def close(self): ...
+
+        def frames(self):
+            return iter(())
+
+    class Live(Recording):
+        live = True
+
+    assert clip_sink(RecorderSettings(), Recording(), allow_hardware=True).wait_when_full is True
+    assert clip_sink(RecorderSettings(), Live(), allow_hardware=True).wait_when_full is False

@@ -101,9 +101,11 @@ class SoftwareClipSink(ClipSink):
     way to record the pixels the agent has masked. Encoding (the pre-roll's too) runs in an EncoderThread, so
     an alarm's start costs the frame loop no more than opening a file."""
 
-    def __init__(self, settings: RecorderSettings, queue_bytes: int = CLIP_QUEUE_BYTES) -> None:
+    def __init__(self, settings: RecorderSettings, queue_bytes: int = CLIP_QUEUE_BYTES,
+                 wait_when_full: bool = False) -> None:
         self.settings = settings
         self.queue_bytes = queue_bytes
+        self.wait_when_full = wait_when_full  # a recording (not live) never drops clip frames: it waits
         self.pre_roll = PreRollBuffer(settings.pre_roll_s, settings.buffer_jpeg_quality)
         self._encoder: EncoderThread | None = None
         #: frames of the current (or last) clip dropped because the encoder was behind
@@ -131,7 +133,8 @@ class SoftwareClipSink(ClipSink):
         height, width = frame.image.shape[:2]
         writer = ClipWriter(folder / CLIP_NAME, self.settings, fps, width, height)
         self.dropped_frames = 0
-        self._encoder = EncoderThread(writer, decode_jpegs(self.pre_roll.take()), self.queue_bytes)
+        self._encoder = EncoderThread(writer, decode_jpegs(self.pre_roll.take()), self.queue_bytes,
+                                      self.wait_when_full)
         self._encoder.offer(frame.ts, frame.image)
 
     def finish(self) -> MediaFile:
@@ -189,4 +192,6 @@ def clip_sink(settings: RecorderSettings, camera: Camera | None, allow_hardware:
     """The camera's own clips when it has them and hardware is allowed; privacy masks disallow it, since the
     hardware stream is encoded before the agent sees (and blanks) the pixels."""
     clips = camera.hardware_clips() if camera is not None and allow_hardware else None
-    return SoftwareClipSink(settings) if clips is None else CameraClipSink(clips)
+    if clips is not None:
+        return CameraClipSink(clips)
+    return SoftwareClipSink(settings, wait_when_full=camera is not None and not camera.live)

@@ -138,18 +138,20 @@ _CLOSE, _STOP = "close", "stop"
 
 class EncoderThread:
     """Runs one ClipWriter in its own thread: the JPEG pre-roll is decoded and encoded there, then each offered
-    frame in turn. The caller never waits on the encoder except in close()/abandon(); when the queue holds
-    `queue_bytes` the next frame is dropped from the clip and counted instead."""
+    frame in turn. When the queue holds `queue_bytes`, a live camera's next frame is dropped from the clip and
+    counted (the loop must keep up with the camera); a recording's waits for room instead (wait_when_full), since
+    a recording has all the time it needs and its clip must not lose frames."""
 
     def __init__(self, writer: ClipWriter, pre_roll: Iterable[tuple[float, np.ndarray]],
-                 queue_bytes: int = CLIP_QUEUE_BYTES) -> None:
+                 queue_bytes: int = CLIP_QUEUE_BYTES, wait_when_full: bool = False) -> None:
         self.writer = writer
         self.queue_bytes = queue_bytes
+        self.wait_when_full = wait_when_full
         self.dropped = 0
         self._pre_roll = pre_roll
         self._items: queue.SimpleQueue = queue.SimpleQueue()
         self._pending = 0       # bytes offered and not yet encoded
-        self._lock = threading.Lock()
+        self._room = threading.Condition()  # guards _pending; notified as the encoder frees room
         self._stopping = False
         self._error: StorageError | None = None
         self._thread = threading.Thread(target=self._run, name=f"clip {writer.final_path.parent.name}",
@@ -162,10 +164,12 @@ class EncoderThread:
         if self._error is not None:
             raise self._error
         yuv = to_yuv420(image, self.writer.size)
-        with self._lock:
-            if self._pending and self._pending + yuv.nbytes > self.queue_bytes:
-                self.dropped += 1
-                return False
+        with self._room:
+            while self._pending and self._pending + yuv.nbytes > self.queue_bytes:
+                if not self.wait_when_full or self._error is not None or not self._thread.is_alive():
+                    self.dropped += 1
+                    return False
+                self._room.wait(0.5)
             self._pending += yuv.nbytes
         self._items.put((ts, yuv))
         return True
@@ -205,8 +209,9 @@ class EncoderThread:
                     self.writer.add_yuv(ts, yuv)
                 except Exception as exc:    # noqa: BLE001 - as above
                     self._failed(exc)
-            with self._lock:
+            with self._room:
                 self._pending -= yuv.nbytes
+                self._room.notify_all()
 
     def _failed(self, exc: Exception) -> None:
         self._error = exc if isinstance(exc, StorageError) else StorageError(
