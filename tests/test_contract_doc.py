@@ -75,6 +75,10 @@ def json_examples(text: str) -> list[dict]:
 
 
 def model_of(example: dict):
+    if "sig" in example and "cmd" in example:
+        from agent.security import Envelope
+
+        return Envelope
     if example.get("kind") == "heartbeat":
         return messages.Heartbeat
     if "state" in example:

@@ -29,7 +29,7 @@ _payloads = st.one_of(
 )
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(_payloads)
 def test_parse_command_refuses_or_returns_a_valid_command(payload):
     try:
@@ -46,7 +46,7 @@ _STORE_DIR = Path(tempfile.mkdtemp(prefix="pid-fuzz-"))
 _GATE = Gate(settings_for(), DEVICE, CommandStore(_STORE_DIR))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(st.one_of(_payloads, _commandish.map(lambda cmd: signed(cmd, key=_WRONG_KEY))), st.booleans())
 def test_the_gate_never_accepts_an_unsigned_or_broken_envelope(payload, retained):
     try:
