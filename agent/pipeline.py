@@ -30,6 +30,7 @@ from agent.health import Health
 from agent.loan import LoanBook
 from agent.loop import FrameLoop
 from agent.moment import Timeline
+from agent.path_watch import PathWatch
 from agent.privacy import PrivacyFilter
 from agent.reactions import Reactions
 from agent.recovery import recover
@@ -113,6 +114,7 @@ class Agent:
             self._build_unit()
             stack.callback(self.arc.stop)
             self.arc.start()
+            self._watch_mqtt_path()
             stack.callback(self.supervisor.stop)
             self._frame_loop().run()  # starts the supervisor once the camera has opened or failed (_supervise)
             self._drain()
@@ -144,6 +146,12 @@ class Agent:
         stack.callback(self.uplink.stop)
         if self.config.homeassistant.enabled:
             homeassistant.announce(self.uplink, self.config)
+
+    def _watch_mqtt_path(self) -> None:
+        """MQTT lost for twice its keepalive: the ARC hears it over DC-09 (YC), and again when it is back (YK)."""
+        if self.uplink is not None and self.config.arc.dc09.enabled:
+            uplink = self.uplink
+            self.supervisor.mqtt_watch = PathWatch(lambda: uplink.connected, 2.0 * self.config.broker.keepalive_s)
 
     def _register_arc(self) -> None:
         """The alarm receiving centre's links (DC-09, email) read the outbox beside the MQTT uplink; registered

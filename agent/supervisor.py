@@ -15,11 +15,12 @@ from agent.control import Control
 from agent.evidence.audit import Head
 from agent.health import Health
 from agent.moment import Moment, Timeline
+from agent.path_watch import PathWatch
 from agent.reactions import Reactions
 from agent.service import Service, UnitState
 from agent.signalling import Signaller
 from agent.storage.outbox import Outbox
-from agent.uplink.messages import Identity
+from agent.uplink.messages import Identity, PathChange
 from agent.uplink.publisher import Publisher
 from common.clock import Clock
 from drivers.camera.watchdog import CameraWatchdog
@@ -52,6 +53,8 @@ class Supervisor:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.audit_head = audit_head
         self.service = service
+        self.mqtt_watch: PathWatch | None = None  # set when a second path (DC-09) can report MQTT's loss
+        self._mqtt_lost_at = 0.0
         self._next_heartbeat = 0.0
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
@@ -80,6 +83,7 @@ class Supervisor:
             if self.mark.streaming:
                 self.reactions.camera_events(self.watchdog.tick())
             self._while_no_frames()
+            self._watch_paths()
             self._maybe_heartbeat()
             self.service.supervised(UnitState(armed=self.analyzer.status().armed, outbox_depth=self.outbox.depth(),
                                               camera=self.watchdog.state, streaming=self.mark.streaming))
@@ -92,6 +96,17 @@ class Supervisor:
         moment: Moment = self.timeline.at(self.mark.ts + idle, self.mark.index)
         self.signaller.tick(moment.ts)
         self.control.apply_commands(moment)
+
+    def _watch_paths(self) -> None:
+        if self.mqtt_watch is None:
+            return
+        now = self.clock.monotonic()
+        change = self.mqtt_watch.check(now)
+        if change is not None:
+            down_s = self.mqtt_watch.loss_after_s if change == "lost" else now - self._mqtt_lost_at
+            self._mqtt_lost_at = now if change == "lost" else self._mqtt_lost_at
+            self.reactions.publish(lambda env: PathChange(**env, path="mqtt", ok=change == "restored",
+                                                          down_s=round(down_s, 1)), self.clock.wall(), None)
 
     def _maybe_heartbeat(self) -> None:
         now = self.clock.monotonic()

@@ -181,6 +181,15 @@ class LoanChange(Event):
     reference: str | None = None
 
 
+class PathChange(Event):
+    """A reporting path was lost or came back (dual-path supervision: MQTT loss goes to the ARC over DC-09)."""
+
+    kind: Literal["path"] = "path"
+    path: Literal["mqtt"]
+    ok: bool
+    down_s: float
+
+
 class ClockStep(Event):
     """The unit's wall clock was stepped by stepped_s (NTP after boot, a manual set); ts is on the new clock."""
 
@@ -227,7 +236,7 @@ class ArmedChange(Event):
 
 
 AnyEvent = Union[AlarmStart, AlarmUpdate, AlarmEnd, VideoTamper, EnclosureTamper, Restore, CameraFault, StorageFault,
-                 ArcFault, ArcRestore, SceneChange, AnimalSighting, ClockStep, LoanChange, DetectorChange,
+                 ArcFault, ArcRestore, SceneChange, AnimalSighting, ClockStep, LoanChange, PathChange, DetectorChange,
                  PowerChange, DetectorFault, ArmedChange]
 EVENT = TypeAdapter(AnyEvent)  # extra="forbid" on each member makes the match exact
 
