@@ -13,6 +13,7 @@ from typing import Annotated, Literal, Mapping
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from agent.arc.settings import ArcSettings
+from agent.commissioning_settings import CommissioningSettings
 from agent.loan import LoanSettings
 from agent.schedule import ScheduleSettings
 from agent.security import CommandSettings
@@ -27,7 +28,6 @@ from drivers.gpio import GpioSettings
 from models.fusion import FusionSettings, zone_problems
 from models.motion import MotionSettings
 from models.panorama import PanoramaSettings
-from web.settings import CommissioningSettings
 
 
 class CameraSourceSettings(Section):
