@@ -8,10 +8,15 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+# hypothesis keeps examples and a unicode table under .hypothesis/ in the working directory by default: the suite
+# must not write into the checkout, so it gets a temporary folder (read at hypothesis's first import)
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", tempfile.mkdtemp(prefix="pid-agent-hypothesis-"))
 
 from tests.footage import under_ci
 
