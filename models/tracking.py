@@ -35,6 +35,7 @@ class Track:
     box: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
     seen: bool = field(default=True)
     aspect: float = 0.0         # width / height of the object, smoothed (0 = not yet known); for classification
+    edge: float = 0.0           # edge width in px, smoothed (0 = not yet measured); out of focus = near the lens
 
     def moving(self, ts: float, still_s: float) -> bool:
         return ts - self.anchor_ts <= still_s
