@@ -88,6 +88,11 @@ class MotionSettings(Section):
     travel_heights: float = Field(1.0, gt=0, le=20, description="A small object counts once it has travelled "
                                                                 "this many of its own heights (at least the "
                                                                 "smallest person's), if that is less than travel.")
+    patient_s: float = Field(1.5, gt=0, le=60, description="An object followed this long without breaking up "
+                                                           "needs only patient_travel of its travel (a far person "
+                                                           "at night moves a pixel or two a second).")
+    patient_travel: float = Field(0.5, gt=0, le=1, description="Share of the travel a patiently followed object "
+                                                               "needs (see patient_s).")
     straightness: float = Field(0.3, ge=0, le=1, description="Net travel / path length needed to count: swaying "
                                                              "things move a lot but get nowhere.")
     min_track_frames: int = Field(5, ge=1, le=100, description="Frames an object must be seen before it counts.")
@@ -310,7 +315,8 @@ class MotionDetector:
         self._tracker = Tracker(TrackerParams(
             travel_px=s.travel * height, move_px=max(1.5, 0.02 * height), gate_px=2.0,
             max_gap_s=s.track_gap_s, still_s=s.still_s, min_hits=s.min_track_frames,
-            min_straightness=s.straightness, large_px=s.large_object * height * width, box_margin=RESTORE_MARGIN))
+            min_straightness=s.straightness, large_px=s.large_object * height * width, box_margin=RESTORE_MARGIN,
+            patient_s=s.patient_s, patient_share=s.patient_travel))
         self._settle_until = ts + s.startup_s
         self._last_raw = None
         self._relighting = False
