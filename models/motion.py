@@ -38,6 +38,8 @@ NUISANCE_EVERY = 4
 #: focus: people measure ~2-3 px near or far, a moth near the lens under IR 8-20 px (see models/focus.py)
 OUT_OF_FOCUS_PX = 6.0
 OUT_OF_FOCUS_SHARE = 0.12
+#: a counted object's edge width is measured on its first frame and then every FOCUS_EVERY-th
+FOCUS_EVERY = 3
 #: the 5x5 restore dilation makes a blob this many pixels taller than the object
 RESTORE_MARGIN = 4
 
@@ -420,9 +422,10 @@ class MotionDetector:
         """An object blurred far beyond focus (its edge wider than OUT_OF_FOCUS_PX and OUT_OF_FOCUS_SHARE of its
         height, smoothed over frames) is an insect or web at the lens, not someone in the scene. Measured only on
         objects that would count, so a quiet frame pays nothing."""
-        x, y, w, h, _area = blob
-        width = edge_width(diff[y:y + h, x:x + w])  # the blob box already has the restore dilation as margin
-        track.edge = width if track.edge == 0 else 0.7 * track.edge + 0.3 * width
+        if track.edge == 0 or track.hits % FOCUS_EVERY == 0:  # focus does not change from frame to frame
+            x, y, w, h, _area = blob
+            width = edge_width(diff[y:y + h, x:x + w])  # the blob box already has the restore dilation as margin
+            track.edge = width if track.edge == 0 else 0.5 * track.edge + 0.5 * width
         return track.edge > max(OUT_OF_FOCUS_PX, OUT_OF_FOCUS_SHARE * height_px)
 
     def _expected_person(self, foot_y: float) -> float:
