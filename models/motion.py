@@ -21,8 +21,10 @@ from pydantic import Field, model_validator
 
 from common.settings import Section
 from models.background import BackgroundModel
+from models.focus import edge_width
+from models.illumination import compensated, tone_curve
 from models.tamper import TamperDetector, TamperSettings
-from models.tracking import Tracker, TrackerParams
+from models.tracking import Track, Tracker, TrackerParams
 from models.zones import ZoneMap, ZoneSettings
 
 #: frame rate assumed when process() is called without frame times
@@ -32,6 +34,12 @@ MAX_BLOBS = 16
 #: the background is learnt on every 2nd frame, nuisance levels on every 4th (with the elapsed time)
 BACKGROUND_EVERY = 2
 NUISANCE_EVERY = 4
+#: edge width (px at detection size, and as a share of the object's height) beyond which an object is out of
+#: focus: people measure ~2-3 px near or far, a moth near the lens under IR 8-20 px (see models/focus.py)
+OUT_OF_FOCUS_PX = 6.0
+OUT_OF_FOCUS_SHARE = 0.12
+#: a counted object's edge width is measured on its first frame and then every FOCUS_EVERY-th
+FOCUS_EVERY = 3
 #: the 5x5 restore dilation makes a blob this many pixels taller than the object
 RESTORE_MARGIN = 4
 
@@ -82,6 +90,11 @@ class MotionSettings(Section):
     travel_heights: float = Field(1.0, gt=0, le=20, description="A small object counts once it has travelled "
                                                                 "this many of its own heights (at least the "
                                                                 "smallest person's), if that is less than travel.")
+    patient_s: float = Field(1.5, gt=0, le=60, description="An object followed this long without breaking up "
+                                                           "needs only patient_travel of its travel (a far person "
+                                                           "at night moves a pixel or two a second).")
+    patient_travel: float = Field(0.5, gt=0, le=1, description="Share of the travel a patiently followed object "
+                                                               "needs (see patient_s).")
     straightness: float = Field(0.3, ge=0, le=1, description="Net travel / path length needed to count: swaying "
                                                              "things move a lot but get nowhere.")
     min_track_frames: int = Field(5, ge=1, le=100, description="Frames an object must be seen before it counts.")
@@ -208,6 +221,8 @@ class MotionDetector:
         self._settle_until = 0.0
         self._freeze_until = 0.0
         self._bg_dt = self._nuisance_dt = 0.0
+        self._last_raw: np.ndarray | None = None
+        self._relighting = False  # the light changed and the background has not learnt it yet
 
     def process(self, luma: np.ndarray, ts: float | None = None) -> MotionResult:
         """Analyse one detection-size luma frame taken at `ts` seconds (default: frame count / DEFAULT_FPS)."""
@@ -225,7 +240,12 @@ class MotionDetector:
         diff = model.difference(smoothed)
         raw = model.foreground(diff)
         changed = cv2.countNonZero(raw) / raw.size
-        if changed >= self.settings.scene_change_share or self._light_changed(smoothed, changed):
+        if self._relighting or self._scene_changed(smoothed, changed):
+            # what used to mean re-learning: first see whether a change of light explains it (and go on comparing
+            # through the light until the background has learnt it)
+            diff, raw, changed = self._relit(smoothed, diff, raw, changed)
+        self._last_raw = raw
+        if self._scene_changed(smoothed, changed):
             self._rebase(smoothed, ts)
             return MotionResult(False, 0.0, mask=raw, activity=changed, scene_change=True, tamper=tamper)
         settling = ts < self._settle_until
@@ -240,7 +260,7 @@ class MotionDetector:
             self._tracker.reset()
             self._learn(smoothed, diff, raw, dt, settling, ts < self._freeze_until, None)
             return MotionResult(False, 0.0, mask=mask, activity=changed, tamper=tamper)
-        counted = self._counted(self._blobs(mask) if anything else [], ts)
+        counted = self._counted(self._blobs(mask) if anything else [], ts, diff)
         boxes = [box for box in counted if box.label != "animal"]
         animals = tuple(box for box in counted if box.label == "animal") if self.settings.animals == "report" else ()
         objects = self._object_mask(raw.shape) if self._frames % NUISANCE_EVERY == 0 else None
@@ -248,6 +268,25 @@ class MotionDetector:
         score = sum(box.area for box in boxes) / mask.size
         zone = boxes[0].zone if boxes else None
         return MotionResult(bool(boxes), score, tuple(boxes), mask, changed, False, tamper, zone, animals)
+
+    def _relit(self, smoothed: np.ndarray, diff: np.ndarray, raw: np.ndarray,
+               changed: float) -> tuple[np.ndarray, np.ndarray, float]:
+        """(difference, foreground, changed share) with the background seen under this frame's light, when a large
+        change is explained by a change of light (gain, exposure, IR switch): the light is then no foreground, the
+        tracks go on and nothing is re-learnt. Pixels that were foreground last frame do not vote on the light.
+        Only asked when the plain difference looks like a scene change: otherwise steady scenes keep the plain
+        difference they always had (a camera's own gain hunting as a person walks in must not eat the person)."""
+        model = self._model
+        curve = tone_curve(smoothed, model.mean8, self._last_raw, 0.5 * self.settings.threshold)
+        self._relighting = curve is not None
+        if curve is None:
+            return diff, raw, changed
+        diff = cv2.absdiff(smoothed, compensated(model.mean8, curve))
+        raw = model.foreground(diff)
+        return diff, raw, cv2.countNonZero(raw) / raw.size
+
+    def _scene_changed(self, smoothed: np.ndarray, changed: float) -> bool:
+        return changed >= self.settings.scene_change_share or self._light_changed(smoothed, changed)
 
     def _light_changed(self, smoothed: np.ndarray, changed: float) -> bool:
         """A large change that mostly disappears once the background is scaled to the frame's brightness is the
@@ -278,11 +317,16 @@ class MotionDetector:
         self._tracker = Tracker(TrackerParams(
             travel_px=s.travel * height, move_px=max(1.5, 0.02 * height), gate_px=2.0,
             max_gap_s=s.track_gap_s, still_s=s.still_s, min_hits=s.min_track_frames,
-            min_straightness=s.straightness, large_px=s.large_object * height * width, box_margin=RESTORE_MARGIN))
+            min_straightness=s.straightness, large_px=s.large_object * height * width, box_margin=RESTORE_MARGIN,
+            patient_s=s.patient_s, patient_share=s.patient_travel))
         self._settle_until = ts + s.startup_s
+        self._last_raw = None
+        self._relighting = False
 
     def _rebase(self, smoothed: np.ndarray, ts: float) -> None:
         self._model.relearn(smoothed)
+        self._last_raw = None
+        self._relighting = False
         self._tracker.reset()
         self._settle_until = self._freeze_until = ts + self.settings.settle_s
 
@@ -354,7 +398,7 @@ class MotionDetector:
         own = max(self._person_px, h - RESTORE_MARGIN) * self.settings.travel_heights
         return min(1.0, own / self._tracker.params.travel_px)
 
-    def _counted(self, blobs: list[tuple[int, int, int, int, int]], ts: float) -> list[Box]:
+    def _counted(self, blobs: list[tuple[int, int, int, int, int]], ts: float, diff: np.ndarray) -> list[Box]:
         demand = [self._demand(x, y, w, h) * self._size_factor(h) for x, y, w, h, _a in blobs]
         owners = self._tracker.update(blobs, ts, demand)
         default_min = self._min_px
@@ -367,9 +411,22 @@ class MotionDetector:
             if zone is None or area < (default_min if zone_min is None else zone_min):
                 continue
             height_px = max(1.0, h - RESTORE_MARGIN)
+            if self._out_of_focus(track, diff, blob, height_px):
+                continue
             aspect = track.aspect if track.aspect > 0 else max(1.0, w - RESTORE_MARGIN) / height_px
             boxes.append(Box(x, y, w, h, area, zone, classify(aspect, height_px, self._expected_person(y + h))))
         return boxes
+
+    def _out_of_focus(self, track: Track, diff: np.ndarray, blob: tuple[int, int, int, int, int],
+                      height_px: float) -> bool:
+        """An object blurred far beyond focus (its edge wider than OUT_OF_FOCUS_PX and OUT_OF_FOCUS_SHARE of its
+        height, smoothed over frames) is an insect or web at the lens, not someone in the scene. Measured only on
+        objects that would count, so a quiet frame pays nothing."""
+        if track.edge == 0 or track.hits % FOCUS_EVERY == 0:  # focus does not change from frame to frame
+            x, y, w, h, _area = blob
+            width = edge_width(diff[y:y + h, x:x + w])  # the blob box already has the restore dilation as margin
+            track.edge = width if track.edge == 0 else 0.5 * track.edge + 0.5 * width
+        return track.edge > max(OUT_OF_FOCUS_PX, OUT_OF_FOCUS_SHARE * height_px)
 
     def _expected_person(self, foot_y: float) -> float:
         """Height in px of a person standing at image row `foot_y` (linear from the far to the near edge)."""

@@ -35,6 +35,8 @@ class Track:
     box: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
     seen: bool = field(default=True)
     aspect: float = 0.0         # width / height of the object, smoothed (0 = not yet known); for classification
+    origin_ts: float = 0.0      # when travel started being counted (start, or the last restart)
+    edge: float = 0.0           # edge width in px, smoothed (0 = not yet measured); out of focus = near the lens
 
     def moving(self, ts: float, still_s: float) -> bool:
         return ts - self.anchor_ts <= still_s
@@ -54,6 +56,8 @@ class TrackerParams:
     max_growth: float = 1.8       # size change since the origin beyond which travel restarts
     max_area_ratio: float = 2.2  # larger frame-to-frame area change = a different blob, travel restarts
     box_margin: int = 0          # pixels the blob boxes are larger than the object (clean-up dilation)
+    patient_s: float = float("inf")  # a track followed this long without a restart ...
+    patient_share: float = 1.0       # ... needs only this share of its travel (slow, faint, coherent movers)
 
 
 class Tracker:
@@ -113,7 +117,8 @@ class Tracker:
         x, y, w, h, area = blob
         centre = (x + w / 2, y + h / 2)
         size = math.sqrt(area)
-        track = Track(self._next_id, ts, centre, centre, size, size, ts, anchor=centre, anchor_ts=ts, box=blob)
+        track = Track(self._next_id, ts, centre, centre, size, size, ts, anchor=centre, anchor_ts=ts, box=blob,
+                      origin_ts=ts)
         self._next_id += 1
         self.tracks.append(track)
         return track
@@ -136,6 +141,7 @@ class Tracker:
             # shift is not evidence of travel, so travel is counted afresh from here
             track.origin, track.path, track.far, track.hits = centre, 0.0, 0.0, 1
             track.origin_size = math.sqrt(area)
+            track.origin_ts = ts
             step = 0.0
         track.path += step
         track.pos = centre
@@ -151,7 +157,10 @@ class Tracker:
         track.far = max(track.far, net)
         if math.hypot(centre[0] - track.anchor[0], centre[1] - track.anchor[1]) >= p.move_px:
             track.anchor, track.anchor_ts = centre, ts
-        travelled = net >= p.travel_px * demand and net >= p.min_straightness * track.path
+        # a far person at night crawls a pixel or two a second: a track held that long without breaking up is
+        # evidence in itself, so it needs less travel (still in a straight enough line)
+        patience = p.patient_share if ts - track.origin_ts >= p.patient_s else 1.0
+        travelled = net >= p.travel_px * demand * patience and net >= p.min_straightness * track.path
         # someone right in front of the camera fills much of the view and cannot travel far within it
         close = area >= p.large_px and demand <= p.large_max_demand
         if not track.confirmed and track.hits >= p.min_hits and (travelled or close):

@@ -78,8 +78,9 @@ def night_report():
 def test_night_person_far_away_detected(night_report):
     clip = night_report.clip("night-lane-people-far")
     assert clip.alarms.detected == clip.alarms.intrusions == 1, format_table(night_report)
-    # people ~20 px tall at 720 rows walking slowly towards the camera: 4.1 s today (issue 9 asks for <= 2 s)
-    assert clip.alarms.worst_latency_s <= 5.0, format_table(night_report)
+    # people ~20 px tall at 720 rows walking slowly towards the camera: 2.16 s (a track followed patient_s needs
+    # half the travel; issue 9 asks for <= 2 s)
+    assert clip.alarms.worst_latency_s <= 2.5, format_table(night_report)
 
 
 @pytest.mark.footage

@@ -61,3 +61,28 @@ def test_confirmed_object_at_rest_stops_counting_and_lost_tracks_expire():
     tracker.update([], 4.0)
     tracker.update([], 4.6)
     assert tracker.tracks == []
+
+
+def _confirmed_after(params: TrackerParams, speed_px_s: float, seconds: float, fps: float = 25.0) -> float | None:
+    tracker = Tracker(params)
+    for i in range(int(seconds * fps)):
+        if tracker.update([blob(20 + speed_px_s * i / fps, 50, side=6)], i / fps)[0].confirmed:
+            return i / fps
+    return None
+
+
+def test_slow_coherent_mover_followed_long_needs_less_travel():
+    patient = TrackerParams(**{**{f: getattr(PARAMS, f) for f in PARAMS.__dataclass_fields__},
+                               "patient_s": 1.5, "patient_share": 0.5})
+    # 2.5 px/s: the full 8 px takes 3.2 s; half of it (4 px, reached at 1.6 s) counts once followed for 1.5 s
+    assert 3.0 <= _confirmed_after(PARAMS, 2.5, 6.0) <= 3.4
+    assert 1.5 <= _confirmed_after(patient, 2.5, 6.0) <= 1.8
+
+
+def test_patience_does_not_confirm_a_jittering_blob_that_gets_nowhere():
+    patient = TrackerParams(**{**{f: getattr(PARAMS, f) for f in PARAMS.__dataclass_fields__},
+                               "patient_s": 1.5, "patient_share": 0.5})
+    tracker = Tracker(patient)
+    for i in range(250):
+        owner = tracker.update([blob(50 + 1.5 * math.sin(i * 0.7), 50, side=6)], i / 25)[0]
+        assert not owner.confirmed

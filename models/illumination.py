@@ -1,0 +1,89 @@
+"""Light-change compensation: the tone line that maps the background's grey levels to this frame's.
+
+A change of light (cloud, exposure or gain step, IR illuminator switching on) moves every grey level of the
+scene along one line (a gain, plus an offset for an IR illuminator); an object changes only its own pixels. The
+line is estimated from a sparse grid of pixels that were background in the previous frame: for each band of
+background grey levels the median of the frame's values there, then a weighted fit through the band medians that
+drops the bands it misses (a person covering most of one band). When the light moved by more than the noise
+margin and the line explains the change, the frame is compared with the background seen through it, so a gain
+change is not foreground and nothing has to be re-learnt.
+
+Pure: arrays in, arrays out.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+#: sampling step of the estimation grid (every STEP-th row and column: ~3600 pixels at 320x180)
+STEP = 4
+#: background grey levels per band (16 bands), and the fewest samples a band needs to give a median
+BAND_SHIFT = 4
+MIN_SAMPLES = 12
+#: grey levels a band's median must move before the light counts as changed (below it: plain difference, so
+#: steady scenes behave exactly as without compensation)
+MARGIN = 3.0
+#: share of stable samples that must differ from the plain background before a curve is worth applying
+EXPLAIN_SHARE = 0.02
+#: most stable samples still differing through the fitted line for it to count as the explanation (another view
+#: of a similar scene is halved by a flat line through its mean, but far from explained)
+RESIDUAL_SHARE = 0.1
+#: the fitted gain is kept within these bounds
+GAIN_RANGE = (0.25, 4.0)
+
+_LEVELS = np.arange(256, dtype=np.float32)
+
+
+def tone_curve(frame: np.ndarray, background: np.ndarray, foreground: np.ndarray | None,
+               tolerance: float) -> np.ndarray | None:
+    """uint8 look-up table (256) mapping background grey levels to the frame's, or None when the light is as the
+    background learnt it (no band moved by more than MARGIN) or the curve does not explain the change.
+
+    A person who covers most of one band (a bright shirt against a dark room) drags that band's median; the
+    curve is used only when it leaves a third of the stable samples that differ by more than `tolerance`, and at
+    most RESIDUAL_SHARE of all, which a light change does and such a drag or another view does not."""
+    bg = background[::STEP, ::STEP].ravel()
+    now = frame[::STEP, ::STEP].ravel()
+    if foreground is not None:
+        stable = foreground[::STEP, ::STEP].ravel() == 0
+        bg, now = bg[stable], now[stable]
+    if bg.size < 4 * MIN_SAMPLES:
+        return None
+    band = (bg >> BAND_SHIFT).astype(np.int32)
+    keys = np.sort(band * 256 + now.astype(np.int32))
+    counts = np.bincount(band, minlength=256 >> BAND_SHIFT)
+    starts = np.cumsum(counts) - counts
+    valid = counts >= MIN_SAMPLES
+    if np.count_nonzero(valid) < 2:
+        return None
+    medians = (keys[(starts + counts // 2)[valid]] & 255).astype(np.float32)
+    centres = (np.bincount(band, weights=bg, minlength=counts.size)[valid] / counts[valid]).astype(np.float32)
+    medians = np.maximum.accumulate(medians)  # light changes keep the order of grey levels
+    if float(np.abs(medians - centres).max()) <= MARGIN:
+        return None
+    curve = _fit(centres, medians, counts[valid].astype(np.float32), tolerance)
+    plain = np.count_nonzero(np.abs(now.astype(np.int16) - bg) > tolerance)
+    through = np.count_nonzero(np.abs(now.astype(np.int16) - curve[bg]) > tolerance)
+    explains = plain >= EXPLAIN_SHARE * bg.size and 3 * through < plain and through <= RESIDUAL_SHARE * bg.size
+    return curve if explains else None
+
+
+def _fit(centres: np.ndarray, medians: np.ndarray, weights: np.ndarray, tolerance: float) -> np.ndarray:
+    """Gain and offset (frame = gain x background + offset) through the band medians, weighted by their samples,
+    refitted once without the bands it misses by more than `tolerance`: a light change moves all bands along one
+    line (a gain, or a gain and an offset for an IR illuminator), a person dragging one band's median does not."""
+    keep = np.ones(centres.size, bool)
+    for _ in range(2):
+        gain, offset = np.polyfit(centres[keep], medians[keep], 1, w=np.sqrt(weights[keep]))
+        misses = np.abs(gain * centres + offset - medians) > tolerance
+        if np.count_nonzero(~misses) < 2 or not misses[keep].any():
+            break
+        keep = ~misses
+    gain = float(np.clip(gain, *GAIN_RANGE))
+    return np.clip(gain * _LEVELS + offset, 0, 255).round().astype(np.uint8)
+
+
+def compensated(background8: np.ndarray, curve: np.ndarray) -> np.ndarray:
+    """The background as it looks under this frame's light."""
+    return cv2.LUT(background8, curve)
