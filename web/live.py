@@ -49,7 +49,8 @@ class LiveState:
         if self._pending is not None:
             self._apply_pending()
         if analysis is not None and (analysis.result.boxes or analysis.events) and self.walk.active():
-            self._walk_detections(analysis)
+            if self._walk_detections(analysis):
+                self._blink(frame.ts)
         now = self.clock.monotonic()
         if now >= self._watched_until or now < self._next_picture:
             return  # nobody watches, or the last picture is recent enough
@@ -87,15 +88,24 @@ class LiveState:
                 "outbox": agent.outbox.depth(), "clock": iso_utc(self.clock.wall()),
                 "walk_test": self.walk.active()}
 
-    def _walk_detections(self, analysis) -> None:
+    def _walk_detections(self, analysis) -> bool:
+        """The walk list's new lines from this frame; True if there was one."""
         bearings = [location.bearing_deg for location in analysis.locations]
+        added = False
         for index, box in enumerate(analysis.result.boxes):
             bearing = round(bearings[index], 1) if index < len(bearings) else None
-            self.walk.add(box.zone, box.label, bearing)
+            added |= self.walk.add(box.zone, box.label, bearing)
         for event in analysis.events:
             if isinstance(event, AlarmStarted):
                 label = analysis.result.boxes[0].label if analysis.result.boxes else "unknown"
-                self.walk.add(analysis.result.zone or "", label, alarm=True)
+                added |= self.walk.add(analysis.result.zone or "", label, alarm=True)
+        return added
+
+    def _blink(self, ts: float) -> None:
+        """The unit's strobe flashes once (the frame loop's thread: the Signaller is not shared with the page's)."""
+        signaller = getattr(self.agent, "signaller", None)  # made when the agent's run opens its GPIO
+        if signaller is not None:
+            signaller.blink(ts)
 
     def _apply_pending(self) -> None:
         from web.zones import apply_live
