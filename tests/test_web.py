@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tomllib
 
+import cv2
 import numpy as np
 import pytest
 
@@ -170,3 +171,19 @@ def test_the_replayed_person_blinks_the_strobe_once_not_the_alarm_pattern(tmp_pa
     # first on-segment) where the alarm alone would have flashed for 30 s
     assert [line["alarm"] for line in lines] == [False, True] and len(flashes) == 1
     assert 0.45 <= offs[0] - flashes[0] <= 0.65
+
+
+def test_the_motion_mask_is_drawn_only_while_the_page_shows_it():
+    clock = ManualClock()
+    live = LiveState(CommissioningSettings(view_width=160), clock)
+    analysis = _person()
+    analysis.result.mask[20:50, 40:50] = 255  # the person's pixels
+    live.watched()
+    live.viewer(_frame(0), analysis)
+    assert live._mask_png is None  # the picture is watched, the mask is not asked for: not encoded
+    assert live.mask_png() is None
+    clock.advance(1.0)
+    live.viewer(_frame(1), analysis)
+    png = cv2.imdecode(np.frombuffer(live.mask_png(), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert png.shape == (90, 160, 4)  # the live picture's size (view_width 160)
+    assert png[30, 45].tolist() == [48, 48, 255, 140] and png[5, 5, 3] == 0  # red where motion, clear elsewhere
