@@ -55,7 +55,7 @@ class LiveState:
         if self._pending is not None:
             self._apply_pending()
         if analysis is not None and (analysis.result.boxes or analysis.events) and self.walk.active():
-            if self._walk_detections(analysis):
+            if self._walk_detections(analysis, frame.ts):
                 self._blink(frame.ts)
         now = self.clock.monotonic()
         if now >= self._watched_until or now < self._next_picture:
@@ -111,17 +111,17 @@ class LiveState:
                 "temp_c": cpu_temperature_c(self.thermal_zone),
                 "walk_test": self.walk.active()}
 
-    def _walk_detections(self, analysis) -> bool:
+    def _walk_detections(self, analysis, ts: float) -> bool:
         """The walk list's new lines from this frame; True if there was one."""
         bearings = [location.bearing_deg for location in analysis.locations]
         added = False
         for index, box in enumerate(analysis.result.boxes):
             bearing = round(bearings[index], 1) if index < len(bearings) else None
-            added |= self.walk.add(box.zone, box.label, bearing)
+            added |= self.walk.add(box.zone, box.label, bearing, frame_ts=ts)
         for event in analysis.events:
             if isinstance(event, AlarmStarted):
                 label = analysis.result.boxes[0].label if analysis.result.boxes else "unknown"
-                added |= self.walk.add(analysis.result.zone or "", label, alarm=True)
+                added |= self.walk.add(analysis.result.zone or "", label, alarm=True, frame_ts=ts)
         return added
 
     def _blink(self, ts: float) -> None:

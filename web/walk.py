@@ -41,7 +41,8 @@ class WalkTest:
             self._ends_mono = None  # timed out
         return self._ends_mono is not None
 
-    def add(self, zone: str, label: str, bearing_deg: float | None = None, alarm: bool = False) -> bool:
+    def add(self, zone: str, label: str, bearing_deg: float | None = None, alarm: bool = False,
+            frame_ts: float | None = None) -> bool:
         """A detection (or an alarm raised) while on; repeats of the same object within REPEAT_S are folded.
         True when it made a new line (the unit's strobe blinks once for each)."""
         now = self.clock.monotonic()
@@ -54,7 +55,8 @@ class WalkTest:
             if last is not None and now - last < REPEAT_S:
                 return False
             self._entries.append({"time": iso_utc(self.clock.wall()), "zone": zone or "(whole picture)",
-                                  "class": label, "bearing_deg": bearing_deg, "alarm": alarm})
+                                  "class": label, "bearing_deg": bearing_deg, "alarm": alarm,
+                                  "frame_ts": None if frame_ts is None else round(frame_ts, 3)})
             del self._entries[:-MAX_ENTRIES]
             return True
 
