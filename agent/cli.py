@@ -143,7 +143,8 @@ def _configured(args, replay: dict | None = None) -> AgentConfig:
     return load_config(args.config, overrides)
 
 
-def _run_agent(config: AgentConfig, *, upload: bool, events_path: Path | None, show_progress: bool) -> int:
+def _run_agent(config: AgentConfig, *, upload: bool, events_path: Path | None, show_progress: bool,
+               config_path: Path | None = None) -> int:
     from agent.pipeline import Agent
     from drivers.camera import open_camera
 
@@ -162,6 +163,10 @@ def _run_agent(config: AgentConfig, *, upload: bool, events_path: Path | None, s
         agent = Agent(config, camera, SystemClock(), upload=upload, events_out=events_out,
                       on_frame=advance if bar is not None else None)
         _stop_on_signals(agent)
+        if config_path is not None and config.commissioning.enabled:  # the installer's page beside the unit
+            from web.commission import serving
+
+            stack.enter_context(serving(agent, config, config_path))
         summary = agent.run()
     print(f"frames: {summary.frames}, alarms: {summary.alarms}, events: {len(summary.events_published)}")
     if summary.outbox_depth:
@@ -191,7 +196,7 @@ def _stop_on_signals(agent) -> None:
 
 
 def cmd_run(args) -> int:
-    return _run_agent(_configured(args), upload=True, events_path=None, show_progress=False)
+    return _run_agent(_configured(args), upload=True, events_path=None, show_progress=False, config_path=args.config)
 
 
 def cmd_replay(args) -> int:

@@ -79,6 +79,7 @@ class Signaller:
         self._sirens = gpio.outputs_of_kind("siren")
         self._period = sum(settings.strobe_pattern_ms) / 1000
         self._active: _Activation | None = None
+        self._blink_until = float("-inf")  # a walk test's single flash (blink())
 
     def _now(self, now: float | None) -> float:
         return self.clock.monotonic() if now is None else now
@@ -101,6 +102,21 @@ class Signaller:
         self._active = act
         self.tick(now)
 
+    def blink(self, now: float | None = None) -> None:
+        """One flash of the strobe (the pattern's first on-segment): a walk-test detection, shown on the unit.
+        A running alarm activation is ended: while the installer walks, alarms are the installer's own, and one
+        flash per detection (not 30 s of pattern, nor the siren) is what tells them apart. A flash still on is not
+        lengthened (the alarm a detection raises a few frames later must not make it a steady light). Covert:
+        nothing."""
+        now = self._now(now)
+        if self.mode == "covert" or not self.settings.strobe:
+            return
+        self._active = None
+        if now >= self._blink_until - _EPS:
+            self._blink_until = now + min(self.settings.strobe_pattern_ms[0] / 1000,
+                                          self.settings.max_on_s)
+        self.tick(now)
+
     def alarm_ended(self, now: float | None = None) -> None:
         now = self._now(now)
         if self.settings.stop_with_alarm:
@@ -118,7 +134,7 @@ class Signaller:
 
     def silence(self, now: float | None = None) -> None:
         """End the activation and switch strobe and siren off (e.g. on disarm)."""
-        self._active = None
+        self._active, self._blink_until = None, float("-inf")
         self.tick(now)
 
     def tick(self, now: float | None = None) -> None:
@@ -128,8 +144,8 @@ class Signaller:
         if act is not None and now >= max(act.strobe_until, act.siren_until) - _EPS:
             self._active = act = None
         covert = self.mode == "covert"
-        strobe_on = (not covert and act is not None and now < act.strobe_until - _EPS
-                     and self._pattern_on(now - act.started))
+        strobe_on = not covert and ((act is not None and now < act.strobe_until - _EPS
+                                     and self._pattern_on(now - act.started)) or now < self._blink_until - _EPS)
         siren_on = not covert and act is not None and now < act.siren_until - _EPS
         for output_id in self._strobes:
             self._drive(output_id, strobe_on, now)
@@ -152,5 +168,5 @@ class Signaller:
 
     def close(self, now: float | None = None) -> None:
         """Safe state: end any activation and switch every output (strobe, siren, LED) off."""
-        self._active = None
+        self._active, self._blink_until = None, float("-inf")
         self.gpio.safe_state(self._now(now))

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import tomllib
 
+import cv2
 import numpy as np
 import pytest
 
@@ -123,3 +124,66 @@ def test_the_api_is_closed_without_the_password(tmp_path):
 def test_agent_config_does_not_pull_the_web_framework():
     code = "import sys, agent.config; sys.exit('starlette' in sys.modules or 'uvicorn' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_the_strobe_blinks_once_and_only_the_strobe():
+    from agent.signalling import Signaller, SignallingSettings
+    from drivers.gpio import GpioSettings, SimulatedGpio
+
+    gpio = SimulatedGpio(GpioSettings(outputs=[{"id": "strobe", "pin": 22, "kind": "strobe"},
+                                               {"id": "siren", "pin": 23, "kind": "siren"}]))
+    gpio.open()
+    signaller = Signaller(SignallingSettings(mode="overt", siren=True, strobe_pattern_ms=(200, 300)), gpio,
+                          ManualClock())
+    signaller.alarm_started(10.0)  # a walk-test alarm: its pattern and siren give way to one flash
+    signaller.blink(10.0)
+    for step in range(1, 30):
+        signaller.tick(10.0 + step * 0.1)
+    assert [(round(ts, 3), out, on) for ts, out, on in gpio.history] == [
+        (10.0, "strobe", True), (10.0, "siren", True), (10.0, "siren", False), (10.2, "strobe", False)]
+    signaller.set_mode("covert")
+    signaller.blink(20.0)
+    assert not gpio.is_on("strobe")  # a covert unit lights nothing, walk test or not
+
+
+def test_the_replayed_person_blinks_the_strobe_once_not_the_alarm_pattern(tmp_path):
+    from agent.config import parse_config
+    from agent.pipeline import Agent
+    from drivers.camera.replay import ReplayCamera
+    from evaluation.demo import write_demo
+
+    clip = tmp_path / "walk.mp4"
+    write_demo(clip, seconds=14.0, width=320, height=180)
+    config = parse_config({"data_dir": str(tmp_path / "data"), "camera": {"backend": "replay", "source": str(clip)},
+                           "recorder": {"post_roll_s": 1.0}, "signalling": {"mode": "overt"},
+                           "gpio": {"outputs": [{"id": "strobe", "pin": 22, "kind": "strobe"}]}})
+    clock = ManualClock()
+    agent = Agent(config, ReplayCamera(clip, clock=clock, realtime=False), clock, upload=False)
+    live = LiveState(CommissioningSettings(), clock)
+    live.attach(agent)
+    live.walk.start()
+    agent.run()
+    lines = live.walk.snapshot()["detections"]
+    flashes = [ts for ts, out, on in agent.gpio.history if out == "strobe" and on]
+    offs = [ts for ts, out, on in agent.gpio.history if out == "strobe" and not on]
+    print(f"walk lines {[(line['class'], line['alarm']) for line in lines]}, flashes at {flashes}")
+    # the person and the alarm they raise come on one frame: one line each, one flash (500 ms, the pattern's
+    # first on-segment) where the alarm alone would have flashed for 30 s
+    assert [line["alarm"] for line in lines] == [False, True] and len(flashes) == 1
+    assert 0.45 <= offs[0] - flashes[0] <= 0.65
+
+
+def test_the_motion_mask_is_drawn_only_while_the_page_shows_it():
+    clock = ManualClock()
+    live = LiveState(CommissioningSettings(view_width=160), clock)
+    analysis = _person()
+    analysis.result.mask[20:50, 40:50] = 255  # the person's pixels
+    live.watched()
+    live.viewer(_frame(0), analysis)
+    assert live._mask_png is None  # the picture is watched, the mask is not asked for: not encoded
+    assert live.mask_png() is None
+    clock.advance(1.0)
+    live.viewer(_frame(1), analysis)
+    png = cv2.imdecode(np.frombuffer(live.mask_png(), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert png.shape == (90, 160, 4)  # the live picture's size (view_width 160)
+    assert png[30, 45].tolist() == [48, 48, 255, 140] and png[5, 5, 3] == 0  # red where motion, clear elsewhere

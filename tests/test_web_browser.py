@@ -8,12 +8,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import tomllib
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from drivers.camera.synthetic import figure_position
 from tests.footage import under_ci
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,6 +89,26 @@ def _shot(driver, tmp_path: Path, name: str) -> None:
     driver.save_screenshot(str(tmp_path / "screenshots" / f"{name}.png"))
 
 
+WALK_START_S = next(index / 10 for index in range(300) if figure_position(index / 10, 320, 180))  # 10 fps
+SEEN_SCRIPT = """window.firstWalkSeen = null;
+new MutationObserver((_, observer) => {
+  if (!document.querySelector('#walk-list li.walk-detection')) return;
+  window.firstWalkSeen = Date.now();
+  observer.disconnect();
+}).observe(document.getElementById('walk-list'), {childList: true});"""
+
+
+def _fetch_json(driver, path: str) -> dict:
+    return driver.execute_async_script("fetch(arguments[0], {cache: 'no-store'}).then(r => r.json())"
+                                       ".then(arguments[arguments.length - 1])", path)
+
+
+def _replayed_time(driver) -> float:
+    """Where the looped replay is: the live view's frame index at 10 fps."""
+    frame = _fetch_json(driver, "/api/state")["view"]["frame"]
+    return 1e9 if frame is None else frame / 10
+
+
 def test_installer_logs_in_draws_a_zone_and_walks(unit, browser, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -126,6 +147,23 @@ def test_installer_logs_in_draws_a_zone_and_walks(unit, browser, tmp_path):
     assert all(0.0 < x < 0.1 or 0.9 < x < 1.0 for x, _ in saved[0]["polygon"])
     _shot(browser, tmp_path, "3-zone-saved")
 
+    # drag the saved zone's first corner (top left) towards the middle, and save the move
+    ActionChains(browser).move_to_element_with_offset(canvas, int(-half_w), int(-half_h)).click_and_hold() \
+        .move_by_offset(40, 20).move_by_offset(20, 10).release().perform()
+    assert browser.find_element(By.ID, "corner-count").text == "0"  # a drag adds no corner
+    browser.find_element(By.ID, "save-moved").click()
+    wait.until(lambda d: "Saved 1 zone" in d.find_element(By.ID, "zone-result").text)
+    moved = tomllib.loads(config_path.read_text(encoding="utf-8"))["detection"]["zones"][0]["polygon"]
+    assert moved[1:] == saved[0]["polygon"][1:] and 0.1 < moved[0][0] < 0.4 and 0.1 < moved[0][1] < 0.4, moved
+
+    # the motion mask over the picture, at the picture's size
+    browser.find_element(By.ID, "show-mask").click()
+    wait.until(lambda d: d.execute_script("const m = document.getElementById('mask');"
+                                          "return !m.hidden && m.complete ? m.naturalWidth : 0") == 320)
+    _shot(browser, tmp_path, "3b-corner-moved-and-motion-mask")
+    browser.find_element(By.ID, "show-mask").click()
+    assert "temp " in browser.find_element(By.ID, "status").text
+
     # an invalid zone (two corners) is refused with the agent's own message, beside its corners
     ActionChains(browser).move_to_element_with_offset(canvas, 0, 0).click().perform()
     ActionChains(browser).move_to_element_with_offset(canvas, 20, 20).click().perform()
@@ -138,13 +176,26 @@ def test_installer_logs_in_draws_a_zone_and_walks(unit, browser, tmp_path):
     assert len(tomllib.loads(config_path.read_text(encoding="utf-8"))["detection"]["zones"]) == 1
     _shot(browser, tmp_path, "4-zone-refused")
 
-    # walk test on: the replayed person (the loop plays the walk again) appears in the list, in the new zone
+    # walk test on before the loop reaches the person, so their first frame is seen with the test on
+    WebDriverWait(browser, 40, poll_frequency=0.1).until(lambda d: _replayed_time(d) < WALK_START_S - 3)
+    browser.execute_script(SEEN_SCRIPT)
     browser.find_element(By.ID, "walk-toggle").click()
     wait.until(lambda d: d.find_element(By.ID, "walk-status").text.startswith("On"))
-    started = time.monotonic()
     WebDriverWait(browser, 40).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#walk-list li.walk-detection"))
     first = browser.find_elements(By.CSS_SELECTOR, "#walk-list li.walk-detection")[0].text
-    print(f"first walk-test line after {time.monotonic() - started:.1f} s: {first!r}")
     assert " in yard" in first
+    line = _fetch_json(browser, "/api/state")["walk"]["detections"][0]
+    # from the person's first frame to the line on the page: the unit's detection delay in frame time, then
+    # from the unit's clock at that detection to the browser's when the line appeared (one machine, one clock)
+    detecting_s = line["frame_ts"] - WALK_START_S
+    showing_s = browser.execute_script("return window.firstWalkSeen") / 1000 - datetime.fromisoformat(
+        line["time"]).timestamp()
+    print(f"walk test: person's first frame to the page's line {detecting_s + showing_s:.2f} s (detected "
+          f"{detecting_s:.2f} s into the walk, shown {showing_s:.2f} s later): {first!r}")
+    assert 0 <= detecting_s and detecting_s + showing_s < 2.0
+    # the alarm the walk raises names the zone just saved
+    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#walk-list li.alarm"))
+    assert " in yard" in browser.find_elements(By.CSS_SELECTOR, "#walk-list li.alarm")[0].text
+    browser.execute_script("document.getElementById('walk-list').scrollIntoView({block: 'end'})")
     _shot(browser, tmp_path, "5-walk-test")
     print(f"screenshots in {tmp_path / 'screenshots'}")

@@ -10,8 +10,10 @@ import logging
 import threading
 
 import cv2
+import numpy as np
 
 from agent.events import AlarmStarted
+from agent.health import THERMAL_ZONE, cpu_temperature_c
 from common.clock import Clock, iso_utc
 from web.settings import CommissioningSettings
 from web.walk import WalkTest
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 WATCH_S = 5.0    # a page polls every fraction of a second; after this long without a request nobody watches
 STATUS_S = 1.0   # the heartbeat summary is read at most this often (the outbox count is an SQLite query)
 JPEG_QUALITY = 70
+MASK_RGBA = (255, 48, 48, 140)  # the motion mask's pixels on the page: translucent red over the picture
 
 
 class LiveState:
@@ -34,6 +37,9 @@ class LiveState:
         self._next_picture = -1.0
         self._next_status = -1.0
         self._jpeg: bytes | None = None
+        self._mask_png: bytes | None = None
+        self._mask_wanted_until = -1.0  # the mask is encoded only while the page shows it
+        self.thermal_zone = THERMAL_ZONE
         self._view: dict = {"boxes": [], "frame": None}
         self._status: dict = {}
         self._pending = None  # a validated AgentConfig with new zones, applied by the frame loop
@@ -49,7 +55,8 @@ class LiveState:
         if self._pending is not None:
             self._apply_pending()
         if analysis is not None and (analysis.result.boxes or analysis.events) and self.walk.active():
-            self._walk_detections(analysis)
+            if self._walk_detections(analysis, frame.ts):
+                self._blink(frame.ts)
         now = self.clock.monotonic()
         if now >= self._watched_until or now < self._next_picture:
             return  # nobody watches, or the last picture is recent enough
@@ -70,10 +77,26 @@ class LiveState:
         boxes = [] if analysis is None else [
             {"x": b.x / luma_w, "y": b.y / luma_h, "w": b.w / luma_w, "h": b.h / luma_h, "zone": b.zone,
              "class": b.label} for b in analysis.result.boxes]
+        mask_png = self._mask(analysis, small.shape[:2]) if self.clock.monotonic() < self._mask_wanted_until else None
         with self._lock:
             if ok:
                 self._jpeg = jpeg.tobytes()
+            if mask_png is not None:
+                self._mask_png = mask_png
             self._view = {"boxes": boxes, "frame": frame.index, "motion": bool(analysis and analysis.result.motion)}
+
+    @staticmethod
+    def _mask(analysis, size: tuple[int, int]) -> bytes | None:
+        """The motion detector's foreground pixels as a PNG the size of the live picture, transparent elsewhere."""
+        mask = None if analysis is None else analysis.result.mask
+        if mask is None:
+            return None
+        on = cv2.resize(mask, (size[1], size[0]), interpolation=cv2.INTER_NEAREST) > 0
+        red, green, blue, alpha = MASK_RGBA
+        bgra = np.zeros((*size, 4), np.uint8)
+        bgra[on] = (blue, green, red, alpha)
+        ok, png = cv2.imencode(".png", bgra)
+        return png.tobytes() if ok else None
 
     def _read_status(self) -> dict:
         agent = self.agent
@@ -85,17 +108,27 @@ class LiveState:
                 "alarm": status.active_event_id, "tamper": status.tamper,
                 "link": "offline" if uplink is None else ("connected" if uplink.connected else "down"),
                 "outbox": agent.outbox.depth(), "clock": iso_utc(self.clock.wall()),
+                "temp_c": cpu_temperature_c(self.thermal_zone),
                 "walk_test": self.walk.active()}
 
-    def _walk_detections(self, analysis) -> None:
+    def _walk_detections(self, analysis, ts: float) -> bool:
+        """The walk list's new lines from this frame; True if there was one."""
         bearings = [location.bearing_deg for location in analysis.locations]
+        added = False
         for index, box in enumerate(analysis.result.boxes):
             bearing = round(bearings[index], 1) if index < len(bearings) else None
-            self.walk.add(box.zone, box.label, bearing)
+            added |= self.walk.add(box.zone, box.label, bearing, frame_ts=ts)
         for event in analysis.events:
             if isinstance(event, AlarmStarted):
                 label = analysis.result.boxes[0].label if analysis.result.boxes else "unknown"
-                self.walk.add(analysis.result.zone or "", label, alarm=True)
+                added |= self.walk.add(analysis.result.zone or "", label, alarm=True, frame_ts=ts)
+        return added
+
+    def _blink(self, ts: float) -> None:
+        """The unit's strobe flashes once (the frame loop's thread: the Signaller is not shared with the page's)."""
+        signaller = getattr(self.agent, "signaller", None)  # made when the agent's run opens its GPIO
+        if signaller is not None:
+            signaller.blink(ts)
 
     def _apply_pending(self) -> None:
         from web.zones import apply_live
@@ -114,6 +147,13 @@ class LiveState:
         self.watched()
         with self._lock:
             return self._jpeg
+
+    def mask_png(self) -> bytes | None:
+        """The latest motion mask; asking keeps it coming (with the pictures) for WATCH_S."""
+        self.watched()
+        self._mask_wanted_until = self._watched_until
+        with self._lock:
+            return self._mask_png
 
     def state(self) -> dict:
         self.watched()

@@ -65,6 +65,14 @@ def build_app(live: LiveState, config_path: Path, password: str, secure_cookie: 
             return Response(status_code=503, headers={"Retry-After": "1"})
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
+    def mask(request: Request) -> Response:
+        if not authorised(request):
+            return refused()
+        png = live.mask_png()
+        if png is None:
+            return Response(status_code=503, headers={"Retry-After": "1"})
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
     def state(request: Request) -> Response:
         return JSONResponse(live.state()) if authorised(request) else refused()
 
@@ -97,6 +105,7 @@ def build_app(live: LiveState, config_path: Path, password: str, secure_cookie: 
         return JSONResponse(live.walk.snapshot())
 
     routes = [Route("/api/login", login, methods=["POST"]), Route("/api/frame.jpg", frame),
+              Route("/api/mask.png", mask),
               Route("/api/state", state), Route("/api/zones", zones, methods=["GET"]),
               Route("/api/zones", save, methods=["POST"]), Route("/api/walk", walk, methods=["POST"]),
               Mount("/", StaticFiles(directory=STATIC, html=True))]

@@ -41,20 +41,24 @@ class WalkTest:
             self._ends_mono = None  # timed out
         return self._ends_mono is not None
 
-    def add(self, zone: str, label: str, bearing_deg: float | None = None, alarm: bool = False) -> None:
-        """A detection (or an alarm raised) while on; repeats of the same object within REPEAT_S are folded."""
+    def add(self, zone: str, label: str, bearing_deg: float | None = None, alarm: bool = False,
+            frame_ts: float | None = None) -> bool:
+        """A detection (or an alarm raised) while on; repeats of the same object within REPEAT_S are folded.
+        True when it made a new line (the unit's strobe blinks once for each)."""
         now = self.clock.monotonic()
         with self._lock:
             if not self._active():
-                return
+                return False
             key = (zone, "alarm" if alarm else label)
             last = self._last_seen.get(key)
             self._last_seen[key] = now
             if last is not None and now - last < REPEAT_S:
-                return
+                return False
             self._entries.append({"time": iso_utc(self.clock.wall()), "zone": zone or "(whole picture)",
-                                  "class": label, "bearing_deg": bearing_deg, "alarm": alarm})
+                                  "class": label, "bearing_deg": bearing_deg, "alarm": alarm,
+                                  "frame_ts": None if frame_ts is None else round(frame_ts, 3)})
             del self._entries[:-MAX_ENTRIES]
+            return True
 
     def snapshot(self) -> dict:
         with self._lock:

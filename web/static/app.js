@@ -8,6 +8,9 @@ let zones = [];          // the unit's saved zones
 let draft = [];          // corners of the zone being drawn, normalised [x, y]
 let boxes = [];          // detections on the latest picture, normalised
 let walkSeen = 0;        // walk-test lines already shown (beep on new ones)
+let dragging = null;     // the corner under the finger: {corners, index} (a draft's or a saved zone's)
+let dragged = false;     // the last press moved a corner: its click adds no new one
+const GRAB_PX = 24;      // a finger this close to a corner takes hold of it
 
 async function api(path, body) {
   const options = body === undefined ? {} :
@@ -39,8 +42,17 @@ async function pollFrame() {
       $("picture").onload = () => { if (old.startsWith("blob:")) URL.revokeObjectURL(old); draw(); };
       $("picture").src = url;
     }
+    if ($("show-mask").checked) await pollMask();
   } catch (error) { /* the unit is busy or restarting: try again */ }
   setTimeout(pollFrame, FRAME_MS);
+}
+
+async function pollMask() {  // asked for only while shown: the unit encodes it only then
+  const response = await api("/api/mask.png");
+  if (!response.ok) return;
+  const url = URL.createObjectURL(await response.blob()), old = $("mask").src;
+  $("mask").onload = () => { if (old.startsWith("blob:")) URL.revokeObjectURL(old); };
+  $("mask").src = url;
 }
 
 async function pollState() {
@@ -58,7 +70,8 @@ async function pollState() {
 function showStatus(s) {
   if (s.armed === undefined) { $("status").textContent = "Waiting for the unit…"; return; }
   $("status").textContent = [s.armed ? "ARMED" : "DISARMED", s.alarm ? "ALARM" : s.phase, "link " + s.link,
-    "outbox " + s.outbox, s.tamper ? "TAMPER " + s.tamper : "", s.walk_test ? "WALK TEST" : "",
+    "outbox " + s.outbox, "temp " + (s.temp_c === null || s.temp_c === undefined ? "—" : s.temp_c + " °C"),
+    s.tamper ? "TAMPER " + s.tamper : "", s.walk_test ? "WALK TEST" : "",
     s.clock].filter(Boolean).join(" · ");
   $("status").classList.toggle("alarm", Boolean(s.alarm));
 }
@@ -98,10 +111,15 @@ function draw() {
   g.clearRect(0, 0, w, h);
   g.lineWidth = 3; g.font = "bold 18px sans-serif";
   if ($("show-zones").checked) {
-    for (const zone of zones) polygon(g, zone.polygon, KIND_COLOURS[zone.kind], zone.name, w, h, true);
+    for (const zone of zones) {
+      polygon(g, zone.polygon, KIND_COLOURS[zone.kind], zone.name, w, h, true);
+      g.fillStyle = KIND_COLOURS[zone.kind];  // handles: a saved zone's corners can be dragged too
+      for (const [x, y] of zone.polygon) g.fillRect(x * w - 6, y * h - 6, 12, 12);
+    }
   }
   if (draft.length) polygon(g, draft, "#ffd400", $("zone-name").value, w, h, draft.length >= 3);
   for (const [x, y] of draft) { g.fillStyle = "#ffd400"; g.fillRect(x * w - 8, y * h - 8, 16, 16); }
+  $("mask").hidden = !$("show-mask").checked;
   if ($("show-boxes").checked) {
     g.strokeStyle = "#ff3030";
     for (const b of boxes) {
@@ -120,13 +138,45 @@ function polygon(g, corners, colour, label, w, h, closed) {
   if (corners.length) { g.fillStyle = colour; g.fillText(label, corners[0][0] * w + 6, corners[0][1] * h + 20); }
 }
 
-function addCorner(event) {
+function pointAt(event) {  // the pointer's place on the picture, normalised and kept inside it
   const rect = $("overlay").getBoundingClientRect();
   const clamp = (v) => Math.min(1, Math.max(0, Math.round(v * 1000) / 1000));
-  draft.push([clamp((event.clientX - rect.left) / rect.width), clamp((event.clientY - rect.top) / rect.height)]);
+  return [clamp((event.clientX - rect.left) / rect.width), clamp((event.clientY - rect.top) / rect.height)];
+}
+
+function addCorner(event) {
+  if (dragged) { dragged = false; return; }  // the press moved a corner
+  draft.push(pointAt(event));
   $("corner-count").textContent = draft.length;
   draw();
 }
+
+function cornerNear(event) {  // the draft's corners first: they are what the installer is working on
+  const rect = $("overlay").getBoundingClientRect();
+  const shown = $("show-zones").checked ? zones.map((zone) => zone.polygon) : [];
+  for (const corners of [draft, ...shown]) {
+    const index = corners.findIndex(([x, y]) =>
+      Math.hypot(x * rect.width - (event.clientX - rect.left), y * rect.height - (event.clientY - rect.top)) < GRAB_PX);
+    if (index >= 0) return { corners, index };
+  }
+  return null;
+}
+
+function pressCorner(event) {
+  dragging = cornerNear(event);
+  dragged = false;
+  if (dragging) $("overlay").setPointerCapture(event.pointerId);
+}
+
+function moveCorner(event) {
+  if (!dragging) return;
+  dragging.corners[dragging.index] = pointAt(event);
+  dragged = true;
+  if (dragging.corners !== draft) $("save-moved").hidden = false;  // a saved zone changed: saved on request
+  draw();
+}
+
+function releaseCorner() { dragging = null; }
 
 async function loadZones() {
   zones = (await (await api("/api/zones")).json()).zones;
@@ -165,6 +215,7 @@ async function saveZones(candidate, draftIndex) {
     }
     return;
   }
+  $("save-moved").hidden = true;
   $("zone-result").textContent = "Saved " + answer.saved + " zone(s); applied " + answer.applied + ".";
   if (draftIndex !== null) { draft = []; $("corner-count").textContent = "0"; }
   await loadZones();
@@ -185,6 +236,12 @@ async function toggleWalk() {
 $("login-button").onclick = login;
 $("password").addEventListener("keydown", (event) => { if (event.key === "Enter") login(); });
 $("overlay").addEventListener("click", addCorner);
+$("overlay").addEventListener("pointerdown", pressCorner);
+$("overlay").addEventListener("pointermove", moveCorner);
+$("overlay").addEventListener("pointerup", releaseCorner);
+$("overlay").addEventListener("pointercancel", releaseCorner);
+$("save-moved").onclick = () => saveZones(zones, null);
+$("show-mask").onchange = draw;
 $("undo-corner").onclick = () => { draft.pop(); $("corner-count").textContent = draft.length; draw(); };
 $("clear-corners").onclick = () => { draft = []; $("corner-count").textContent = "0"; draw(); };
 $("save-zone").onclick = saveDraft;
