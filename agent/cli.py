@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     monitor = commands.add_parser("monitor", help="receive a unit's status, heartbeats, events and media")
     monitor.add_argument("--broker", required=True, help="mqtt://host:port")
     monitor.add_argument("--device", help="one unit's device id (default: all units)")
-    monitor.add_argument("--out", type=Path, help="save reassembled, verified media here")
+    monitor.add_argument("--out", type=Path, help="save reassembled, verified media and the records for "
+                                                   "`pid-agent report` (events, heartbeats, results) here")
+    monitor.add_argument("--json", action="store_true", help="one JSON object a line (kind, device, topic, ...)")
     monitor.add_argument("--clean-session", action="store_true",
                          help="start a fresh broker session (default: a persistent one that gets what was "
                               "published while the monitor was away)")
@@ -206,7 +208,7 @@ def cmd_replay(args) -> int:
 def cmd_monitor(args) -> int:
     from station.monitor import run_monitor
 
-    return run_monitor(args.broker, args.device, args.out, clean_session=args.clean_session)
+    return run_monitor(args.broker, args.device, args.out, clean_session=args.clean_session, as_json=args.json)
 
 
 def cmd_command(args) -> int:
