@@ -19,7 +19,7 @@ from agent.config import AgentConfig, load_config
 from agent.logsetup import setup_logging
 from common.clock import SystemClock
 from common.errors import AgentError, ConfigError
-from station import loan_report
+from station import deployment_report, loan_report
 from station import verify as verify_cli
 
 log = logging.getLogger("pid-agent")
@@ -114,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     arc_cli.add_parser(commands)
     verify_cli.add_parser(commands)
     loan_report.add_parser(commands)
+    deployment_report.add_parser(commands)
     return parser
 
 
@@ -291,6 +292,7 @@ COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_conf
 COMMANDS["arc-test"] = arc_cli.cmd_arc_test
 COMMANDS["verify"] = verify_cli.cmd_verify
 COMMANDS["loan-report"] = loan_report.cmd_loan_report
+COMMANDS["report"] = deployment_report.cmd_report
 
 
 def main(argv: list[str] | None = None) -> int:
