@@ -19,7 +19,7 @@ from agent.config import AgentConfig, load_config
 from agent.logsetup import setup_logging
 from common.clock import SystemClock
 from common.errors import AgentError, ConfigError
-from station import loan_report
+from station import deployment_report, loan_report
 from station import verify as verify_cli
 
 log = logging.getLogger("pid-agent")
@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     monitor = commands.add_parser("monitor", help="receive a unit's status, heartbeats, events and media")
     monitor.add_argument("--broker", required=True, help="mqtt://host:port")
     monitor.add_argument("--device", help="one unit's device id (default: all units)")
-    monitor.add_argument("--out", type=Path, help="save reassembled, verified media here")
+    monitor.add_argument("--out", type=Path, help="save reassembled, verified media and the records for "
+                                                   "`pid-agent report` (events, heartbeats, results) here")
+    monitor.add_argument("--json", action="store_true", help="one JSON object a line (kind, device, topic, ...)")
     monitor.add_argument("--clean-session", action="store_true",
                          help="start a fresh broker session (default: a persistent one that gets what was "
                               "published while the monitor was away)")
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     arc_cli.add_parser(commands)
     verify_cli.add_parser(commands)
     loan_report.add_parser(commands)
+    deployment_report.add_parser(commands)
     return parser
 
 
@@ -211,7 +214,7 @@ def cmd_replay(args) -> int:
 def cmd_monitor(args) -> int:
     from station.monitor import run_monitor
 
-    return run_monitor(args.broker, args.device, args.out, clean_session=args.clean_session)
+    return run_monitor(args.broker, args.device, args.out, clean_session=args.clean_session, as_json=args.json)
 
 
 def cmd_command(args) -> int:
@@ -294,6 +297,7 @@ COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_conf
 COMMANDS["arc-test"] = arc_cli.cmd_arc_test
 COMMANDS["verify"] = verify_cli.cmd_verify
 COMMANDS["loan-report"] = loan_report.cmd_loan_report
+COMMANDS["report"] = deployment_report.cmd_report
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,7 +75,18 @@ class ExtendLoan(_Command):
     reference: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_./:-]+$")
 
 
-Command = Annotated[Union[Arm, Disarm, SetMode, Silence, StartLoan, ExtendLoan], Field(discriminator="cmd")]
+class Verdict(_Command):
+    """The operator's verdict on an alarm (for the deployment report): recorded in the unit's signed audit log."""
+
+    cmd: Literal["verdict"]
+    event_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    verdict: Literal["genuine", "false", "unknown"]
+    police_dispatched: bool
+    note: str = Field("", max_length=200, description="The operator's note.")
+
+
+Command = Annotated[Union[Arm, Disarm, SetMode, Silence, StartLoan, ExtendLoan, Verdict],
+                    Field(discriminator="cmd")]
 _ADAPTER = TypeAdapter(Command)
 
 

@@ -15,7 +15,19 @@ from pathlib import Path
 from typing import assert_never
 
 from agent.analyzer import Analyzer
-from agent.commands import Arm, Command, CommandError, Disarm, ExtendLoan, Gate, Received, SetMode, Silence, StartLoan
+from agent.commands import (
+    Arm,
+    Command,
+    CommandError,
+    Disarm,
+    ExtendLoan,
+    Gate,
+    Received,
+    SetMode,
+    Silence,
+    StartLoan,
+    Verdict,
+)
 from agent.loan import LoanBook, LoanNotice
 from agent.moment import Moment
 from agent.reactions import Reactions
@@ -180,6 +192,9 @@ class Control:
                 return self._start_loan(command, moment)
             case ExtendLoan():
                 return self._extend_loan(command, moment)
+            case Verdict():
+                self.reactions.notary.record("verdict", command.model_dump(exclude={"cmd"}))
+                return "verdict recorded"
             case _:
                 assert_never(command)
 

@@ -4,13 +4,23 @@ Media chunks may arrive before their manifest, out of order, or twice (at-least-
 assembled once the manifest and every chunk index are present, then checked against the manifest's SHA-256.
 Names from the network (device, event id, file name) are sanitised into single safe path components, never
 joined as given, and every file written is checked to lie inside `--out`.
+
+It says at once where it connects and prints every failed attempt with its reason (paho retries on its own);
+`--json` prints one JSON object a line instead (`kind`, `device`, `topic`, and `payload` or `media`), for scripts.
+With `--out DIR` it also keeps the record a deployment report is made from (station/deployment_report.py), one
+JSON line per message as received, under DIR/<device>/: events.jsonl (each verified event once), heartbeats.jsonl,
+status.jsonl, and results.jsonl ({"result": <the unit's answer>, "command": <the command seen on <root>/cmd with
+that id, or null>}: the unit's ok is what says a signed command, such as a verdict, was accepted).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import re
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -27,6 +37,7 @@ from agent.uplink.client import make_client
 from agent.uplink.messages import EVENT, CommandResult, Heartbeat, MediaManifest, Status
 from common.errors import ConfigError
 
+PRINT = functools.partial(print, flush=True)  # a line reaches a script reading the pipe at once
 MAX_MESSAGE_BYTES = 1024 * 1024  # JSON messages (not media chunks) larger than this are refused unread
 
 
@@ -86,14 +97,20 @@ def _settings_for(url: str) -> BrokerSettings:
 
 class Monitor:
     def __init__(self, url: str, device_id: str | None, out_dir: Path | None, topic_prefix: str = "pids",
-                 printer=print, session: str | None = None) -> None:
+                 printer=PRINT, session: str | None = None,
+                 as_json: bool = False) -> None:
         """session: a client id for a persistent broker session, so QoS 1 messages published while this
-        monitor was away are queued by the broker and delivered on reconnect (None = clean session)."""
+        monitor was away are queued by the broker and delivered on reconnect (None = clean session).
+        as_json: each line printed is one JSON object rather than text for people."""
         self._settings = _settings_for(url)
         self.device_id = device_id
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self._prefix = topic_prefix.rstrip("/")
         self._print = printer
+        self.as_json = as_json
+        self._session = session
+        self._topic: str | None = None  # of the message being handled, for --json lines
+        self._sent: dict[tuple[str, str], dict] = {}  # commands seen on <root>/cmd, by (device, id)
         self.events: list[dict] = []
         self.duplicates = 0
         self.statuses: dict[str, dict] = {}
@@ -109,6 +126,7 @@ class Monitor:
         self._client = make_client(self._settings, client_id=client_id, clean_session=session is None)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
 
@@ -117,6 +135,9 @@ class Monitor:
         return f"{self._prefix}/{self.device_id or '+'}/#"
 
     def start(self) -> None:
+        session = f"persistent session {self._session}" if self._session else "clean session"
+        self._say("connecting", None, f"connecting to {self._settings.url} to watch {self.topic_filter} ({session})",
+                  broker=self._settings.url, watching=self.topic_filter, session=self._session)
         self._client.connect_async(self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s)
         self._client.loop_start()
 
@@ -139,16 +160,24 @@ class Monitor:
 
     def _on_connect(self, client, userdata, flags, reason, properties) -> None:
         if reason.is_failure:
-            self._problem(f"broker {self._settings.url} refused connection: {reason}")
+            self._problem(f"broker {self._settings.url} refused connection: {reason}; retrying", "refused")
             return
-        self._print(f"connected to {self._settings.url}, watching {self.topic_filter}")
+        self._say("connected", None, f"connected to {self._settings.url}, watching {self.topic_filter}",
+                  broker=self._settings.url, watching=self.topic_filter)
         client.subscribe(self.topic_filter, qos=1)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        # paho calls this from inside its `except OSError`: the exception being handled is the reason
+        failure = sys.exc_info()[1]
+        why = (failure.strerror or str(failure)) if isinstance(failure, OSError) else "no answer"
+        self._problem(f"cannot reach broker {self._settings.url}: {why}; retrying in at most "
+                      f"{self._settings.reconnect_max_s:g} s", "retry")
 
     def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
         with self._changed:
             self.subscribed = False
         if reason.is_failure:
-            self._problem(f"connection to {self._settings.url} lost: {reason}; reconnecting")
+            self._problem(f"connection to {self._settings.url} lost: {reason}; reconnecting", "disconnected")
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         with self._changed:
@@ -163,6 +192,7 @@ class Monitor:
         device, rest = (parts[base], parts[base + 1:]) if len(parts) > base + 1 else ("?", [])
         with self._changed:
             try:
+                self._topic = message.topic
                 self._dispatch(device, rest, message.payload)
             except (ValueError, KeyError, TypeError, OSError) as exc:
                 self._problem(f"[{device}] bad message on {message.topic}: {exc}")
@@ -180,7 +210,9 @@ class Monitor:
         elif rest == ["cmd", "result"]:
             self._on_command_result(device, _parsed(CommandResult, payload))
         elif rest == ["cmd"]:
-            pass  # our own (or another operator's) command on its way to the unit
+            self._on_command(device, payload)  # our own (or another operator's) command on its way to the unit
+        elif rest == ["snapshot"]:
+            self._say("snapshot", device, f"[{device}] SNAPSHOT {len(payload)} B", bytes=len(payload))
         elif len(rest) == 4 and rest[0] == "media":
             self._on_media(device, rest[1], rest[2], rest[3], payload)
         else:
@@ -188,14 +220,17 @@ class Monitor:
 
     def _on_status(self, device: str, status: dict) -> None:
         self.statuses[device] = status
-        self._print(f"[{device}] STATUS {status.get('state')} ts={status.get('ts')} version={status.get('version')}")
+        self._record(device, "status.jsonl", status)
+        self._say("status", device, f"[{device}] STATUS {status.get('state')} ts={status.get('ts')} "
+                                    f"version={status.get('version')}", payload=status)
 
     def _on_heartbeat(self, device: str, beat: dict) -> None:
         self.heartbeats.append(beat)
+        self._record(device, "heartbeats.jsonl", beat)
         fields = ("uptime_s", "frames", "fps", "armed", "outbox_depth", "outbox_bytes", "disk_free_bytes",
                   "cpu_temp_c", "last_event_id")
         shown = " ".join(f"{key}={beat[key]}" for key in fields if key in beat)
-        self._print(f"[{device}] HEARTBEAT ts={beat.get('ts')} {shown}")
+        self._say("heartbeat", device, f"[{device}] HEARTBEAT ts={beat.get('ts')} {shown}", payload=beat)
 
     def _on_event(self, device: str, event: dict) -> None:
         key = (device, str(event["event_id"]), str(event.get("phase")))
@@ -204,6 +239,7 @@ class Monitor:
             return
         self._seen.add(key)
         self.events.append(event)
+        self._record(device, "events.jsonl", event)
         line = (f"[{device}] EVENT {event.get('phase')} {event['event_id']} kind={event.get('kind')} "
                 f"seq={event.get('seq')} "
                 f"ts={event.get('ts')} score={event.get('score')} boxes={len(event.get('boxes') or [])}")
@@ -212,12 +248,24 @@ class Monitor:
                 line += f" {item}={event[item].get('name')}({event[item].get('bytes')} B)"
         if event.get("incomplete"):
             line += " INCOMPLETE"
-        self._print(line)
+        self._say("event", device, line, payload=event)
 
     def _on_command_result(self, device: str, result: dict) -> None:
         self.command_results.append(result)
+        command = self._sent.pop((device, result["id"]), None) if result["id"] else None
+        self._record(device, "results.jsonl", {"result": result, "command": command})
         verdict = f"OK {result.get('detail')}" if result.get("ok") else f"REFUSED {result.get('reason')}"
-        self._print(f"[{device}] COMMAND {result.get('cmd', '?')} id={result.get('id')} {verdict}")
+        self._say("result", device, f"[{device}] COMMAND {result.get('cmd', '?')} id={result.get('id')} {verdict}",
+                  payload=result)
+
+    def _on_command(self, device: str, payload: bytes) -> None:
+        """Keep a command on its way to the unit until its answer arrives (signed envelope or bare command)."""
+        data = load_json(payload, MAX_MESSAGE_BYTES, "command")
+        command = data.get("cmd") if isinstance(data, dict) else None
+        if isinstance(command, dict) and isinstance(command.get("id"), str) and command["id"]:
+            self._sent[(device, command["id"])] = command
+        elif isinstance(data, dict) and isinstance(data.get("id"), str) and data["id"]:
+            self._sent[(device, data["id"])] = data  # a bare (unsigned) command: the unit will refuse it
 
     def _on_media(self, device: str, event_id: str, name: str, part: str, payload: bytes) -> None:
         key = (device, event_id, name)
@@ -255,11 +303,30 @@ class Monitor:
         verdict = "VERIFIED" if verified else (f"MISMATCH (expected {manifest['total_bytes']} B "
                                                f"sha256 {manifest['sha256']})")
         where = f" -> {path}" if path else ""
-        self._print(f"[{device}] MEDIA {event_id}/{name} {len(data)} B sha256={digest} {verdict}{where}")
+        self._say("media", device, f"[{device}] MEDIA {event_id}/{name} {len(data)} B sha256={digest} {verdict}{where}",
+                  media={"event_id": event_id, "name": name, "bytes": len(data), "sha256": digest,
+                         "verified": verified, "path": str(path) if path else None})
 
-    def _problem(self, text: str) -> None:
+    def _record(self, device: str, name: str, data: dict) -> None:
+        """One line appended to out/<device>/<name>, for the deployment report (nothing without out_dir)."""
+        if self.out_dir is None:
+            return
+        path = inside(self.out_dir, device, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as records:
+            records.write(json.dumps(data, sort_keys=True) + "\n")
+
+    def _say(self, kind: str, device: str | None, text: str, **fields) -> None:
+        """One line out: the text for people, or one JSON object (kind, device, topic, fields) for scripts."""
+        if not self.as_json:
+            self._print(text)
+            return
+        topic = self._topic if device is not None else None
+        self._print(json.dumps({"kind": kind, "device": device, "topic": topic, **fields}, sort_keys=True))
+
+    def _problem(self, text: str, kind: str = "warning") -> None:
         self.errors.append(text)
-        self._print(f"WARNING {text}")
+        self._say(kind, None, f"WARNING {text}", message=text)
 
 
 def default_session(device_id: str | None) -> str:
@@ -268,25 +335,26 @@ def default_session(device_id: str | None) -> str:
 
 
 def run_monitor(url: str, device_id: str | None, out_dir: Path | None, session: str | None = None,
-                clean_session: bool = False) -> int:
+                clean_session: bool = False, as_json: bool = False) -> int:
     """CLI entry: print everything until Ctrl-C; exit code 1 if any media file failed verification.
 
     By default the session is persistent (QoS 1 messages sent while the monitor was away are delivered when it
     is back); clean_session=True starts afresh every time."""
     if not clean_session and session is None:
         session = default_session(device_id)
-    monitor = Monitor(url, device_id, out_dir, session=None if clean_session else session)
+    monitor = Monitor(url, device_id, out_dir, session=None if clean_session else session, as_json=as_json)
     monitor.start()
     try:
         while True:
             time.sleep(1.0)
     except KeyboardInterrupt:
-        print("stopping monitor")
+        monitor._say("stopping", None, "stopping monitor")
     finally:
         monitor.stop()
     bad = [f"{m.event_id}/{m.name}" for m in monitor.media.values() if not m.verified]
     if bad:
-        print(f"{len(bad)} media file(s) failed verification: {', '.join(bad)}")
+        monitor._say("unverified", None, f"{len(bad)} media file(s) failed verification: {', '.join(bad)}",
+                     media=bad)
         return 1
     return 0
 

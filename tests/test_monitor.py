@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 
@@ -110,6 +111,8 @@ def test_run_monitor_prints_verified_and_exits_on_ctrl_c(mosquitto, tmp_path):
     child = subprocess.Popen([sys.executable, "-u", "-c", script, mosquitto.url, str(tmp_path / "out")],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        first = child.stdout.readline()  # said before any answer from the broker
+        assert first.startswith(f"connecting to {mosquitto.url} to watch pids/+/#") and "persistent session" in first
         assert "watching pids/+/#" in child.stdout.readline()
         # The subscription follows the connect line; a retained status proves it is active.
         send(mosquitto, [{"topic": f"{ROOT}/status", "payload": json.dumps(payloads.status("online")), "qos": 1,
@@ -147,3 +150,72 @@ def test_run_monitor_uses_a_persistent_session_by_default():
     from station.monitor import default_session
 
     assert default_session("unit-9") == default_session("unit-9") and "unit-9" in default_session("unit-9")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_broker_is_said_at_once_and_each_retry_shows_its_reason():
+    lines: list[str] = []
+    url = f"mqtt://127.0.0.1:{free_port()}"  # nothing listens there: every attempt is refused
+    monitor = Monitor(url, None, None, printer=lines.append)
+    monitor.start()
+    try:
+        assert lines[0].startswith(f"connecting to {url} to watch pids/+/#")  # before any attempt returned
+        assert monitor.wait_for(lambda m: len(m.errors) >= 2, NET_TIMEOUT)  # the first try and a retry
+    finally:
+        monitor.stop()
+    retries = [line for line in lines[1:] if line.startswith("WARNING")]
+    assert len(retries) >= 2 and all(f"cannot reach broker {url}: Connection refused; retrying" in line
+                                     for line in retries)
+
+
+def test_json_lines_and_the_records_kept_for_reports(mosquitto, tmp_path):
+    """`pid-agent monitor --json --out DIR` as a script would run it: every line parsed, every record read back."""
+    out = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-u", "-m", "agent.cli", "monitor", "--broker", mosquitto.url,
+                              "--json", "--out", str(out), "--clean-session"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        read = lambda: json.loads(child.stdout.readline())  # noqa: E731 - each line is one JSON object
+        assert read() == {"kind": "connecting", "device": None, "topic": None, "broker": mosquitto.url,
+                          "watching": "pids/+/#", "session": None}
+        assert read()["kind"] == "connected"
+        send(mosquitto, [{"topic": f"{ROOT}/status", "payload": json.dumps(payloads.status("online")), "qos": 1,
+                          "retain": True}])
+        assert read()["kind"] == "status"  # retained: proves the subscription is active
+        start, end = payloads.alarm_start("e5", seq=1), payloads.alarm_end("e5", seq=2)
+        beat = payloads.heartbeat(uptime_s=9)
+        verdict = {"cmd": "verdict", "id": "v7", "event_id": "e5", "verdict": "false", "police_dispatched": False}
+        envelope = {"v": 1, "device_id": "unit-9", "cmd": verdict, "issued_at": 1, "expires_at": 31, "nonce": "n",
+                    "key_id": "st", "sig": "c2ln"}
+        result = {"device_id": "unit-9", "site_ref": "S", "ts": "2026-11-25T08:50:00.000Z", "id": "v7", "ok": True,
+                  "cmd": "verdict", "detail": "verdict recorded"}
+        data = os.urandom(1500)
+        manifest, chunks = media_messages("e5", "snapshot.jpg", data, 1024)
+        send(mosquitto, [{"topic": f"{ROOT}/event", "payload": json.dumps(p), "qos": 1} for p in (start, start, end)]
+             + [{"topic": f"{ROOT}/heartbeat", "payload": json.dumps(beat), "qos": 1},
+                {"topic": f"{ROOT}/cmd", "payload": json.dumps(envelope), "qos": 1},
+                {"topic": f"{ROOT}/cmd/result", "payload": json.dumps(result), "qos": 1}, manifest, *chunks])
+        got = [read() for _ in range(5)]
+        assert [(g["kind"], g["device"], g["topic"]) for g in got] == [
+            ("event", "unit-9", f"{ROOT}/event"), ("event", "unit-9", f"{ROOT}/event"),
+            ("heartbeat", "unit-9", f"{ROOT}/heartbeat"), ("result", "unit-9", f"{ROOT}/cmd/result"),
+            ("media", "unit-9", f"{ROOT}/media/e5/snapshot.jpg/1")]
+        assert [g["payload"] for g in got[:4]] == [start, end, beat, result]  # the duplicate start is not repeated
+        assert got[4]["media"] == {"event_id": "e5", "name": "snapshot.jpg", "bytes": 1500, "verified": True,
+                                   "sha256": hashlib.sha256(data).hexdigest(),
+                                   "path": str(out / "unit-9" / "e5" / "snapshot.jpg")}
+        child.send_signal(signal.SIGINT)
+        assert read() == {"kind": "stopping", "device": None, "topic": None}
+        assert child.wait(timeout=NET_TIMEOUT) == 0
+    finally:
+        reap(child)
+    records = lambda name: [json.loads(line) for line in (out / "unit-9" / name).read_text().splitlines()]  # noqa: E731
+    assert records("events.jsonl") == [start, end]
+    assert records("heartbeats.jsonl") == [beat]
+    assert records("status.jsonl") == [payloads.status("online")]
+    assert records("results.jsonl") == [{"result": result, "command": verdict}]
