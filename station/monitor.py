@@ -4,10 +4,16 @@ Media chunks may arrive before their manifest, out of order, or twice (at-least-
 assembled once the manifest and every chunk index are present, then checked against the manifest's SHA-256.
 Names from the network (device, event id, file name) are sanitised into single safe path components, never
 joined as given, and every file written is checked to lie inside `--out`.
+
+Given a unit's public key (`--unit-key B64`, or `--unit-keys FILE`), every event and command result from that unit
+is checked against the signature the unit put on it (`key`, `sig`: agent/uplink/publisher.py); anything unsigned,
+signed with another key or whose signature does not match is counted and printed as UNVERIFIED or FORGED.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import re
 import socket
@@ -19,9 +25,12 @@ from pathlib import Path
 from typing import Callable
 
 import paho.mqtt.client as mqtt
+from nacl.signing import VerifyKey
 from pydantic import TypeAdapter, ValidationError
 
 from agent.config import BrokerSettings
+from agent.evidence.audit import canonical
+from agent.evidence.keys import key_id, verify_signature
 from agent.security_parse import load_json
 from agent.uplink.client import make_client
 from agent.uplink.messages import EVENT, CommandResult, Heartbeat, MediaManifest, Status
@@ -77,6 +86,50 @@ def inside(root: Path, *names: str) -> Path:
     return path
 
 
+ANY_DEVICE = "*"  # a unit key trusted for whichever device id a message names
+
+
+def public_key(text: str, where: str) -> str:
+    """A unit public key as given (base64 of 32 bytes), checked; ConfigError naming where it came from."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(f"{where}: {text[:60]!r} is not a unit public key (base64 of 32 bytes)")
+    return text.strip()
+
+
+def load_unit_keys(path: Path) -> dict[str, str]:
+    """A keys file: one `<device_id> <public key>` a line (or a key alone: any device); `#` starts a comment."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"unit keys file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    keys = {}
+    for number, line in enumerate(lines, 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if len(words) > 2:
+            raise ConfigError(f"unit keys file {path} line {number}: expected '<device_id> <public key>'")
+        device, text = (ANY_DEVICE, words[0]) if len(words) == 1 else words
+        keys[device] = public_key(text, f"unit keys file {path} line {number}")
+    return keys
+
+
+def signature_verdict(message: dict, public_b64: str) -> str:
+    """'verified', or why not: 'unsigned', 'signed by another key <id>' or 'forged' (the signature fails)."""
+    signature, signer = message.get("sig"), message.get("key")
+    if not isinstance(signature, str) or not isinstance(signer, str):
+        return "unsigned"
+    expected = key_id(VerifyKey(base64.b64decode(public_b64)))
+    if signer != expected:
+        return f"signed by another key {signer[:16]!r}"
+    body = {name: value for name, value in message.items() if name != "sig"}
+    return "verified" if verify_signature(public_b64, canonical(body), signature) else "forged"
+
+
 def _settings_for(url: str) -> BrokerSettings:
     try:
         return BrokerSettings(url=url)
@@ -86,9 +139,10 @@ def _settings_for(url: str) -> BrokerSettings:
 
 class Monitor:
     def __init__(self, url: str, device_id: str | None, out_dir: Path | None, topic_prefix: str = "pids",
-                 printer=print, session: str | None = None) -> None:
+                 printer=print, session: str | None = None, unit_keys: dict[str, str] | None = None) -> None:
         """session: a client id for a persistent broker session, so QoS 1 messages published while this
-        monitor was away are queued by the broker and delivered on reconnect (None = clean session)."""
+        monitor was away are queued by the broker and delivered on reconnect (None = clean session).
+        unit_keys: device id (or ANY_DEVICE) -> the unit's public key; their events and results are verified."""
         self._settings = _settings_for(url)
         self.device_id = device_id
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -100,7 +154,13 @@ class Monitor:
         self.heartbeats: list[dict] = []
         self.command_results: list[dict] = []
         self.media: dict[tuple[str, str], MediaFile] = {}
+        self.events_rejected: list[dict] = []  # events and results that failed the signature check
         self.errors: list[str] = []
+        self.unit_keys = {device: public_key(text, f"unit key for {device}")
+                          for device, text in (unit_keys or {}).items()}
+        self.verified = 0     # events and results whose signature checked out
+        self.unverified = 0   # unsigned or signed by another key, from a unit whose key we hold
+        self.forged = 0       # signed with the unit's key id, but the signature does not match
         self.subscribed = False
         self._seen: set[tuple[str, str, str]] = set()
         self._assemblies: dict[tuple[str, str, str], _Assembly] = {}
@@ -197,7 +257,29 @@ class Monitor:
         shown = " ".join(f"{key}={beat[key]}" for key in fields if key in beat)
         self._print(f"[{device}] HEARTBEAT ts={beat.get('ts')} {shown}")
 
+    def _check_signature(self, device: str, message: dict, what: str) -> str:
+        """' VERIFIED', ' UNVERIFIED (...)', ' FORGED' for the printed line ('' without the unit's key);
+        anything but verified is counted and also reported as a problem."""
+        public_b64 = self.unit_keys.get(device, self.unit_keys.get(ANY_DEVICE))
+        if public_b64 is None:
+            return ""
+        verdict = signature_verdict(message, public_b64)
+        if verdict == "verified":
+            self.verified += 1
+            return " VERIFIED"
+        if verdict == "forged":
+            self.forged += 1
+        else:
+            self.unverified += 1
+        self._problem(f"[{device}] {what} not from the unit's key: {verdict}")
+        return " FORGED" if verdict == "forged" else f" UNVERIFIED ({verdict})"
+
     def _on_event(self, device: str, event: dict) -> None:
+        mark = self._check_signature(device, event, f"event {str(event['event_id'])[:80]!r}")
+        if mark and mark != " VERIFIED":
+            self.events_rejected.append(event)
+            self._print(f"[{device}] EVENT {event.get('phase')} {event['event_id']} kind={event.get('kind')}{mark}")
+            return  # not the unit's: neither counted as seen (the genuine one may follow) nor shown as an event
         key = (device, str(event["event_id"]), str(event.get("phase")))
         if key in self._seen:
             self.duplicates += 1  # at-least-once delivery: a resend after reconnect
@@ -212,12 +294,16 @@ class Monitor:
                 line += f" {item}={event[item].get('name')}({event[item].get('bytes')} B)"
         if event.get("incomplete"):
             line += " INCOMPLETE"
-        self._print(line)
+        self._print(line + mark)
 
     def _on_command_result(self, device: str, result: dict) -> None:
-        self.command_results.append(result)
+        mark = self._check_signature(device, result, f"command result {str(result.get('id'))[:80]!r}")
+        if mark and mark != " VERIFIED":
+            self.events_rejected.append(result)
+        else:
+            self.command_results.append(result)
         verdict = f"OK {result.get('detail')}" if result.get("ok") else f"REFUSED {result.get('reason')}"
-        self._print(f"[{device}] COMMAND {result.get('cmd', '?')} id={result.get('id')} {verdict}")
+        self._print(f"[{device}] COMMAND {result.get('cmd', '?')} id={result.get('id')} {verdict}{mark}")
 
     def _on_media(self, device: str, event_id: str, name: str, part: str, payload: bytes) -> None:
         key = (device, event_id, name)
@@ -268,14 +354,17 @@ def default_session(device_id: str | None) -> str:
 
 
 def run_monitor(url: str, device_id: str | None, out_dir: Path | None, session: str | None = None,
-                clean_session: bool = False) -> int:
+                clean_session: bool = False, unit_key: str | None = None, unit_keys_file: Path | None = None) -> int:
     """CLI entry: print everything until Ctrl-C; exit code 1 if any media file failed verification.
 
     By default the session is persistent (QoS 1 messages sent while the monitor was away are delivered when it
     is back); clean_session=True starts afresh every time."""
     if not clean_session and session is None:
         session = default_session(device_id)
-    monitor = Monitor(url, device_id, out_dir, session=None if clean_session else session)
+    unit_keys = load_unit_keys(unit_keys_file) if unit_keys_file is not None else {}
+    if unit_key is not None:
+        unit_keys[device_id or ANY_DEVICE] = unit_key
+    monitor = Monitor(url, device_id, out_dir, session=None if clean_session else session, unit_keys=unit_keys)
     monitor.start()
     try:
         while True:
@@ -287,6 +376,9 @@ def run_monitor(url: str, device_id: str | None, out_dir: Path | None, session: 
     bad = [f"{m.event_id}/{m.name}" for m in monitor.media.values() if not m.verified]
     if bad:
         print(f"{len(bad)} media file(s) failed verification: {', '.join(bad)}")
+        return 1
+    if monitor.forged or monitor.unverified:
+        print(f"{monitor.forged} forged and {monitor.unverified} unverified message(s) claimed to be the unit's")
         return 1
     return 0
 
