@@ -76,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--clean-session", action="store_true",
                          help="start a fresh broker session (default: a persistent one that gets what was "
                               "published while the monitor was away)")
+    monitor.add_argument("--unit-key", help="the unit's public key (base64): verify its events and results")
+    monitor.add_argument("--unit-keys", type=Path, help="file of '<device_id> <public key>' lines to verify with")
 
     command = commands.add_parser("command", help="send a command to a unit and print its answer")
     command.add_argument("--broker", required=True, help="mqtt://host:port")
@@ -214,7 +216,8 @@ def cmd_replay(args) -> int:
 def cmd_monitor(args) -> int:
     from station.monitor import run_monitor
 
-    return run_monitor(args.broker, args.device, args.out, clean_session=args.clean_session, as_json=args.json)
+    return run_monitor(args.broker, args.device, args.out, clean_session=args.clean_session, as_json=args.json,
+                       unit_key=args.unit_key, unit_keys_file=args.unit_keys)
 
 
 def cmd_command(args) -> int:

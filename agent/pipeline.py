@@ -130,7 +130,7 @@ class Agent:
         self.notary.started()
         stack.callback(lambda: self.notary.stopped("stop requested" if self.stopping else "source ended"))
         self.publisher = Publisher(self.outbox, self.config.broker.chunk_bytes, self.events_out, self._notify,
-                                   self.notary)
+                                   self.notary, key)
         self.summary.events_published = self.publisher.published
 
     def _start_uplink(self, stack: contextlib.ExitStack) -> None:

@@ -11,10 +11,16 @@ With `--out DIR` it also keeps the record a deployment report is made from (stat
 JSON line per message as received, under DIR/<device>/: events.jsonl (each verified event once), heartbeats.jsonl,
 status.jsonl, and results.jsonl ({"result": <the unit's answer>, "command": <the command seen on <root>/cmd with
 that id, or null>}: the unit's ok is what says a signed command, such as a verdict, was accepted).
+
+Given a unit's public key (`--unit-key B64`, or `--unit-keys FILE`), every event and command result from that unit
+is checked against the signature the unit put on it (`key`, `sig`: agent/uplink/publisher.py); anything unsigned,
+signed with another key or whose signature does not match is counted and printed as UNVERIFIED or FORGED.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import hashlib
 import json
@@ -29,9 +35,12 @@ from pathlib import Path
 from typing import Callable
 
 import paho.mqtt.client as mqtt
+from nacl.signing import VerifyKey
 from pydantic import TypeAdapter, ValidationError
 
 from agent.config import BrokerSettings
+from agent.evidence.audit import canonical
+from agent.evidence.keys import key_id, verify_signature
 from agent.security_parse import load_json
 from agent.uplink.client import make_client
 from agent.uplink.messages import EVENT, CommandResult, Heartbeat, MediaManifest, Status
@@ -88,6 +97,50 @@ def inside(root: Path, *names: str) -> Path:
     return path
 
 
+ANY_DEVICE = "*"  # a unit key trusted for whichever device id a message names
+
+
+def public_key(text: str, where: str) -> str:
+    """A unit public key as given (base64 of 32 bytes), checked; ConfigError naming where it came from."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ConfigError(f"{where}: {text[:60]!r} is not a unit public key (base64 of 32 bytes)")
+    return text.strip()
+
+
+def load_unit_keys(path: Path) -> dict[str, str]:
+    """A keys file: one `<device_id> <public key>` a line (or a key alone: any device); `#` starts a comment."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"unit keys file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    keys = {}
+    for number, line in enumerate(lines, 1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if len(words) > 2:
+            raise ConfigError(f"unit keys file {path} line {number}: expected '<device_id> <public key>'")
+        device, text = (ANY_DEVICE, words[0]) if len(words) == 1 else words
+        keys[device] = public_key(text, f"unit keys file {path} line {number}")
+    return keys
+
+
+def signature_verdict(message: dict, public_b64: str) -> str:
+    """'verified', or why not: 'unsigned', 'signed by another key <id>' or 'forged' (the signature fails)."""
+    signature, signer = message.get("sig"), message.get("key")
+    if not isinstance(signature, str) or not isinstance(signer, str):
+        return "unsigned"
+    expected = key_id(VerifyKey(base64.b64decode(public_b64)))
+    if signer != expected:
+        return f"signed by another key {signer[:16]!r}"
+    body = {name: value for name, value in message.items() if name != "sig"}
+    return "verified" if verify_signature(public_b64, canonical(body), signature) else "forged"
+
+
 def _settings_for(url: str) -> BrokerSettings:
     try:
         return BrokerSettings(url=url)
@@ -98,10 +151,11 @@ def _settings_for(url: str) -> BrokerSettings:
 class Monitor:
     def __init__(self, url: str, device_id: str | None, out_dir: Path | None, topic_prefix: str = "pids",
                  printer=PRINT, session: str | None = None,
-                 as_json: bool = False) -> None:
+                 as_json: bool = False, unit_keys: dict[str, str] | None = None) -> None:
         """session: a client id for a persistent broker session, so QoS 1 messages published while this
         monitor was away are queued by the broker and delivered on reconnect (None = clean session).
-        as_json: each line printed is one JSON object rather than text for people."""
+        as_json: each line printed is one JSON object rather than text for people.
+        unit_keys: device id (or ANY_DEVICE) -> the unit's public key; their events and results are verified."""
         self._settings = _settings_for(url)
         self.device_id = device_id
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -117,7 +171,13 @@ class Monitor:
         self.heartbeats: list[dict] = []
         self.command_results: list[dict] = []
         self.media: dict[tuple[str, str], MediaFile] = {}
+        self.events_rejected: list[dict] = []  # events and results that failed the signature check
         self.errors: list[str] = []
+        self.unit_keys = {device: public_key(text, f"unit key for {device}")
+                          for device, text in (unit_keys or {}).items()}
+        self.verified = 0     # events and results whose signature checked out
+        self.unverified = 0   # unsigned or signed by another key, from a unit whose key we hold
+        self.forged = 0       # signed with the unit's key id, but the signature does not match
         self.subscribed = False
         self._seen: set[tuple[str, str, str]] = set()
         self._assemblies: dict[tuple[str, str, str], _Assembly] = {}
@@ -232,7 +292,30 @@ class Monitor:
         shown = " ".join(f"{key}={beat[key]}" for key in fields if key in beat)
         self._say("heartbeat", device, f"[{device}] HEARTBEAT ts={beat.get('ts')} {shown}", payload=beat)
 
+    def _check_signature(self, device: str, message: dict, what: str) -> str:
+        """' VERIFIED', ' UNVERIFIED (...)', ' FORGED' for the printed line ('' without the unit's key);
+        anything but verified is counted and also reported as a problem."""
+        public_b64 = self.unit_keys.get(device, self.unit_keys.get(ANY_DEVICE))
+        if public_b64 is None:
+            return ""
+        verdict = signature_verdict(message, public_b64)
+        if verdict == "verified":
+            self.verified += 1
+            return " VERIFIED"
+        if verdict == "forged":
+            self.forged += 1
+        else:
+            self.unverified += 1
+        self._problem(f"[{device}] {what} not from the unit's key: {verdict}")
+        return " FORGED" if verdict == "forged" else f" UNVERIFIED ({verdict})"
+
     def _on_event(self, device: str, event: dict) -> None:
+        mark = self._check_signature(device, event, f"event {str(event['event_id'])[:80]!r}")
+        if mark and mark != " VERIFIED":
+            self.events_rejected.append(event)
+            self._say("event", device, f"[{device}] EVENT {event.get('phase')} {event['event_id']} "
+                      f"kind={event.get('kind')}{mark}", payload=event)
+            return  # not the unit's: neither counted as seen (the genuine one may follow) nor shown as an event
         key = (device, str(event["event_id"]), str(event.get("phase")))
         if key in self._seen:
             self.duplicates += 1  # at-least-once delivery: a resend after reconnect
@@ -248,15 +331,19 @@ class Monitor:
                 line += f" {item}={event[item].get('name')}({event[item].get('bytes')} B)"
         if event.get("incomplete"):
             line += " INCOMPLETE"
-        self._say("event", device, line, payload=event)
+        self._say("event", device, line + mark, payload=event)
 
     def _on_command_result(self, device: str, result: dict) -> None:
-        self.command_results.append(result)
-        command = self._sent.pop((device, result["id"]), None) if result["id"] else None
-        self._record(device, "results.jsonl", {"result": result, "command": command})
+        mark = self._check_signature(device, result, f"command result {str(result.get('id'))[:80]!r}")
+        if mark and mark != " VERIFIED":
+            self.events_rejected.append(result)
+        else:
+            self.command_results.append(result)
+            command = self._sent.pop((device, result["id"]), None) if result.get("id") else None
+            self._record(device, "results.jsonl", {"result": result, "command": command})
         verdict = f"OK {result.get('detail')}" if result.get("ok") else f"REFUSED {result.get('reason')}"
-        self._say("result", device, f"[{device}] COMMAND {result.get('cmd', '?')} id={result.get('id')} {verdict}",
-                  payload=result)
+        self._say("result", device, f"[{device}] COMMAND {result.get('cmd', '?')} id={result.get('id')} "
+                  f"{verdict}{mark}", payload=result)
 
     def _on_command(self, device: str, payload: bytes) -> None:
         """Keep a command on its way to the unit until its answer arrives (signed envelope or bare command)."""
@@ -335,14 +422,19 @@ def default_session(device_id: str | None) -> str:
 
 
 def run_monitor(url: str, device_id: str | None, out_dir: Path | None, session: str | None = None,
-                clean_session: bool = False, as_json: bool = False) -> int:
+                clean_session: bool = False, as_json: bool = False, unit_key: str | None = None,
+                unit_keys_file: Path | None = None) -> int:
     """CLI entry: print everything until Ctrl-C; exit code 1 if any media file failed verification.
 
     By default the session is persistent (QoS 1 messages sent while the monitor was away are delivered when it
     is back); clean_session=True starts afresh every time."""
     if not clean_session and session is None:
         session = default_session(device_id)
-    monitor = Monitor(url, device_id, out_dir, session=None if clean_session else session, as_json=as_json)
+    unit_keys = load_unit_keys(unit_keys_file) if unit_keys_file is not None else {}
+    if unit_key is not None:
+        unit_keys[device_id or ANY_DEVICE] = unit_key
+    monitor = Monitor(url, device_id, out_dir, session=None if clean_session else session, as_json=as_json,
+                      unit_keys=unit_keys)
     monitor.start()
     try:
         while True:
@@ -355,6 +447,9 @@ def run_monitor(url: str, device_id: str | None, out_dir: Path | None, session: 
     if bad:
         monitor._say("unverified", None, f"{len(bad)} media file(s) failed verification: {', '.join(bad)}",
                      media=bad)
+        return 1
+    if monitor.forged or monitor.unverified:
+        print(f"{monitor.forged} forged and {monitor.unverified} unverified message(s) claimed to be the unit's")
         return 1
     return 0
 

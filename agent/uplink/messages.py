@@ -45,9 +45,11 @@ class Event(Identity):
     ts: str
     frame: int | None
     out_of_term: bool | None = None  # true on every event after the loan ended (loan.at_end = "keep")
+    key: str | None = None  # the unit key's id and its Ed25519 signature (base64) over the canonical JSON of the
+    sig: str | None = None  # payload without `sig`: added by the publisher, checked by the station
 
     #: fields left out of the wire payload while None (optional facts, not nulls to be read)
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("out_of_term",)
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("out_of_term", "key", "sig")
 
     def wire(self) -> dict:
         absent = {name for name in self.OPTIONAL if getattr(self, name) is None}
@@ -69,7 +71,7 @@ class AlarmStart(Event):
     walk_test: bool | None = None  # raised during the installer's walk test: not sent to the ARC
 
     # a unit without a panorama sends no bearing keys at all, rather than nulls
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("out_of_term", "bearings_deg", "sectors", "walk_test")
+    OPTIONAL: ClassVar[tuple[str, ...]] = (*Event.OPTIONAL, "bearings_deg", "sectors", "walk_test")
 
 
 class AlarmUpdate(Event):
@@ -87,9 +89,7 @@ class AlarmUpdate(Event):
     bearings_deg: list[float] | None = None  # 360° units only
     sectors: list[str] | None = None
 
-    def wire(self) -> dict:
-        absent = {name for name in ("bearings_deg", "sectors") if getattr(self, name) is None}
-        return self.model_dump(mode="json", exclude=absent)
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("key", "sig", "bearings_deg", "sectors")  # out_of_term: sent as null
 
 
 class AlarmEnd(Event):
@@ -106,7 +106,7 @@ class AlarmEnd(Event):
     incomplete: bool = False
     walk_test: bool | None = None  # the alarm was raised during the installer's walk test
 
-    OPTIONAL: ClassVar[tuple[str, ...]] = ("out_of_term", "walk_test")
+    OPTIONAL: ClassVar[tuple[str, ...]] = (*Event.OPTIONAL, "walk_test")
 
 
 class VideoTamper(Event):
@@ -296,6 +296,10 @@ class CommandResult(Identity):
     cmd: str | None = None
     detail: str | None = None    # what was done (ok)
     reason: str | None = None    # why it was refused (not ok)
+    key: str | None = None       # the unit key's id and signature, as on events
+    sig: str | None = None
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("cmd", "detail", "reason", "key", "sig")
 
     def wire(self) -> dict:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -2,6 +2,10 @@
 
 The seq number and the outbox row are taken under one lock, so the order of `seq` is the order of sending even
 when the supervisor thread (heartbeats, camera faults) and the frame loop publish at the same moment.
+
+With the unit's key, every event and command result is signed here, where its wire payload is made: `key` (the
+key id) and `sig` (Ed25519, base64) over the canonical JSON of the payload without `sig`, so a station holding
+the unit's public key can tell the unit's own messages from anything else published on its topics.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import json
 import threading
 from typing import IO, Callable
 
+from agent.evidence.audit import canonical
+from agent.evidence.keys import UnitKey
 from agent.evidence.notary import Notary
 from agent.storage.media import MediaFile
 from agent.storage.outbox import Outbox
@@ -21,8 +27,10 @@ HISTORY = 10_000
 
 class Publisher:
     def __init__(self, outbox: Outbox, chunk_bytes: int, events_out: IO[str] | None = None,
-                 notify: Callable[[], None] | None = None, notary: Notary | None = None) -> None:
+                 notify: Callable[[], None] | None = None, notary: Notary | None = None,
+                 key: UnitKey | None = None) -> None:
         self.outbox = outbox
+        self.key = key  # signs events and command results (None: sent unsigned)
         self.notary = notary  # every event and command result also goes into the signed audit log
         self.chunk_bytes = chunk_bytes
         self.events_out = events_out
@@ -34,7 +42,7 @@ class Publisher:
     def event(self, build: Callable[[int], Event]) -> dict:
         """Publish the event that build(seq) returns, on the `event` topic; returns its wire payload."""
         with self._lock:
-            payload = build(self.outbox.next_seq()).wire()
+            payload = self.signed(build(self.outbox.next_seq()).wire())
             self.outbox.put_message("event", payload, kind="event")
             if self.notary is not None:
                 self.notary.record("event", payload)
@@ -53,11 +61,20 @@ class Publisher:
 
     def command_result(self, result: CommandResult) -> None:
         with self._lock:
+            payload = self.signed(result.wire())
             # a result is, like a heartbeat, the first to go from a full outbox: it never evicts alarms or media
-            self.outbox.put_message("cmd/result", result.wire(), kind="heartbeat")
+            self.outbox.put_message("cmd/result", payload, kind="heartbeat")
             if self.notary is not None:
-                self.notary.record("command_result", result.wire())
+                self.notary.record("command_result", payload)
         self.notify()
+
+    def signed(self, payload: dict) -> dict:
+        """payload with the unit's key id and its signature over everything else (unchanged without a key)."""
+        if self.key is None:
+            return payload
+        body = {name: value for name, value in payload.items() if name not in ("key", "sig")}
+        body["key"] = self.key.id
+        return {**body, "sig": self.key.sign(canonical(body))}
 
     def heartbeat(self, beat: Heartbeat) -> None:
         with self._lock:
