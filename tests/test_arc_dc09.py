@@ -369,3 +369,18 @@ def test_contact_id_frames_arrive_through_the_link(tmp_path, receivers):
     assert [(e.message_type.value, e.event_qualifier, e.event_type, e.ri, e.code) for e in got] == [
         ("ADM-CID", "1", "130", "007", "BA"), ("ADM-CID", "3", "401", "000", "CL")]
     box.close()
+
+
+def test_a_disarmed_unit_sends_the_arc_only_its_arming_changes(tmp_path, receivers):
+    receiver = receivers(None)
+    clock = ReceiverClock()
+    box = Outbox(tmp_path / "data", 1 << 24, clock)
+    link = Dc09Link(arc(receiver, key=None), box, clock, IDENTITY)
+    box.put_message("event", {**IDENTITY, "kind": "armed", "armed": False, "source": "command"}, "event")
+    box.put_message("event", {**IDENTITY, "kind": "tamper", "source": "video", "reason": "covered"}, "event")
+    box.put_message("event", {**IDENTITY, "kind": "power", "input": "mains", "mains_ok": False}, "event")
+    box.put_message("event", {**IDENTITY, "kind": "armed", "armed": True, "source": "schedule"}, "event")
+    box.put_message("event", alarm("ev9"), "event")
+    drain(link, box, clock)
+    assert [e.code for e in receiver.wait_for(3)] == ["OP", "CL", "BA"]
+    box.close()

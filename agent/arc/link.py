@@ -42,6 +42,7 @@ class Dc09Link(PollingLink):
     def __init__(self, settings: ArcSettings, outbox: Outbox, clock: Clock, identity: dict,
                  on_fault: Callable[[dict], None] | None = None) -> None:
         super().__init__()
+        self._disarmed = False  # from the armed events this link has passed on, in order
         self.settings = settings.dc09
         self._outbox = outbox
         self._clock = clock
@@ -85,6 +86,10 @@ class Dc09Link(PollingLink):
 
     def _deliver(self, row: LinkMessage) -> None:
         signal = codes.signal_for(row.payload, self.settings)
+        if row.payload.get("kind") == "armed":
+            self._disarmed = not row.payload.get("armed")
+        elif self._disarmed:
+            signal = None  # a disarmed unit tells the ARC nothing but its arming (its people are on site)
         if signal is None:
             self._outbox.link_ack(LINK_NAME, row.id)  # not an ARC matter (e.g. a walk test)
             return
