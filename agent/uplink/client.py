@@ -28,18 +28,6 @@ log = logging.getLogger(__name__)
 _IDLE_WAIT_S = 1.0  # sender re-checks the outbox at least this often even without a notify()
 
 
-def insecure_settings(settings: BrokerSettings) -> list[str]:
-    """What in the broker settings gives secrets or trust away, each as a sentence for a start-up warning."""
-    problems = []
-    if settings.password is not None and not settings.use_tls:
-        problems.append(f"broker.password is sent in clear text over plain mqtt:// to {settings.url}: anyone on "
-                        "the path can read it and connect as this unit; use mqtts:// (TLS)")
-    if settings.use_tls and settings.tls is not None and settings.tls.insecure:
-        problems.append("broker.tls.insecure = true: the broker's hostname is not checked, so any holder of a "
-                        "certificate from the CA can pose as the broker; for bench testing only")
-    return problems
-
-
 def make_client(settings: BrokerSettings, client_id: str, clean_session: bool = True) -> mqtt.Client:
     """A paho client with credentials and TLS from the settings (shared by the uplink and the monitor)."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session,
@@ -75,8 +63,6 @@ class Uplink:
         self._clock = clock
         self._version = version
         self.last_error: str | None = None
-        for problem in insecure_settings(settings):
-            log.warning("INSECURE BROKER SETTINGS: %s", problem)
         self._client = make_client(settings, client_id=f"pid-agent-{device_id}")
         # url then the fallbacks in broker.urls; paho retries the current one, on_connect_fail moves to the next
         self._targets = settings.addresses
