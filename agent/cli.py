@@ -1,4 +1,4 @@
-"""Command line: `pid-agent run|replay|check-config|monitor|command|keys|eval|make-demo|commission|verify|arc-test`."""
+"""Command line: the one entry point, for the unit (run, replay, selftest...) and the station tools (--help)."""
 
 from __future__ import annotations
 
