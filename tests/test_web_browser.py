@@ -109,6 +109,12 @@ def _replayed_time(driver) -> float:
     return 1e9 if frame is None else frame / 10
 
 
+
+def _first_text(driver, selector: str) -> str | None:
+    """The text of the first element matching selector, read in the page (None while there is none)."""
+    return driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.textContent : null;",
+                                 selector) or None
+
 def test_installer_logs_in_draws_a_zone_and_walks(unit, browser, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -151,6 +157,9 @@ def test_installer_logs_in_draws_a_zone_and_walks(unit, browser, tmp_path):
     ActionChains(browser).move_to_element_with_offset(canvas, int(-half_w), int(-half_h)).click_and_hold() \
         .move_by_offset(40, 20).move_by_offset(20, 10).release().perform()
     assert browser.find_element(By.ID, "corner-count").text == "0"  # a drag adds no corner
+    # the button shows once the page has taken the drag in: wait for it rather than race the page
+    wait.until(lambda d: d.find_element(By.ID, "save-moved").is_displayed() and
+               d.find_element(By.ID, "save-moved").is_enabled())
     browser.find_element(By.ID, "save-moved").click()
     wait.until(lambda d: "Saved 1 zone" in d.find_element(By.ID, "zone-result").text)
     moved = tomllib.loads(config_path.read_text(encoding="utf-8"))["detection"]["zones"][0]["polygon"]
@@ -181,8 +190,8 @@ def test_installer_logs_in_draws_a_zone_and_walks(unit, browser, tmp_path):
     browser.execute_script(SEEN_SCRIPT)
     browser.find_element(By.ID, "walk-toggle").click()
     wait.until(lambda d: d.find_element(By.ID, "walk-status").text.startswith("On"))
-    WebDriverWait(browser, 40).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#walk-list li.walk-detection"))
-    first = browser.find_elements(By.CSS_SELECTOR, "#walk-list li.walk-detection")[0].text
+    # the list is redrawn as lines arrive: read its text in one go in the page, not through a held element
+    first = WebDriverWait(browser, 40).until(lambda d: _first_text(d, "#walk-list li.walk-detection"))
     assert " in yard" in first
     line = _fetch_json(browser, "/api/state")["walk"]["detections"][0]
     # from the person's first frame to the line on the page: the unit's detection delay in frame time, then
@@ -194,8 +203,7 @@ def test_installer_logs_in_draws_a_zone_and_walks(unit, browser, tmp_path):
           f"{detecting_s:.2f} s into the walk, shown {showing_s:.2f} s later): {first!r}")
     assert 0 <= detecting_s and detecting_s + showing_s < 2.0
     # the alarm the walk raises names the zone just saved
-    WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#walk-list li.alarm"))
-    assert " in yard" in browser.find_elements(By.CSS_SELECTOR, "#walk-list li.alarm")[0].text
+    assert " in yard" in WebDriverWait(browser, 20).until(lambda d: _first_text(d, "#walk-list li.alarm"))
     browser.execute_script("document.getElementById('walk-list').scrollIntoView({block: 'end'})")
     _shot(browser, tmp_path, "5-walk-test")
     print(f"screenshots in {tmp_path / 'screenshots'}")
