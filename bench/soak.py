@@ -118,8 +118,7 @@ def main() -> int:
     watcher.start()
     summary = agent.run()
     stop.set()
-    watcher.join()
-    samples.append((samples[-1][0] + 0.001, *sample()))
+    watcher.join()  # no sample after run(): the agent has shut its threads and files, not a figure of the soak
     plot(samples, warmup_s, args.plot)
     rss, fds, threads = (growth(samples, warmup_s, column) for column in (1, 2, 3))
     footage_h = summary.frames / camera.fps / 3600
