@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := build/demo.mp4
 
-.PHONY: install run test bench lint clean faults fleet
+.PHONY: install run test bench lint clean faults fleet fleet-load soak
 
 install: $(BIN)/pid-agent
 
@@ -50,3 +50,12 @@ faults: install
 # the clustered-broker tests (a RabbitMQ cluster started on loopback; needs rabbitmq-server)
 fleet: install
 	FLEET=1 $(BIN)/python -m pytest -q -m fleet tests
+
+# 500 simulated units (real MQTT connections) against a mosquitto on loopback; per-unit delivery, alarm latency
+fleet-load: install
+	$(BIN)/python bench/fleet_load.py
+
+# the demo replayed in a loop through one agent (offline, full speed) for SOAK_MINUTES (default 10); build/soak.png
+soak: install
+	mkdir -p build
+	SOAK_MINUTES=$(or $(SOAK_MINUTES),10) $(BIN)/python bench/soak.py --plot build/soak.png

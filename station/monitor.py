@@ -273,8 +273,9 @@ class Monitor:
             self._on_command(device, payload)  # our own (or another operator's) command on its way to the unit
         elif rest == ["snapshot"]:
             self._say("snapshot", device, f"[{device}] SNAPSHOT {len(payload)} B", bytes=len(payload))
-        elif len(rest) == 4 and rest[0] == "media":
-            self._on_media(device, rest[1], rest[2], rest[3], payload)
+        elif len(rest) >= 4 and rest[0] == "media":
+            # RabbitMQ's MQTT plugin turns a '.' in a topic into '/' (AMQP routing keys): clip.mp4 comes as clip/mp4
+            self._on_media(device, rest[1], ".".join(rest[2:-1]), rest[-1], payload)
         else:
             self._problem(f"[{device}] unexpected topic {'/'.join(rest)!r} ({len(payload)} bytes)")
 

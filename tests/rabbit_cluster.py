@@ -114,6 +114,13 @@ class RabbitCluster:
             node.ctl("join_cluster", first.name)
             node.ctl("start_app")
             node.wait_up()
+        # Every MQTT subscription queue mirrored on every node. The rabbitmq_mqtt plugin (3.10) declares a QoS 1
+        # subscription as a durable classic queue on the node the client is on (auto-delete for a clean session,
+        # but a crash deletes nothing); once that node dies, the client's next SUBSCRIBE on another node is refused
+        # ("home node ... of durable queue ... is down") and the connection dropped, again and again. Mirrored,
+        # the queue is promoted on a surviving node and the move goes through.
+        first.ctl("set_policy", "--apply-to", "queues", "mqtt-subscriptions-everywhere", "^mqtt-subscription-",
+                  '{"ha-mode":"all","ha-sync-mode":"automatic"}')
 
     def running_nodes(self) -> str:
         return self.nodes[0].ctl("cluster_status")
