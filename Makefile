@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := build/demo.mp4
 
-.PHONY: install run test bench lint clean faults fleet
+.PHONY: install run test bench lint clean faults fleet dist
 
 install: $(BIN)/pid-agent
 
@@ -50,3 +50,11 @@ faults: install
 # the clustered-broker tests (a RabbitMQ cluster started on loopback; needs rabbitmq-server)
 fleet: install
 	FLEET=1 $(BIN)/python -m pytest -q -m fleet tests
+
+# the agent's wheel and its dependencies' (no internet on site); UNIT=config.toml [CERTS=dir] [KEYS=dir] also
+# assembles that unit's provisioning bundle in build/dist/bundle (scripts/provision BUNDLE installs it)
+dist: install
+	rm -rf build/dist && mkdir -p build/dist/wheels
+	$(BIN)/pip wheel -q -c constraints.txt . -w build/dist/wheels
+	if [ -n "$(UNIT)" ]; then $(BIN)/python scripts/make-bundle $(UNIT) --wheels build/dist/wheels \
+	  $(if $(CERTS),--certs $(CERTS)) $(if $(KEYS),--keys $(KEYS)) --out build/dist/bundle; fi
