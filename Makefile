@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := build/demo.mp4
 
-.PHONY: install run test bench lint clean faults fleet fleet-load soak
+.PHONY: install run test bench lint clean faults fleet fleet-load soak dist
 
 install: $(BIN)/pid-agent
 
@@ -59,3 +59,11 @@ fleet-load: install
 soak: install
 	mkdir -p build
 	SOAK_MINUTES=$(or $(SOAK_MINUTES),10) $(BIN)/python bench/soak.py --plot build/soak.png
+
+# the agent's wheel and its dependencies' (no internet on site); UNIT=config.toml [CERTS=dir] [KEYS=dir] also
+# assembles that unit's provisioning bundle in build/dist/bundle (scripts/provision BUNDLE installs it)
+dist: install
+	rm -rf build/dist && mkdir -p build/dist/wheels
+	$(BIN)/pip wheel -q -c constraints.txt . -w build/dist/wheels
+	if [ -n "$(UNIT)" ]; then $(BIN)/python scripts/make-bundle $(UNIT) --wheels build/dist/wheels \
+	  $(if $(CERTS),--certs $(CERTS)) $(if $(KEYS),--keys $(KEYS)) --out build/dist/bundle; fi

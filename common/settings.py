@@ -11,13 +11,24 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _excerpt(value: object, limit: int = 80) -> str:
+    """A bounded repr of a refused value: a 5,000-digit number or a 1 MB string is named, never echoed whole."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+    try:
+        text = repr(value)
+    except ValueError:  # a container holding a number past Python's digit limit
+        return f"a {type(value).__name__} too large to show"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def _describe_error(error: dict) -> str:
     """One pydantic error as a line naming the key: 'camera.fps: Input should be greater than 0 (got -5)'."""
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key"
     got = error.get("input")
-    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    shown = "" if isinstance(got, dict) else f" (got {_excerpt(got)})"
     return f"{where}: {error['msg']}{shown}"
 
 

@@ -120,3 +120,27 @@ def test_a_bad_bundle_stops_before_any_change(tmp_path):
     (bundle / "wheels" / "pid_agent-0.1.0-py3-none-any.whl").unlink()
     result = provision(bundle, root)
     assert result.returncode == 2 and "no pid_agent wheel" in result.stderr and not root.exists()
+
+
+# scripts/make-bundle (make dist UNIT=...) --------------------------------------------------------------------
+MAKE_BUNDLE = ROOT / "scripts" / "make-bundle"
+
+
+def test_an_assembled_bundle_is_accepted_by_provision(tmp_path):
+    parts = make_bundle(tmp_path)  # a tiny wheel set: the agent's wheel only, as `pip wheel --no-deps` would give
+    bundle, root = tmp_path / "assembled", tmp_path / "root"
+    made = subprocess.run([sys.executable, MAKE_BUNDLE, parts / "unit.toml", "--wheels", parts / "wheels",
+                           "--certs", parts / "certs", "--keys", parts / "keys", "--out", bundle],
+                          capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    assert (bundle / "tools/scripts/provision").is_file() and (bundle / "keys/signing.key").is_file()
+    result = provision(bundle, root)
+    assert result.returncode == 0, result.stderr
+    assert load_config(root / "etc/pid-agent/agent.toml").device_id == "pid-0042"
+
+
+def test_make_bundle_refuses_a_config_whose_certificate_is_missing(tmp_path):
+    parts = make_bundle(tmp_path)
+    made = subprocess.run([sys.executable, MAKE_BUNDLE, parts / "unit.toml", "--wheels", parts / "wheels",
+                           "--out", tmp_path / "assembled"], capture_output=True, text=True)
+    assert made.returncode == 2 and "ca.pem" in made.stderr and not (tmp_path / "assembled").exists()
