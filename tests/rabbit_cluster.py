@@ -9,22 +9,13 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.net import accepting as _accepting
+from tests.net import free_port as _free_port
+
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 HOST = socket.gethostname().split(".")[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _accepting(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def available() -> bool:

@@ -3,7 +3,6 @@ pysiaalarm receiver (the one Home Assistant's SIA integration uses) on loopback,
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -17,6 +16,7 @@ from agent.arc.link import Dc09Link
 from agent.arc.settings import ArcSettings, Dc09Settings
 from agent.storage.outbox import Outbox
 from common.clock import ManualClock
+from tests.net import free_port
 
 ACCOUNT = "AB1234"
 KEY = b"0123456789ABCDEF"  # pysiaalarm takes the key's characters as its bytes
@@ -34,11 +34,6 @@ class ReceiverClock(ManualClock):
     def wall(self) -> float:
         return time.time() + self.skew_s
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Receiver:

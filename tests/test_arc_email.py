@@ -7,7 +7,6 @@ import email
 import email.policy
 import hashlib
 import ipaddress
-import socket
 import ssl
 import threading
 import time
@@ -24,14 +23,10 @@ from agent.arc.email import EmailLink
 from agent.arc.settings import ArcSettings, Dc09Settings, EmailSettings
 from agent.storage.outbox import Outbox
 from common.clock import ManualClock
+from tests.net import free_port
 
 IDENTITY = {"device_id": "pid-test-001", "site_ref": "SITE-7"}
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Inbox:

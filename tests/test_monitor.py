@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 
@@ -17,6 +16,7 @@ from common.errors import ConfigError
 from station.monitor import Monitor
 from tests import payloads
 from tests.conftest import reap
+from tests.net import free_port
 
 pytestmark = pytest.mark.broker
 NET_TIMEOUT = 20.0
@@ -151,11 +151,6 @@ def test_run_monitor_uses_a_persistent_session_by_default():
 
     assert default_session("unit-9") == default_session("unit-9") and "unit-9" in default_session("unit-9")
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_an_unreachable_broker_is_said_at_once_and_each_retry_shows_its_reason():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from agent.config import parse_config
 from agent.selftest import SELFTEST_FAILED, Check, clock_synchronised, exit_code, format_table, run_selftest
 from common.clock import SystemClock
+from tests.net import free_port
 from tests.test_tls import tls_broker  # noqa: F401 - the TLS broker fixture, shared
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,11 +34,6 @@ def unit(tmp_path: Path, broker_url: str, camera: dict | None = None):
 def by_name(checks: list[Check]) -> dict[str, Check]:
     return {check.name: check for check in checks}
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.broker

@@ -5,7 +5,6 @@ and see the replayed person in the walk test's list. Screenshots of each step go
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tomllib
@@ -16,6 +15,7 @@ import pytest
 
 from drivers.camera.synthetic import figure_position
 from tests.footage import under_ci
+from tests.net import free_port as _free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -36,11 +36,6 @@ def _need_browser() -> None:
             pytest.fail(message + "; CI=true requires them")
         pytest.skip(message)
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -14,15 +13,11 @@ import urllib.request
 from pathlib import Path
 
 from tests.conftest import reap
+from tests.net import free_port as _free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "ladder-and-hivis"
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _unit(tmp_path: Path, mosquitto, enabled: bool) -> tuple[Path, int]:
