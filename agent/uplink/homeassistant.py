@@ -104,10 +104,13 @@ def announce(uplink, config) -> None:
 
 def snapshot_observer(uplink, config):
     """A frame observer: on an alarm's start, the (privacy-blanked) picture becomes HA's retained image entity."""
+    # imported here: agent.config imports this module's settings, and agent.events imports agent.config
+    from agent.events import AlarmStarted
+
     topic = f"{config.topic_root}/{SNAPSHOT_TOPIC}"
 
     def observe(frame, analysis) -> None:
-        if any(type(event).__name__ == "AlarmStarted" for event in analysis.events):
+        if any(isinstance(event, AlarmStarted) for event in analysis.events):
             uplink.retain(topic, snapshot_jpeg(frame.image, config.homeassistant.snapshot_max_bytes))
 
     return observe
