@@ -7,6 +7,7 @@ import logging
 from typing import Callable
 
 from agent.analyzer import Analysis
+from agent.arc.reports import ArcReport, PathFailed, PathRestored
 from agent.events import (
     AlarmEnded,
     AlarmStarted,
@@ -124,14 +125,9 @@ class Reactions:
         log.warning("wall clock stepped by %+.1f s", stepped_s)
         self.publish(lambda env: messages.ClockStep(**env, stepped_s=round(stepped_s, 3)), moment.wall, moment.frame)
 
-    def arc_path(self, body: dict) -> None:
+    def arc_path(self, report: ArcReport) -> None:
         """A report of the ARC link's thread (agent/arc): its path failed or came back, or a signal was refused."""
-        if body.get("kind") == "restore":
-            self.publish(lambda env: messages.ArcRestore(**env, path=str(body.get("path"))), self._now(), None)
-            return
-        self.publish(lambda env: messages.ArcFault(
-            **env, reason=str(body.get("reason")), path=body.get("path"), signal=body.get("signal"),
-            code=body.get("code"), alarm_event_id=body.get("event_id")), self._now(), None)
+        self.publish(lambda env: arc_message(report, env), self._now(), None)
 
     def _now(self) -> float:
         return self.notary.clock.wall()
@@ -267,3 +263,12 @@ class Reactions:
         except StorageError:
             manifest.path.unlink(missing_ok=True)
             raise
+
+
+def arc_message(report: ArcReport, env: dict) -> messages.Event:
+    if isinstance(report, PathRestored):
+        return messages.ArcRestore(**env, path=report.path)
+    if isinstance(report, PathFailed):
+        return messages.ArcFault(**env, reason=report.reason, path=report.path)
+    return messages.ArcFault(**env, reason="receiver_duh", signal=report.signal, code=report.code,
+                             alarm_event_id=report.event_id)

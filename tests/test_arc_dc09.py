@@ -13,8 +13,11 @@ from pysiaalarm.event import SIAEvent
 
 from agent.arc import codes, dc09
 from agent.arc.link import Dc09Link
+from agent.arc.reports import PathFailed, PathRestored, SignalRefused
 from agent.arc.settings import ArcSettings, Dc09Settings
+from agent.reactions import arc_message
 from agent.storage.outbox import Outbox
+from agent.uplink.messages import Identity, envelope
 from common.clock import ManualClock
 from tests.net import free_port
 
@@ -262,12 +265,12 @@ def test_primary_down_backup_gets_it_and_primary_is_taken_back(tmp_path, receive
     drain(link, box, clock)
     assert [e.code for e in backup.wait_for(1)] == ["BA"] and primary.events == []
     assert link.status()["active"] == f"127.0.0.1:{backup.port}"
-    assert faults[0]["source"] == "arc" and faults[0]["path"] == f"127.0.0.1:{primary.port}"
+    assert faults[0] == PathFailed(f"127.0.0.1:{primary.port}", "no valid answer")
     primary.start()
     clock.advance(30.0)
     assert link.poll() is True  # the primary probe (NULL)
     assert link.status()["active"] == f"127.0.0.1:{primary.port}"
-    assert faults[-1] == {"kind": "restore", "source": "arc", "path": f"127.0.0.1:{primary.port}"}
+    assert faults[-1] == PathRestored(f"127.0.0.1:{primary.port}")
     box.put_message("event", alarm("ev2", "end"), "event")
     drain(link, box, clock)
     assert [e.code for e in primary.wait_for(2)] == ["RP", "BR"]  # pysiaalarm reads a NULL as RP
@@ -298,8 +301,7 @@ def test_duh_drops_the_signal_and_reports_a_fault(tmp_path, receivers):
     box.put_message("event", alarm("ev1", "end"), "event")
     drain(link, box, clock)
     assert [e.code for e in receiver.wait_for(1)] == ["BR"]  # QQ is no SIA code: the receiver said DUH
-    assert faults == [{"kind": "fault", "source": "arc", "reason": "receiver_duh", "signal": "intrusion_start",
-                       "code": "QQ", "event_id": "ev1"}]
+    assert faults == [SignalRefused("intrusion_start", "QQ", "ev1")]
     box.close()
 
 
@@ -379,3 +381,18 @@ def test_a_disarmed_unit_sends_the_arc_only_its_arming_changes(tmp_path, receive
     drain(link, box, clock)
     assert [e.code for e in receiver.wait_for(3)] == ["OP", "CL", "BA"]
     box.close()
+
+
+@pytest.mark.parametrize("report, expected", [
+    (PathFailed("10.0.0.1:9000", "answer NAK"), {"kind": "fault", "source": "arc", "reason": "answer NAK",
+                                                 "path": "10.0.0.1:9000", "signal": None}),
+    (PathRestored("10.0.0.1:9000"), {"kind": "restore", "source": "arc", "path": "10.0.0.1:9000"}),
+    (SignalRefused("intrusion_start", "QQ", "ev1"), {"kind": "fault", "source": "arc", "reason": "receiver_duh",
+                                                     "signal": "intrusion_start", "code": "QQ",
+                                                     "alarm_event_id": "ev1"}),
+])
+def test_link_reports_become_typed_mqtt_events(report, expected):
+    env = envelope(Identity(**IDENTITY), 7, "e-1", 1_700_000_000.0, None)
+    wire = arc_message(report, env).wire()
+    assert {key: wire.get(key) for key in expected} == expected
+    assert wire["seq"] == 7 and wire["device_id"] == IDENTITY["device_id"]

@@ -15,6 +15,7 @@ from typing import Callable
 
 from agent.arc import codes, dc09
 from agent.arc.polling import PollingLink
+from agent.arc.reports import ArcReport, PathFailed, PathRestored, SignalRefused
 from agent.arc.settings import ArcSettings
 from agent.storage.outbox import LinkMessage, Outbox
 from common.clock import Clock
@@ -40,14 +41,14 @@ class Dc09Link(PollingLink):
     thread_name = "arc-dc09"
 
     def __init__(self, settings: ArcSettings, outbox: Outbox, clock: Clock, identity: dict,
-                 on_fault: Callable[[dict], None] | None = None) -> None:
+                 on_fault: Callable[[ArcReport], None] | None = None) -> None:
         super().__init__()
         self._disarmed = False  # from the armed events this link has passed on, in order
         self.settings = settings.dc09
         self._outbox = outbox
         self._clock = clock
         self._identity = identity
-        self._on_fault = on_fault or (lambda body: None)
+        self._on_fault = on_fault or (lambda report: None)
         self._who = dc09.Account(self.settings.receiver, self.settings.line, self.settings.account,
                                  self.settings.key)
         self.paths = [PathState(host, port) for host, port in self.settings.paths()]
@@ -101,8 +102,7 @@ class Dc09Link(PollingLink):
         if answer is not None and answer.kind == "DUH":
             log.error("DC-09: receiver %s cannot process %s (%s) of row %d: DUH; dropped from the ARC queue",
                       self.paths[self.active].label, signal.name, signal.code, row.id)
-            self._on_fault({"kind": "fault", "source": "arc", "reason": "receiver_duh", "signal": signal.name,
-                            "code": signal.code, "event_id": row.payload.get("event_id")})
+            self._on_fault(SignalRefused(signal.name, signal.code, row.payload.get("event_id")))
         if answer is not None and answer.kind in ("ACK", "DUH"):
             self._outbox.link_ack(LINK_NAME, row.id)
             self._seq = None
@@ -144,7 +144,7 @@ class Dc09Link(PollingLink):
         path = self.paths[index]
         if path.up is False:
             log.info("DC-09: path %s restored", path.label)
-            self._on_fault({"kind": "restore", "source": "arc", "path": path.label})
+            self._on_fault(PathRestored(path.label))
         path.up, path.failures = True, 0
         now = self._clock.monotonic()
         self._next_attempt = now
@@ -158,7 +158,7 @@ class Dc09Link(PollingLink):
         log.warning("DC-09: %s: %s (failure %d)", path.label, why, path.failures)
         if path.up is not False and path.failures >= self.settings.retries_per_path:
             path.up = False
-            self._on_fault({"kind": "fault", "source": "arc", "path": path.label, "reason": why})
+            self._on_fault(PathFailed(path.label, why))
         now = self._clock.monotonic()
         if index != self.active:
             return  # a failed probe of the primary does not delay the queue on the backup

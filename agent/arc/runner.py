@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from agent.arc import email, link
+from agent.arc.reports import ArcReport
 from agent.arc.settings import ArcSettings
 from agent.storage.outbox import Outbox
 from common.clock import Clock
@@ -16,7 +17,7 @@ from common.clock import Clock
 
 class ArcLinks:
     def __init__(self, settings: ArcSettings, outbox: Outbox, clock: Clock, identity: dict,
-                 on_fault: Callable[[dict], None] | None = None) -> None:
+                 on_fault: Callable[[ArcReport], None] | None = None) -> None:
         self.dc09 = link.Dc09Link(settings, outbox, clock, identity, on_fault) if settings.dc09.enabled else None
         self.email = email.EmailLink(settings, outbox, clock, identity) if settings.email.enabled else None
         if self.dc09 is None:
