@@ -135,42 +135,61 @@ def test_the_strobe_blinks_once_and_only_the_strobe():
     gpio.open()
     signaller = Signaller(SignallingSettings(mode="overt", siren=True, strobe_pattern_ms=(200, 300)), gpio,
                           ManualClock())
-    signaller.alarm_started(10.0)  # a walk-test alarm: its pattern and siren give way to one flash
+    signaller.alarm_started(9.0)  # an alarm raised before the walk began: one flash ends its pattern and siren
     signaller.blink(10.0)
     for step in range(1, 30):
         signaller.tick(10.0 + step * 0.1)
     assert [(round(ts, 3), out, on) for ts, out, on in gpio.history] == [
-        (10.0, "strobe", True), (10.0, "siren", True), (10.0, "siren", False), (10.2, "strobe", False)]
+        (9.0, "strobe", True), (9.0, "siren", True), (10.0, "siren", False), (10.2, "strobe", False)]
     signaller.set_mode("covert")
     signaller.blink(20.0)
     assert not gpio.is_on("strobe")  # a covert unit lights nothing, walk test or not
 
 
-def test_the_replayed_person_blinks_the_strobe_once_not_the_alarm_pattern(tmp_path):
+def _replay_with_strobe_and_siren(tmp_path, walking: bool):
+    """The demo's person walking past a unit with a strobe and a siren (overt, siren on): its GPIO history and
+    the walk list."""
     from agent.config import parse_config
     from agent.pipeline import Agent
     from drivers.camera.replay import ReplayCamera
     from evaluation.demo import write_demo
 
     clip = tmp_path / "walk.mp4"
-    write_demo(clip, seconds=14.0, width=320, height=180)
-    config = parse_config({"data_dir": str(tmp_path / "data"), "camera": {"backend": "replay", "source": str(clip)},
-                           "recorder": {"post_roll_s": 1.0}, "signalling": {"mode": "overt"},
-                           "gpio": {"outputs": [{"id": "strobe", "pin": 22, "kind": "strobe"}]}})
+    if not clip.exists():
+        write_demo(clip, seconds=14.0, width=320, height=180)
+    config = parse_config({"data_dir": str(tmp_path / f"data-{walking}"),
+                           "camera": {"backend": "replay", "source": str(clip)},
+                           "recorder": {"post_roll_s": 1.0}, "signalling": {"mode": "overt", "siren": True},
+                           "gpio": {"outputs": [{"id": "strobe", "pin": 22, "kind": "strobe"},
+                                                {"id": "siren", "pin": 23, "kind": "siren"}]}})
     clock = ManualClock()
     agent = Agent(config, ReplayCamera(clip, clock=clock, realtime=False), clock, upload=False)
     live = LiveState(CommissioningSettings(), clock)
     live.attach(agent)
-    live.walk.start()
+    if walking:
+        live.walk.start()
     agent.run()
-    lines = live.walk.snapshot()["detections"]
-    flashes = [ts for ts, out, on in agent.gpio.history if out == "strobe" and on]
-    offs = [ts for ts, out, on in agent.gpio.history if out == "strobe" and not on]
-    print(f"walk lines {[(line['class'], line['alarm']) for line in lines]}, flashes at {flashes}")
+    return agent.gpio.history, live.walk.snapshot()["detections"]
+
+
+def test_the_replayed_person_blinks_the_strobe_once_and_never_sounds_the_siren(tmp_path):
+    history, lines = _replay_with_strobe_and_siren(tmp_path, walking=True)
+    flashes = [ts for ts, out, on in history if out == "strobe" and on]
+    offs = [ts for ts, out, on in history if out == "strobe" and not on]
+    print(f"walk lines {[(line['class'], line['alarm']) for line in lines]}, outputs {history}")
     # the person and the alarm they raise come on one frame: one line each, one flash (500 ms, the pattern's
-    # first on-segment) where the alarm alone would have flashed for 30 s
+    # first on-segment) where the alarm alone would have flashed for 30 s; the siren not even for a frame
     assert [line["alarm"] for line in lines] == [False, True] and len(flashes) == 1
     assert 0.45 <= offs[0] - flashes[0] <= 0.65
+    assert [entry for entry in history if entry.output_id == "siren" and entry.on] == []
+
+
+def test_the_same_person_without_a_walk_test_sounds_the_siren_and_the_strobe_pattern(tmp_path):
+    history, lines = _replay_with_strobe_and_siren(tmp_path, walking=False)
+    sirens = [ts for ts, out, on in history if out == "siren" and on]
+    flashes = [ts for ts, out, on in history if out == "strobe" and on]
+    assert lines == [] and len(sirens) == 1  # on at the alarm's start, until siren_s or the clip's end
+    assert len(flashes) > 1  # the 500/500 ms pattern, not one blink
 
 
 def test_the_motion_mask_is_drawn_only_while_the_page_shows_it():
