@@ -118,7 +118,8 @@ def test_the_api_is_closed_without_the_password(tmp_path):
     assert client.post("/api/walk", json={"on": True}).status_code == 401
     assert client.get("/").status_code == 200  # the page itself is public; it holds no secret
     assert client.post("/api/login", json={"password": "s3cret-pass"}).status_code == 200
-    assert client.get("/api/zones").json() == {"zones": []}
+    # the page's person markers start from the unit's image-wide line
+    assert client.get("/api/zones").json() == {"zones": [], "person_height": {"far": 0.03, "near": 0.45}}
 
 
 def test_agent_config_does_not_pull_the_web_framework():
