@@ -207,3 +207,67 @@ def test_the_motion_mask_is_drawn_only_while_the_page_shows_it():
     png = cv2.imdecode(np.frombuffer(live.mask_png(), np.uint8), cv2.IMREAD_UNCHANGED)
     assert png.shape == (90, 160, 4)  # the live picture's size (view_width 160)
     assert png[30, 45].tolist() == [48, 48, 255, 140] and png[5, 5, 3] == 0  # red where motion, clear elsewhere
+
+
+def test_the_360_unit_shows_its_strip_with_bearings_sectors_and_boxes_in_the_zones_coordinates(tmp_path):
+    """A fisheye replay: the live picture is the detection strip, the ruler puts each compass point and sector at
+    its bearing, and the walking person's box lies at their bearing inside the zone drawn on that strip."""
+    from agent.config import parse_config
+    from agent.pipeline import Agent
+    from drivers.camera.replay import ReplayCamera
+    from tests.fisheye_walk import BEARING_DEG, write_fisheye_walk
+
+    clip = write_fisheye_walk(tmp_path / "fisheye.mp4")
+    sectors = [{"name": "gate", "start_deg": 60, "end_deg": 140}, {"name": "yard", "start_deg": 300, "end_deg": 30}]
+    east = {"name": "east", "polygon": [[0.2, 0.0], [0.35, 0.0], [0.35, 1.0], [0.2, 1.0]]}  # shares of the strip
+    config = parse_config({"data_dir": str(tmp_path / "data"), "camera": {"backend": "replay", "source": str(clip)},
+                           "panorama": {"enabled": True, "sectors": sectors}, "detection": {"zones": [east]}})
+    clock = ManualClock()
+    agent = Agent(config, ReplayCamera(clip, clock=clock, realtime=True), clock, upload=False)
+    live = LiveState(CommissioningSettings(view_width=640), clock)
+    agent.viewers.append(lambda frame, analysis: live.watched())  # somebody watches all along
+    live.attach(agent)
+    shown: list[tuple[dict, bytes]] = []
+    agent.viewers.append(lambda frame, analysis: shown.append((live.state()["view"], live.jpeg())))
+    agent.run()
+
+    view, jpeg = next((view, jpeg) for view, jpeg in shown if view["boxes"])
+    picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    scale = view["scale"]
+    period = 360 / (360 + 20)  # the strip's share for 360°: north's 20° are repeated past the seam
+    assert picture.shape[1] == 640 and abs(picture.shape[1] / picture.shape[0] - scale["aspect"]) < 0.05
+    labels = [tick["label"] for tick in scale["ticks"]]
+    assert labels == ["N", "NE", "E", "SE", "S", "SW", "W", "NW", "N"]
+    for tick, degrees in zip(scale["ticks"], range(0, 361, 45), strict=True):
+        assert abs(tick["x"] - degrees / 360 * period) < 1.5 / 760, tick
+    runs = [(run["name"], round(run["x0"] / period * 360), round(run["x1"] / period * 360)) for run in scale["sectors"]]
+    assert runs == [("gate", 60, 140), ("yard", 0, 30), ("yard", 300, 380)]  # yard wraps north and the seam
+    box = view["boxes"][0]
+    assert box["zone"] == "east" and abs(box["bearing_deg"] - BEARING_DEG) < 3
+    assert abs((box["x"] + box["w"] / 2) / period * 360 - BEARING_DEG) < 3
+    # the person is drawn where the box says: the brightest pixels of the shown strip lie inside it
+    rows, cols = np.nonzero(cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY) > 200)
+    height, width = picture.shape[:2]
+    assert box["x"] * width - 2 <= cols.mean() <= (box["x"] + box["w"]) * width + 2
+    assert box["y"] * height - 2 <= rows.mean() <= (box["y"] + box["h"]) * height + 2
+
+
+def test_a_zones_sensitivity_smallest_object_and_person_heights_are_saved_and_refused_by_key(tmp_path):
+    config = tmp_path / "unit.toml"
+    config.write_text('device_id = "pid-web-01"\n', encoding="utf-8")
+    with pytest.raises(ZonesRefused) as refused:
+        save_zones(config, [{"name": "yard", "polygon": SQUARE, "sensitivity": 9, "person_height_far": 0.3,
+                             "person_height_near": 0.1, "min_area": 0}])
+    assert [problem["field"] for problem in refused.value.problems] == [
+        "detection.zones.0.sensitivity", "detection.zones.0.min_area", "detection.zones.0.person_height_near"]
+    assert "cannot look smaller" in refused.value.problems[2]["message"]
+    with pytest.raises(ZonesRefused) as refused:  # one height alone: the unit takes them together
+        save_zones(config, [{"name": "yard", "polygon": SQUARE, "person_height_far": 0.05,
+                             "person_height_near": None}])
+    assert [problem["field"] for problem in refused.value.problems] == ["detection.zones.0.person_height_near"]
+    saved = save_zones(config, [{"name": "yard", "polygon": SQUARE, "sensitivity": 1.5, "min_area": 0.002,
+                                 "person_height_far": 0.05, "person_height_near": 0.3}])
+    zone = tomllib.loads(config.read_text(encoding="utf-8"))["detection"]["zones"][0]
+    assert (zone["sensitivity"], zone["min_area"], zone["person_height_far"], zone["person_height_near"]) == (
+        1.5, 0.002, 0.05, 0.3)
+    assert saved.detection.zones[0].person_height_near == 0.3
