@@ -52,6 +52,14 @@ class ZoneSettings(Section):
             raise ValueError(f"a person at the near edge ({near}) cannot look smaller than at the far edge ({far})")
         return near
 
+    @field_validator("polygon", mode="before")
+    @classmethod
+    def _enough_corners(cls, polygon: object) -> object:
+        """Said in the installer's words (the page shows it beside the corner count), not as a tuple's length."""
+        if isinstance(polygon, (list, tuple)) and len(polygon) < 3:
+            raise ValueError(f"a zone needs at least 3 corners, got {len(polygon)}")
+        return polygon
+
     @field_validator("polygon")
     @classmethod
     def _normalised(cls, polygon: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:

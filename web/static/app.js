@@ -154,18 +154,26 @@ function draw() {
     g.strokeStyle = "#ff3030";
     for (const b of boxes) {
       g.strokeRect(b.x * w, b.y * h, b.w * w, b.h * h);
-      g.fillStyle = "#ff3030"; g.fillText(b.class + (b.zone ? " · " + b.zone : ""), b.x * w, b.y * h - 4);
+      label(g, b.class + (b.zone ? " · " + b.zone : ""), b.x * w, Math.max(18, b.y * h - 4), "#ff5050");
+      g.strokeStyle = "#ff3030";
     }
   }
 }
 
-function polygon(g, corners, colour, label, w, h, closed) {
+function polygon(g, corners, colour, name, w, h, closed) {
   g.strokeStyle = colour; g.fillStyle = colour + "40";
   g.beginPath();
   corners.forEach(([x, y], i) => (i ? g.lineTo(x * w, y * h) : g.moveTo(x * w, y * h)));
   if (closed) { g.closePath(); g.fill(); }
   g.stroke();
-  if (corners.length) { g.fillStyle = colour; g.fillText(label, corners[0][0] * w + 6, corners[0][1] * h + 20); }
+  if (corners.length) label(g, name, corners[0][0] * w + 6, corners[0][1] * h + 22, colour);
+}
+
+function label(g, text, x, y, colour) {  // text over the picture: outlined in black, readable on any scene
+  g.save();
+  g.font = "bold 18px sans-serif"; g.lineWidth = 5; g.lineJoin = "round"; g.strokeStyle = "#000";
+  g.strokeText(text, x, y); g.fillStyle = colour; g.fillText(text, x, y);
+  g.restore();
 }
 
 function markersShown() { return draft.length >= 3 && $("zone-kind").value === "detect"; }
@@ -189,7 +197,7 @@ function markerShare(which) {  // the typed (or dragged) height, else the unit's
 
 function drawMarker(g, which, w, h) {  // a person's figure, feet on the edge, as tall as one standing there
   const [fx, fy] = feet(which), { share, own } = markerShare(which);
-  const x = fx * w, tall = Math.max(6, share * h), head = fy * h - tall;
+  const x = fx * w, tall = Math.max(6, share * h), head = fy * h - tall, handle = handleY(head);
   const body = () => {
     g.beginPath(); g.arc(x, head + tall * 0.1, tall * 0.1, 0, 2 * Math.PI);
     g.rect(x - tall * 0.2, head + tall * 0.2, tall * 0.4, tall * 0.8);
@@ -198,19 +206,21 @@ function drawMarker(g, which, w, h) {  // a person's figure, feet on the edge, a
   body(); g.fillStyle = own ? "#ffffffd0" : "#ffffff70"; g.fill();
   g.lineWidth = 3; g.strokeStyle = "#000"; g.stroke();
   g.setLineDash([]);
-  g.beginPath(); g.arc(x, head, 12, 0, 2 * Math.PI);  // the handle: big enough for a finger
+  g.beginPath(); g.arc(x, handle, 12, 0, 2 * Math.PI);  // the handle: big enough for a finger
   g.fillStyle = "#ffd400"; g.fill(); g.strokeStyle = "#000"; g.stroke();
   const text = which + " " + (share * 100).toFixed(1) + "%" + (own ? "" : " (default)");
-  g.font = "bold 18px sans-serif"; g.lineWidth = 4; g.strokeStyle = "#000";
-  g.strokeText(text, x + 16, head + 6); g.fillStyle = "#fff"; g.fillText(text, x + 16, head + 6);
-  g.lineWidth = 3;
+  g.font = "bold 18px sans-serif";
+  const right = x + 16 + g.measureText(text).width > w;  // kept on the picture: left of the handle at its right
+  label(g, text, right ? x - 16 - g.measureText(text).width : x + 16, handle + 6, "#fff");
 }
+
+function handleY(head) { return Math.max(14, head); }  // a head at the picture's top keeps its handle inside
 
 function markerNear(event) {
   if (!markersShown()) return null;
   const rect = $("overlay").getBoundingClientRect();
   for (const which of ["near", "far"]) {
-    const [fx, fy] = feet(which), head = (fy - markerShare(which).share) * rect.height;
+    const [fx, fy] = feet(which), head = handleY((fy - markerShare(which).share) * rect.height);
     if (Math.hypot(fx * rect.width - (event.clientX - rect.left), head - (event.clientY - rect.top)) < HEAD_PX) {
       return { marker: which };
     }
@@ -298,7 +308,9 @@ function showZones() {
     const remove = document.createElement("button");
     remove.type = "button"; remove.textContent = "Delete"; remove.className = "delete-zone";
     remove.onclick = () => saveZones(zones.filter((_, i) => i !== index), null);
-    item.append(edit, remove);
+    const buttons = document.createElement("div");
+    buttons.className = "buttons"; buttons.append(edit, remove);
+    item.append(buttons);
     return item;
   }));
 }
@@ -390,7 +402,7 @@ $("overlay").addEventListener("pointercancel", releaseCorner);
 $("save-moved").onclick = () => saveZones(zones, null);
 $("show-mask").onchange = draw;
 $("undo-corner").onclick = () => { draft.pop(); $("corner-count").textContent = draft.length; draw(); };
-$("clear-corners").onclick = () => { draft = []; $("corner-count").textContent = "0"; draw(); };
+$("clear-corners").onclick = () => { draft = []; $("corner-count").textContent = "0"; clearErrors(); draw(); };
 $("save-zone").onclick = saveDraft;
 $("cancel-edit").onclick = () => { newZone(); clearErrors(); };
 $("zone-kind").onchange = draw;
