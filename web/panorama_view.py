@@ -37,7 +37,7 @@ class PanoramaPicture:
             self._panorama = make_panorama(self.view.settings, source, scaled_strip_size(detection, factor))
             self._scale = ruler(detection, self.view.settings.sectors)
             self._key = key
-        small = cv2.resize(image, (source[0] * cameras, source[1]), interpolation=cv2.INTER_AREA)
+        small = _shrink(image, (source[0] * cameras, source[1]))
         return self._panorama.unwrap(np.hsplit(small, cameras) if cameras > 1 else small)
 
     def scale(self) -> dict | None:
@@ -53,6 +53,16 @@ class PanoramaPicture:
         return [{"x": loc.strip_box[0] / width, "y": loc.strip_box[1] / height, "w": loc.strip_box[2] / width,
                  "h": loc.strip_box[3] / height, "zone": loc.zone, "bearing_deg": round(loc.bearing_deg, 1)}
                 for loc in locations if loc.strip_box is not None]
+
+
+def _shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A colour image at `size`: exact halvings first (a 2x2 box average either way, and ~5x cheaper than one
+    INTER_AREA from full size, as in models/scale.py), then one INTER_AREA to the size."""
+    while image.shape[1] >= 2 * size[0] and image.shape[0] >= 2 * size[1]:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
+    if (image.shape[1], image.shape[0]) == size:
+        return image
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def ruler(panorama, sectors) -> dict:
