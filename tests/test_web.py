@@ -271,3 +271,22 @@ def test_a_zones_sensitivity_smallest_object_and_person_heights_are_saved_and_re
     assert (zone["sensitivity"], zone["min_area"], zone["person_height_far"], zone["person_height_near"]) == (
         1.5, 0.002, 0.05, 0.3)
     assert saved.detection.zones[0].person_height_near == 0.3
+
+
+def test_the_ruler_of_four_joined_cameras_marks_each_compass_point_where_the_strip_looks_that_way():
+    from models.bearing import angle_diff
+    from models.panorama import PanoramaSettings, PanoramaView
+    from web.panorama_view import COMPASS, PanoramaPicture
+
+    cameras = [{"name": f"cam{i}", "yaw_deg": 90 * i, "hfov_deg": 90} for i in range(4)]
+    view = PanoramaView(PanoramaSettings(enabled=True, kind="multi", cameras=cameras, strip_width=640))
+    view.unwrap([np.full((120, 160), 100, np.uint8)] * 4)  # the analyzer's detection strip, built on its first frame
+    live = PanoramaPicture(view, 640)
+    picture = live.picture(np.full((240, 4 * 320, 3), 100, np.uint8))  # the frame: the cameras side by side
+    width = view.panorama.strip_size[0]
+    assert abs(picture.shape[1] - 640) <= 2 and live.scale()["aspect"] == pytest.approx(width / 120)
+    ticks = live.scale()["ticks"]
+    assert [tick["label"] for tick in ticks] == ["NW", "N", "NE", "E", "SE", "S", "SW", "W", "NW"]  # from 315°
+    degrees = {label: value for value, label in COMPASS.items()}
+    for tick in ticks:
+        assert angle_diff(float(view.panorama.bearing_at(tick["x"] * width + 0.5)), degrees[tick["label"]]) < 1.0
