@@ -307,7 +307,10 @@ function showZones() {
     edit.onclick = () => editZone(index);
     const remove = document.createElement("button");
     remove.type = "button"; remove.textContent = "Delete"; remove.className = "delete-zone";
-    remove.onclick = () => saveZones(zones.filter((_, i) => i !== index), null);
+    remove.onclick = () => {  // the editor lets go of a zone open in it: its index no longer holds
+      if (editIndex !== null) newZone();
+      saveZones(zones.filter((_, i) => i !== index), null);
+    };
     const buttons = document.createElement("div");
     buttons.className = "buttons"; buttons.append(edit, remove);
     item.append(buttons);
