@@ -185,10 +185,13 @@ class Reactions:
 
         payload = self.publisher.event(build)  # the start goes out before any media
         self.outbox.open_alarm(event.event_id, payload)
-        self.signaller.alarm_started(moment.ts)
         self._started_wall[event.event_id] = moment.wall
         if payload.get("walk_test"):
+            # the installer's own alarm: no strobe pattern and never the siren; the page blinks the strobe once
+            # per detection instead (web/live.py), so a walk is seen on the unit without waking the street
             self._walk_alarms.add(event.event_id)
+        else:
+            self.signaller.alarm_started(moment.ts)
         self._active, self._last_update_wall = event.event_id, moment.wall
         self.on_alarm(event.event_id)
         try:

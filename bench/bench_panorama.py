@@ -73,12 +73,31 @@ def bench_multi() -> None:
           f"  unwrap {per_call_ms(lambda: panorama.unwrap(lumas), 200):.3f} ms/frame")
 
 
+def bench_live_view(image: np.ndarray) -> None:
+    """The commissioning page's 360° picture: the colour frame downscaled, unwrapped at the live view's width and
+    JPEG-encoded, paid only for frames the page is shown (a few a second, only while somebody watches)."""
+    from models.panorama import PanoramaView
+    from web.panorama_view import PanoramaPicture
+
+    view = PanoramaView(PanoramaSettings(enabled=True))
+    view.unwrap(make_luma(image, DETECT_WIDTH))  # the analyzer's first frame builds the detection panorama
+    live = PanoramaPicture(view, 640)
+    strip = live.picture(image)
+
+    def shown() -> None:
+        cv2.imencode(".jpg", live.picture(image), [cv2.IMWRITE_JPEG_QUALITY, 70])
+
+    print(f"live view: BGR {image.shape[1]}x{image.shape[0]} -> strip {strip.shape[1]}x{strip.shape[0]} + JPEG"
+          f"  {per_call_ms(shown, 30):.2f} ms per shown frame (4 fps while watched, nothing otherwise)")
+
+
 def main() -> None:
     image, origin = source_image()
     print(f"panorama unwrap (cv2.remap, fixed-point maps, bilinear); source: {origin}; "
           f"OpenCV threads: {cv2.getNumThreads()}")
     bench_fisheye(image)
     bench_multi()
+    bench_live_view(image)
 
 
 if __name__ == "__main__":

@@ -311,7 +311,7 @@ class MotionDetector:
         self._min_px, kernel_w = object_sizes(s, smoothed.shape)
         self._person_px = s.person_height * height
         self._open = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel_w, 3))
-        self._zones = ZoneMap(s.zones, smoothed.shape, s.threshold, self._min_px)
+        self._zones = ZoneMap(s.zones, smoothed.shape, s.threshold, self._min_px, PERSON_ASPECT * PERSON_FILL)
         self._model = BackgroundModel(smoothed, self._zones.threshold, s.activity_gain,
                                       activity_cap=min(255, 4 * s.threshold))
         self._tracker = Tracker(TrackerParams(
@@ -414,7 +414,7 @@ class MotionDetector:
             if self._out_of_focus(track, diff, blob, height_px):
                 continue
             aspect = track.aspect if track.aspect > 0 else max(1.0, w - RESTORE_MARGIN) / height_px
-            boxes.append(Box(x, y, w, h, area, zone, classify(aspect, height_px, self._expected_person(y + h))))
+            boxes.append(Box(x, y, w, h, area, zone, classify(aspect, height_px, self._expected_person(zone, y + h))))
         return boxes
 
     def _out_of_focus(self, track: Track, diff: np.ndarray, blob: tuple[int, int, int, int, int],
@@ -428,8 +428,12 @@ class MotionDetector:
             track.edge = width if track.edge == 0 else 0.5 * track.edge + 0.5 * width
         return track.edge > max(OUT_OF_FOCUS_PX, OUT_OF_FOCUS_SHARE * height_px)
 
-    def _expected_person(self, foot_y: float) -> float:
-        """Height in px of a person standing at image row `foot_y` (linear from the far to the near edge)."""
+    def _expected_person(self, zone: str, foot_y: float) -> float:
+        """Height in px of a person standing at image row `foot_y`: the zone's own heights when it sets them,
+        else linear from the image's far (top) to its near (bottom) edge."""
+        zoned = self._zones.person_px(zone, foot_y)
+        if zoned is not None:
+            return zoned
         s = self.settings
         rows = self._model.shape[0]
         share = s.person_height + (s.person_height_near - s.person_height) * min(1.0, foot_y / rows)

@@ -87,6 +87,7 @@ class Location:
     off_axis_deg: float | None = None          #: fisheye: angle of the box's bottom-centre from the optical axis
     camera: str | None = None                  #: multi: the camera the box lies in
     zone: str = ""                             #: the detection zone of the strip box ('' = whole strip)
+    strip_box: tuple[int, int, int, int] | None = None  #: x, y, w, h of the box in the strip (the live view's)
 
     def scaled_box(self, factor: float) -> tuple[int, int, int, int]:
         """image_box in another resolution of the same image (e.g. luma -> recorded frame)."""
@@ -246,7 +247,8 @@ class FisheyePanorama:
         return Location(
             bearing_deg=norm_deg(start + width / 2.0), start_deg=start, width_deg=width,
             sectors=tuple(sectors_in_span(self.settings.sectors, start, width)), image_box=_bounds(outline),
-            outline=outline, off_axis_deg=self.off_axis_deg(float(bottom_x), float(bottom_y)), zone=box.zone)
+            outline=outline, off_axis_deg=self.off_axis_deg(float(bottom_x), float(bottom_y)), zone=box.zone,
+            strip_box=(box.x, box.y, box.w, box.h))
 
 
 def image_angle_from_bearing_array(bearing, north_offset_deg: float, mount: Mount):
@@ -330,7 +332,8 @@ class MultiPanorama:
                             ys * src_h / self.strip_size[1]], axis=1)
         return Location(bearing_deg=self.bearing_at(centre), start_deg=start, width_deg=width,
                         sectors=tuple(sectors_in_span(self.settings.sectors, start, width)),
-                        image_box=_bounds(outline), outline=outline, camera=view.name, zone=box.zone)
+                        image_box=_bounds(outline), outline=outline, camera=view.name, zone=box.zone,
+                        strip_box=(box.x, box.y, box.w, box.h))
 
     def _slice_span(self, box: Box, index: int) -> float:
         """Degrees of the box lying in one slice (a box may cross slices, and the seam)."""

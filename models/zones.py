@@ -10,7 +10,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from common.settings import Section
 
@@ -31,6 +31,34 @@ class ZoneSettings(Section):
     min_area: float | None = Field(None, gt=0, le=1,
                                    description="Detection zones: smallest object as a share of the image area "
                                                "(default: detection.min_area).")
+    person_height_far: float | None = Field(
+        None, gt=0, le=1, description="Detection zones: height of a person standing at the zone's far (top) edge, "
+                                      "as a share of the image height; with person_height_near it replaces the "
+                                      "image-wide person_height line inside this zone (the size check).")
+    person_height_near: float | None = Field(
+        None, gt=0, le=1, validate_default=True,
+        description="Detection zones: height of a person standing at the zone's near (bottom) edge, as a share "
+                    "of the image height (set with person_height_far).")
+
+    @field_validator("person_height_near")
+    @classmethod
+    def _near_not_smaller(cls, near: float | None, info: ValidationInfo) -> float | None:
+        if "person_height_far" not in info.data:
+            return near  # far was refused already: that is the error to show
+        far = info.data["person_height_far"]
+        if (near is None) != (far is None):
+            raise ValueError("set person_height_far and person_height_near together, or neither")
+        if near is not None and far is not None and near < far:
+            raise ValueError(f"a person at the near edge ({near}) cannot look smaller than at the far edge ({far})")
+        return near
+
+    @field_validator("polygon", mode="before")
+    @classmethod
+    def _enough_corners(cls, polygon: object) -> object:
+        """Said in the installer's words (the page shows it beside the corner count), not as a tuple's length."""
+        if isinstance(polygon, (list, tuple)) and len(polygon) < 3:
+            raise ValueError(f"a zone needs at least 3 corners, got {len(polygon)}")
+        return polygon
 
     @field_validator("polygon")
     @classmethod
@@ -51,14 +79,18 @@ class ZoneMap:
     """Zones rasterised for one image size."""
 
     def __init__(self, zones: tuple[ZoneSettings, ...], shape: tuple[int, int], threshold: float,
-                 min_area_px: float) -> None:
+                 min_area_px: float, person_area: float = 0.0) -> None:
+        """person_area: a person's area in px per px² of their height (their width times the share of their box
+        a silhouette fills); with it a zone's far-edge person height gives the zone's smallest object."""
         self.zones = zones
         self.detect = [zone for zone in zones if zone.kind == "detect"]
         self.labels = np.zeros(shape, np.uint8)      # 0 = no detection zone, i = self.detect[i - 1]
         self.keep = np.full(shape, 255, np.uint8)    # 0 where ignore/privacy masks blank detection
         self.threshold = np.full(shape, float(threshold), np.float32)
-        self.min_area_px = [min_area_px if zone.min_area is None else zone.min_area * shape[0] * shape[1]
-                            for zone in self.detect]
+        self.min_area_px = [_zone_min_area(zone, shape, min_area_px, person_area) for zone in self.detect]
+        # (far-edge row, near-edge row, person px there) of zones that set their own person heights
+        self._heights = {zone.name: _height_line(zone, shape[0]) for zone in self.detect
+                         if zone.person_height_far is not None and zone.person_height_near is not None}
         for index, zone in enumerate(self.detect, start=1):
             _fill(shape, zone.polygon, index, self.labels)
             region = np.zeros(shape, np.uint8)
@@ -80,6 +112,31 @@ class ZoneMap:
         if label == 0:
             return None, None
         return self.detect[label - 1].name, self.min_area_px[label - 1]
+
+    def person_px(self, zone: str, foot_y: float) -> float | None:
+        """Height in px of a person whose feet are at row foot_y of detection zone `zone`, from the heights set
+        at its far and near edges (linear in between, held beyond them); None when the zone sets none."""
+        line = self._heights.get(zone)
+        if line is None:
+            return None
+        top, bottom, far_px, near_px = line
+        share = 0.0 if bottom <= top else min(1.0, max(0.0, (foot_y - top) / (bottom - top)))
+        return far_px + (near_px - far_px) * share
+
+
+def _zone_min_area(zone: ZoneSettings, shape: tuple[int, int], default_px: float, person_area: float) -> float:
+    """A detection zone's smallest object in px: its own min_area, else the person at its far edge, else the
+    image-wide smallest object."""
+    if zone.min_area is not None:
+        return zone.min_area * shape[0] * shape[1]
+    if zone.person_height_far is not None and person_area > 0:
+        return max(2.0, person_area * (zone.person_height_far * shape[0]) ** 2)
+    return default_px
+
+
+def _height_line(zone: ZoneSettings, rows: int) -> tuple[float, float, float, float]:
+    ys = [y * (rows - 1) for _x, y in zone.polygon]  # rows as _fill rasterises them
+    return min(ys), max(ys), zone.person_height_far * rows, zone.person_height_near * rows
 
 
 def privacy_mask(zones: tuple[ZoneSettings, ...], shape: tuple[int, int]) -> np.ndarray | None:

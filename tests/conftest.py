@@ -25,13 +25,16 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 ROOT = Path(__file__).resolve().parents[1]
 # written by Python, pytest and the install, never by the agent: not a trace of a run
 NOT_TRACES = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
+# test artefacts kept for a person to look at (the browser test's screenshots), not a trace of a run
+ARTEFACTS = ROOT / "build" / "screenshots"
 
 
 def checkout_files(root: Path = ROOT) -> dict[str, tuple[int, int]]:
     """Every file of the checkout (ignored ones included: var/, build/) with its size and modification time."""
     files = {}
     for folder, subfolders, names in os.walk(root):
-        subfolders[:] = [name for name in subfolders if name not in NOT_TRACES and not name.endswith(".egg-info")]
+        subfolders[:] = [name for name in subfolders if name not in NOT_TRACES and not name.endswith(".egg-info")
+                         and Path(folder, name) != ARTEFACTS]
         for name in names:
             path = Path(folder, name)
             with contextlib.suppress(FileNotFoundError):

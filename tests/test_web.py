@@ -118,7 +118,8 @@ def test_the_api_is_closed_without_the_password(tmp_path):
     assert client.post("/api/walk", json={"on": True}).status_code == 401
     assert client.get("/").status_code == 200  # the page itself is public; it holds no secret
     assert client.post("/api/login", json={"password": "s3cret-pass"}).status_code == 200
-    assert client.get("/api/zones").json() == {"zones": []}
+    # the page's person markers start from the unit's image-wide line
+    assert client.get("/api/zones").json() == {"zones": [], "person_height": {"far": 0.03, "near": 0.45}}
 
 
 def test_agent_config_does_not_pull_the_web_framework():
@@ -135,42 +136,61 @@ def test_the_strobe_blinks_once_and_only_the_strobe():
     gpio.open()
     signaller = Signaller(SignallingSettings(mode="overt", siren=True, strobe_pattern_ms=(200, 300)), gpio,
                           ManualClock())
-    signaller.alarm_started(10.0)  # a walk-test alarm: its pattern and siren give way to one flash
+    signaller.alarm_started(9.0)  # an alarm raised before the walk began: one flash ends its pattern and siren
     signaller.blink(10.0)
     for step in range(1, 30):
         signaller.tick(10.0 + step * 0.1)
     assert [(round(ts, 3), out, on) for ts, out, on in gpio.history] == [
-        (10.0, "strobe", True), (10.0, "siren", True), (10.0, "siren", False), (10.2, "strobe", False)]
+        (9.0, "strobe", True), (9.0, "siren", True), (10.0, "siren", False), (10.2, "strobe", False)]
     signaller.set_mode("covert")
     signaller.blink(20.0)
     assert not gpio.is_on("strobe")  # a covert unit lights nothing, walk test or not
 
 
-def test_the_replayed_person_blinks_the_strobe_once_not_the_alarm_pattern(tmp_path):
+def _replay_with_strobe_and_siren(tmp_path, walking: bool):
+    """The demo's person walking past a unit with a strobe and a siren (overt, siren on): its GPIO history and
+    the walk list."""
     from agent.config import parse_config
     from agent.pipeline import Agent
     from drivers.camera.replay import ReplayCamera
     from evaluation.demo import write_demo
 
     clip = tmp_path / "walk.mp4"
-    write_demo(clip, seconds=14.0, width=320, height=180)
-    config = parse_config({"data_dir": str(tmp_path / "data"), "camera": {"backend": "replay", "source": str(clip)},
-                           "recorder": {"post_roll_s": 1.0}, "signalling": {"mode": "overt"},
-                           "gpio": {"outputs": [{"id": "strobe", "pin": 22, "kind": "strobe"}]}})
+    if not clip.exists():
+        write_demo(clip, seconds=14.0, width=320, height=180)
+    config = parse_config({"data_dir": str(tmp_path / f"data-{walking}"),
+                           "camera": {"backend": "replay", "source": str(clip)},
+                           "recorder": {"post_roll_s": 1.0}, "signalling": {"mode": "overt", "siren": True},
+                           "gpio": {"outputs": [{"id": "strobe", "pin": 22, "kind": "strobe"},
+                                                {"id": "siren", "pin": 23, "kind": "siren"}]}})
     clock = ManualClock()
     agent = Agent(config, ReplayCamera(clip, clock=clock, realtime=False), clock, upload=False)
     live = LiveState(CommissioningSettings(), clock)
     live.attach(agent)
-    live.walk.start()
+    if walking:
+        live.walk.start()
     agent.run()
-    lines = live.walk.snapshot()["detections"]
-    flashes = [ts for ts, out, on in agent.gpio.history if out == "strobe" and on]
-    offs = [ts for ts, out, on in agent.gpio.history if out == "strobe" and not on]
-    print(f"walk lines {[(line['class'], line['alarm']) for line in lines]}, flashes at {flashes}")
+    return agent.gpio.history, live.walk.snapshot()["detections"]
+
+
+def test_the_replayed_person_blinks_the_strobe_once_and_never_sounds_the_siren(tmp_path):
+    history, lines = _replay_with_strobe_and_siren(tmp_path, walking=True)
+    flashes = [ts for ts, out, on in history if out == "strobe" and on]
+    offs = [ts for ts, out, on in history if out == "strobe" and not on]
+    print(f"walk lines {[(line['class'], line['alarm']) for line in lines]}, outputs {history}")
     # the person and the alarm they raise come on one frame: one line each, one flash (500 ms, the pattern's
-    # first on-segment) where the alarm alone would have flashed for 30 s
+    # first on-segment) where the alarm alone would have flashed for 30 s; the siren not even for a frame
     assert [line["alarm"] for line in lines] == [False, True] and len(flashes) == 1
     assert 0.45 <= offs[0] - flashes[0] <= 0.65
+    assert [entry for entry in history if entry.output_id == "siren" and entry.on] == []
+
+
+def test_the_same_person_without_a_walk_test_sounds_the_siren_and_the_strobe_pattern(tmp_path):
+    history, lines = _replay_with_strobe_and_siren(tmp_path, walking=False)
+    sirens = [ts for ts, out, on in history if out == "siren" and on]
+    flashes = [ts for ts, out, on in history if out == "strobe" and on]
+    assert lines == [] and len(sirens) == 1  # on at the alarm's start, until siren_s or the clip's end
+    assert len(flashes) > 1  # the 500/500 ms pattern, not one blink
 
 
 def test_the_motion_mask_is_drawn_only_while_the_page_shows_it():
@@ -187,3 +207,86 @@ def test_the_motion_mask_is_drawn_only_while_the_page_shows_it():
     png = cv2.imdecode(np.frombuffer(live.mask_png(), np.uint8), cv2.IMREAD_UNCHANGED)
     assert png.shape == (90, 160, 4)  # the live picture's size (view_width 160)
     assert png[30, 45].tolist() == [48, 48, 255, 140] and png[5, 5, 3] == 0  # red where motion, clear elsewhere
+
+
+def test_the_360_unit_shows_its_strip_with_bearings_sectors_and_boxes_in_the_zones_coordinates(tmp_path):
+    """A fisheye replay: the live picture is the detection strip, the ruler puts each compass point and sector at
+    its bearing, and the walking person's box lies at their bearing inside the zone drawn on that strip."""
+    from agent.config import parse_config
+    from agent.pipeline import Agent
+    from drivers.camera.replay import ReplayCamera
+    from tests.fisheye_walk import BEARING_DEG, write_fisheye_walk
+
+    clip = write_fisheye_walk(tmp_path / "fisheye.mp4")
+    sectors = [{"name": "gate", "start_deg": 60, "end_deg": 140}, {"name": "yard", "start_deg": 300, "end_deg": 30}]
+    east = {"name": "east", "polygon": [[0.2, 0.0], [0.35, 0.0], [0.35, 1.0], [0.2, 1.0]]}  # shares of the strip
+    config = parse_config({"data_dir": str(tmp_path / "data"), "camera": {"backend": "replay", "source": str(clip)},
+                           "panorama": {"enabled": True, "sectors": sectors}, "detection": {"zones": [east]}})
+    clock = ManualClock()
+    agent = Agent(config, ReplayCamera(clip, clock=clock, realtime=True), clock, upload=False)
+    live = LiveState(CommissioningSettings(view_width=640), clock)
+    agent.viewers.append(lambda frame, analysis: live.watched())  # somebody watches all along
+    live.attach(agent)
+    shown: list[tuple[dict, bytes]] = []
+    agent.viewers.append(lambda frame, analysis: shown.append((live.state()["view"], live.jpeg())))
+    agent.run()
+
+    view, jpeg = next((view, jpeg) for view, jpeg in shown if view["boxes"])
+    picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    scale = view["scale"]
+    period = 360 / (360 + 20)  # the strip's share for 360°: north's 20° are repeated past the seam
+    assert picture.shape[1] == 640 and abs(picture.shape[1] / picture.shape[0] - scale["aspect"]) < 0.05
+    labels = [tick["label"] for tick in scale["ticks"]]
+    assert labels == ["N", "NE", "E", "SE", "S", "SW", "W", "NW", "N"]
+    for tick, degrees in zip(scale["ticks"], range(0, 361, 45), strict=True):
+        assert abs(tick["x"] - degrees / 360 * period) < 1.5 / 760, tick
+    runs = [(run["name"], round(run["x0"] / period * 360), round(run["x1"] / period * 360)) for run in scale["sectors"]]
+    assert runs == [("gate", 60, 140), ("yard", 0, 30), ("yard", 300, 380)]  # yard wraps north and the seam
+    box = view["boxes"][0]
+    assert box["zone"] == "east" and abs(box["bearing_deg"] - BEARING_DEG) < 3
+    assert abs((box["x"] + box["w"] / 2) / period * 360 - BEARING_DEG) < 3
+    # the person is drawn where the box says: the brightest pixels of the shown strip lie inside it
+    rows, cols = np.nonzero(cv2.cvtColor(picture, cv2.COLOR_BGR2GRAY) > 200)
+    height, width = picture.shape[:2]
+    assert box["x"] * width - 2 <= cols.mean() <= (box["x"] + box["w"]) * width + 2
+    assert box["y"] * height - 2 <= rows.mean() <= (box["y"] + box["h"]) * height + 2
+
+
+def test_a_zones_sensitivity_smallest_object_and_person_heights_are_saved_and_refused_by_key(tmp_path):
+    config = tmp_path / "unit.toml"
+    config.write_text('device_id = "pid-web-01"\n', encoding="utf-8")
+    with pytest.raises(ZonesRefused) as refused:
+        save_zones(config, [{"name": "yard", "polygon": SQUARE, "sensitivity": 9, "person_height_far": 0.3,
+                             "person_height_near": 0.1, "min_area": 0}])
+    assert [problem["field"] for problem in refused.value.problems] == [
+        "detection.zones.0.sensitivity", "detection.zones.0.min_area", "detection.zones.0.person_height_near"]
+    assert "cannot look smaller" in refused.value.problems[2]["message"]
+    with pytest.raises(ZonesRefused) as refused:  # one height alone: the unit takes them together
+        save_zones(config, [{"name": "yard", "polygon": SQUARE, "person_height_far": 0.05,
+                             "person_height_near": None}])
+    assert [problem["field"] for problem in refused.value.problems] == ["detection.zones.0.person_height_near"]
+    saved = save_zones(config, [{"name": "yard", "polygon": SQUARE, "sensitivity": 1.5, "min_area": 0.002,
+                                 "person_height_far": 0.05, "person_height_near": 0.3}])
+    zone = tomllib.loads(config.read_text(encoding="utf-8"))["detection"]["zones"][0]
+    assert (zone["sensitivity"], zone["min_area"], zone["person_height_far"], zone["person_height_near"]) == (
+        1.5, 0.002, 0.05, 0.3)
+    assert saved.detection.zones[0].person_height_near == 0.3
+
+
+def test_the_ruler_of_four_joined_cameras_marks_each_compass_point_where_the_strip_looks_that_way():
+    from models.bearing import angle_diff
+    from models.panorama import PanoramaSettings, PanoramaView
+    from web.panorama_view import COMPASS, PanoramaPicture
+
+    cameras = [{"name": f"cam{i}", "yaw_deg": 90 * i, "hfov_deg": 90} for i in range(4)]
+    view = PanoramaView(PanoramaSettings(enabled=True, kind="multi", cameras=cameras, strip_width=640))
+    view.unwrap([np.full((120, 160), 100, np.uint8)] * 4)  # the analyzer's detection strip, built on its first frame
+    live = PanoramaPicture(view, 640)
+    picture = live.picture(np.full((240, 4 * 320, 3), 100, np.uint8))  # the frame: the cameras side by side
+    width = view.panorama.strip_size[0]
+    assert abs(picture.shape[1] - 640) <= 2 and live.scale()["aspect"] == pytest.approx(width / 120)
+    ticks = live.scale()["ticks"]
+    assert [tick["label"] for tick in ticks] == ["NW", "N", "NE", "E", "SE", "S", "SW", "W", "NW"]  # from 315°
+    degrees = {label: value for value, label in COMPASS.items()}
+    for tick in ticks:
+        assert angle_diff(float(view.panorama.bearing_at(tick["x"] * width + 0.5)), degrees[tick["label"]]) < 1.0

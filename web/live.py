@@ -15,6 +15,7 @@ import numpy as np
 from agent.events import AlarmStarted
 from agent.health import THERMAL_ZONE, cpu_temperature_c
 from common.clock import Clock, iso_utc
+from web.panorama_view import PanoramaPicture
 from web.settings import CommissioningSettings
 from web.walk import WalkTest
 
@@ -43,6 +44,7 @@ class LiveState:
         self._view: dict = {"boxes": [], "frame": None}
         self._status: dict = {}
         self._pending = None  # a validated AgentConfig with new zones, applied by the frame loop
+        self._panorama: PanoramaPicture | None = None  # the 360° unit's strip, bearings and sectors
 
     # the agent's side (the frame-loop thread, under the unit's lock) ------------------------------------------
     def attach(self, agent) -> None:
@@ -69,21 +71,51 @@ class LiveState:
                 self._status = status
 
     def _picture(self, frame, analysis) -> None:
-        height, width = frame.image.shape[:2]
-        scale = min(1.0, self.settings.view_width / width)
-        small = cv2.resize(frame.image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        strip = self._strip(frame.image)
+        if strip is not None:  # the 360° unit: the strip the detector sees, where its zones are drawn
+            small, boxes = strip, self._strip_boxes(analysis)
+        else:
+            small, boxes = self._downscaled(frame.image), self._boxes(frame, analysis)
         ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-        luma_h, luma_w = frame.luma.shape[:2]
-        boxes = [] if analysis is None else [
-            {"x": b.x / luma_w, "y": b.y / luma_h, "w": b.w / luma_w, "h": b.h / luma_h, "zone": b.zone,
-             "class": b.label} for b in analysis.result.boxes]
         mask_png = self._mask(analysis, small.shape[:2]) if self.clock.monotonic() < self._mask_wanted_until else None
         with self._lock:
             if ok:
                 self._jpeg = jpeg.tobytes()
             if mask_png is not None:
                 self._mask_png = mask_png
-            self._view = {"boxes": boxes, "frame": frame.index, "motion": bool(analysis and analysis.result.motion)}
+            self._view = {"boxes": boxes, "frame": frame.index, "motion": bool(analysis and analysis.result.motion),
+                          **({"scale": self._panorama.scale()} if strip is not None else {})}
+
+    def _strip(self, image: np.ndarray) -> np.ndarray | None:
+        """The 360° unit's live picture (None for a plain camera); the analyzer exists once the agent runs."""
+        analyzer = getattr(self.agent, "analyzer", None)
+        view = analyzer.view if analyzer is not None else None
+        if view is None:
+            return None
+        if self._panorama is None or self._panorama.view is not view:
+            self._panorama = PanoramaPicture(view, self.settings.view_width)
+        return self._panorama.picture(image)
+
+    def _downscaled(self, image: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
+        scale = min(1.0, self.settings.view_width / width)
+        return cv2.resize(image, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+
+    @staticmethod
+    def _boxes(frame, analysis) -> list[dict]:
+        luma_h, luma_w = frame.luma.shape[:2]
+        return [] if analysis is None else [
+            {"x": b.x / luma_w, "y": b.y / luma_h, "w": b.w / luma_w, "h": b.h / luma_h, "zone": b.zone,
+             "class": b.label} for b in analysis.result.boxes]
+
+    def _strip_boxes(self, analysis) -> list[dict]:
+        """Boxes on the strip; each Location stands for the box of the same place in result.boxes."""
+        if analysis is None:
+            return []
+        boxes = self._panorama.boxes(analysis.locations)
+        labels = [box.label for box in analysis.result.boxes]
+        return [{**box, "class": labels[index] if index < len(labels) else "unknown"}
+                for index, box in enumerate(boxes)]
 
     @staticmethod
     def _mask(analysis, size: tuple[int, int]) -> bytes | None:

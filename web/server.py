@@ -80,7 +80,9 @@ def build_app(live: LiveState, config_path: Path, password: str, secure_cookie: 
         if not authorised(request):
             return refused()
         config = load_config(config_path)
-        return JSONResponse({"zones": [zone.model_dump(mode="json") for zone in config.detection.zones]})
+        detection = config.detection  # the person heights a zone without its own falls back to
+        return JSONResponse({"zones": [zone.model_dump(mode="json") for zone in detection.zones],
+                             "person_height": {"far": detection.person_height, "near": detection.person_height_near}})
 
     async def save(request: Request) -> Response:
         if not authorised(request):

@@ -36,6 +36,7 @@ def _problems(error: ConfigError) -> list[dict]:
     problems = []
     for line in str(error).splitlines()[1:]:
         field, _, message = line.strip().partition(": ")
+        message = message.removeprefix("Value error, ")  # pydantic's word for a validator's own message
         problems.append({"field": field, "message": message or field})
     return problems or [{"field": "detection.zones", "message": str(error)}]
 
