@@ -158,7 +158,7 @@ class Agent:
         before recovery, so the honest end of an interrupted alarm reaches the ARC too. They start once the
         reactions that report their faults exist."""
         self.arc = ArcLinks(self.config.arc, self.outbox, self.clock, self.identity.model_dump(),
-                            on_fault=self.reactions.arc_path)
+                            on_fault=lambda report: self.reactions.arc_path(report))  # reactions come later
 
     def _open_gpio(self, stack: contextlib.ExitStack) -> None:
         settings = self.config.gpio
