@@ -300,10 +300,12 @@ def cmd_commission(args) -> int:
 
 
 def cmd_selftest(args) -> int:
-    from agent.selftest import exit_code, format_table, run_selftest
+    from agent.selftest import exit_code, format_table, report_upstream, run_selftest, service_running
 
-    checks = run_selftest(load_config(args.config), SystemClock(), siren=args.siren)
+    config, clock = load_config(args.config), SystemClock()
+    checks = run_selftest(config, clock, siren=args.siren)
     print(format_table(checks))
+    print(report_upstream(config, clock, checks, send=not service_running()))
     return exit_code(checks)
 
 

@@ -22,7 +22,6 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,13 +29,13 @@ from agent.config import AgentConfig
 from agent.evidence.audit import FILE as AUDIT_FILE
 from agent.evidence.audit import AuditLog, canonical
 from agent.evidence.keys import KEY_FILE, UnitKey
+from agent.selftest import SERVICE, deliver_outbox, service_running
 from agent.storage.media import file_sha256
 from agent.storage.outbox import Outbox
 from common.clock import Clock, iso_utc
 from common.errors import AgentError
 from station import loan_report
 
-SERVICE = "pid-agent.service"
 MEDIA, KEYS, SITE = "media", "keys", "site data"
 SECRET_FOLDERS = ("keys", "commissioning")  # under data_dir: the unit's signing key, the page's password and cert
 
@@ -66,15 +65,6 @@ class Outcome:
             totals[item.category]["files"] += 1
             totals[item.category]["bytes"] += item.bytes
         return totals
-
-
-def service_running() -> bool:
-    """Whether systemd runs the agent's service here (no systemd, or not running it: False)."""
-    try:
-        return subprocess.run(["systemctl", "is-active", "--quiet", SERVICE], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
 
 
 def decommission(config: AgentConfig, clock: Clock, report_dir: Path, *, yes: bool, export_dir: Path | None = None,
@@ -121,17 +111,8 @@ def _empty(outbox: Outbox) -> bool:
 
 
 def _drain(config: AgentConfig, outbox: Outbox, clock: Clock, timeout_s: float, offline: bool) -> bool:
-    if _empty(outbox) or offline or timeout_s <= 0:
-        return _empty(outbox)
-    from agent import __version__
-    from agent.uplink.client import Uplink
-
-    uplink = Uplink(config.broker, config.topic_root, config.device_id, outbox, clock, __version__)
-    uplink.start()
-    try:
-        uplink.wait_drained(timeout_s)
-    finally:
-        uplink.stop()
+    if not _empty(outbox) and not offline and timeout_s > 0:
+        deliver_outbox(config, outbox, clock, timeout_s)
     return _empty(outbox)
 
 
