@@ -9,4 +9,6 @@ if [ -f "$bundle" ]; then
   echo "install-unit.sh: $bundle is a file; give the unit's bundle folder (scripts/make-bundle $bundle --wheels build/dist/wheels --out BUNDLE)" >&2
   exit 2
 fi
-exec "$(dirname "$0")/provision" "$@"
+# provision reads the config with the agent's own schema: $PYTHON is an interpreter that has the agent's
+# dependencies (on a unit, the venv that flash's firstrun.sh installs from the bundle's wheels)
+exec "${PYTHON:-python3}" "$(dirname "$0")/provision" "$@"

@@ -232,6 +232,8 @@ def card(name: str, *partitions: tuple[str, list]) -> list[dict]:
     ("/dev/sdb", card("/dev/sdb", ("/dev/sdb1", [None]), ("/dev/sdb2", [None])), "/dev/sdb1 is mounted on /media"),
     ("/dev/sdd", card("/dev/sdd", ("/dev/sdd1", ["/mnt/x"])), "/dev/sdd1 is mounted on /mnt/x"),
     ("/dev/sdc", card("/dev/sdc", ("/dev/sdc1", [None]), ("/dev/sdc2", [None])), "swap"),
+    ("/dev/sdb1", [{"name": "/dev/sdb1", "type": "part", "pkname": "/dev/sdb", "mountpoints": [None]}],
+     "not a whole card"),
     ("/dev/sde", card("/dev/sde", ("/dev/sde1", [None])), None),
 ])
 def test_refusal_reads_the_hosts_tables(device, nodes, reason):
@@ -240,6 +242,19 @@ def test_refusal_reads_the_hosts_tables(device, nodes, reason):
     flash_module = load_flash()
     found = flash_module.refusal(device, MOUNTS, SWAPS, json.loads(json.dumps(nodes)), {"/dev/mmcblk0"})
     assert (found is None) if reason is None else (reason in found), found
+
+
+def test_the_hosts_disk_is_found_by_lsblk_when_proc_mounts_says_dev_root():
+    """A Raspberry Pi used as the bench: /proc/mounts names / as /dev/root, lsblk knows the partition."""
+    flash_module = load_flash()
+    forest = [{"name": "/dev/mmcblk0", "type": "disk", "mountpoints": [None], "children": [
+        {"name": "/dev/mmcblk0p1", "type": "part", "mountpoints": ["/boot/firmware"]},
+        {"name": "/dev/mmcblk0p2", "type": "part", "mountpoints": ["/"]}]},
+        {"name": "/dev/sda", "type": "disk", "mountpoints": [None], "children": [
+            {"name": "/dev/sda1", "type": "part", "mountpoints": [None]}]}]
+    mounted = flash_module.mounted_sources("/dev/root / ext4 rw 0 0\n")
+    assert flash_module.host_disks(mounted, forest) >= {"/dev/mmcblk0"}
+    assert "/dev/sda" not in flash_module.host_disks(mounted, forest)
 
 
 def test_write_copies_the_image_and_flushes(parts, tmp_path):
