@@ -87,14 +87,16 @@ def decommission(config: AgentConfig, clock: Clock, report_dir: Path, *, yes: bo
     try:
         outcome.rows_waiting = outbox.depth()
         outcome.delivered = _drain(config, outbox, clock, drain_timeout_s, offline)
+        left = outbox.depth()
     finally:
         outbox.close()
     if not outcome.delivered:
         if export_dir is None:
-            raise DecommissionRefused(
-                f"the outbox still holds {outcome.rows_waiting} message(s) for the broker "
-                f"{'(not contacted: --offline)' if offline else f'{config.broker.url} (not delivered)'}: "
-                "deliver them, or give --export DIR to keep them; nothing was wiped")
+            broker = "(not contacted: --offline)" if offline else f"{config.broker.url} (not delivered)"
+            held = (f"{left} message(s) for the broker {broker}" if left else
+                    "messages only the alarm receiving centre's links still wait for")
+            raise DecommissionRefused(f"the outbox still holds {held}: deliver them, or give --export DIR to keep "
+                                      "them; nothing was wiped")
         outcome.exported_rows, outcome.exported_media = export_outbox(data_dir, export_dir)
     key = UnitKey.load_or_create(data_dir)
     planned = Outcome(wiped=wipe_plan(config)).totals()

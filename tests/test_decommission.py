@@ -146,3 +146,12 @@ def test_the_outbox_is_delivered_to_the_broker_before_the_wipe(unit, mosquitto, 
     assert [p for p in data.rglob("*")] == []
     last = json.loads((tmp_path / "report" / "audit.jsonl").read_text().splitlines()[-1])
     assert last["data"]["delivered"] is True and last["data"]["exported_rows"] == 0
+
+
+def test_a_data_dir_that_is_not_a_units_is_refused(tmp_path):
+    config = write_config(tmp_path / "unit.toml", tmp_path / "empty", "mqtt://127.0.0.1:1")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("keep me")
+    result = pid_agent("decommission", "--config", config, "--report", tmp_path / "report", "--yes", "--offline")
+    assert result.returncode == 1 and "no audit log" in result.stderr
+    assert (tmp_path / "empty" / "notes.txt").read_text() == "keep me"

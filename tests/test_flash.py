@@ -116,6 +116,20 @@ def test_prepare_writes_first_boot_settings_and_the_bundle_to_the_boot_partition
     assert "firstrun.sh" not in boot_listing(base)  # --out: the base image is left as it was
 
 
+def test_a_compressed_base_image_is_expanded_into_the_units_copy(parts, tmp_path):
+    import lzma
+
+    bundle, base, ssh_key = parts
+    packed = tmp_path / "raspios.img.xz"
+    with lzma.open(packed, "wb", preset=0) as stream:
+        stream.write(base.read_bytes())
+    result = flash("prepare", packed, "--bundle", bundle, "--ssh-key", ssh_key, check_ok=False)
+    assert result.returncode == 2 and "--out" in result.stderr  # never prepared in place
+    flash("prepare", packed, "--bundle", bundle, "--ssh-key", ssh_key, "--out", tmp_path / "unit.img")
+    assert (tmp_path / "unit.img").stat().st_size == base.stat().st_size
+    assert "HOST=pid-0042\n" in boot_file(tmp_path / "unit.img", "firstrun.sh").decode()
+
+
 def test_preparing_twice_adds_the_first_boot_option_once_and_drops_old_files(parts, tmp_path):
     bundle, image, ssh_key = parts
     flash("prepare", image, "--bundle", bundle, "--ssh-key", ssh_key, "--wifi-ssid", "x" * 32, "--wifi-psk",
@@ -162,9 +176,14 @@ def test_batch_prepares_one_image_per_row_of_the_units_csv(parts, tmp_path):
     units = tmp_path / "units.csv"
     units.write_text("device_id,site_ref,username,password,wifi_ssid,wifi_psk,wifi_country\n"
                      "pid-0101,WM-1,u1,p1,,,\npid-0102,WM-2,u2,p2,Farm,farmpass1,IE\npid-0103,WM-3,u3,p3,,,\n")
-    out = tmp_path / "batch"
+    out, keys = tmp_path / "batch", tmp_path / "unit-keys"
+    (keys / "pid-0102").mkdir(parents=True)
+    (keys / "pid-0102" / "signing.key").write_text("pid-0102's own\n")
     flash("batch", "--image", base, "--units", units, "--template", ROOT / "config/unit.example.toml",
-          "--wheels", bundle / "wheels", "--certs", bundle / "certs", "--ssh-key", ssh_key, "--out", out)
+          "--wheels", bundle / "wheels", "--certs", bundle / "certs", "--keys", keys, "--ssh-key", ssh_key,
+          "--out", out)
+    assert boot_file(out / "pid-0102.img", "pid-agent/bundle/keys/signing.key") == b"pid-0102's own\n"
+    assert "pid-agent/bundle/keys/signing.key" not in boot_listing(out / "pid-0101.img")  # only its own keys
     for device_id, site in (("pid-0101", "WM-1"), ("pid-0102", "WM-2"), ("pid-0103", "WM-3")):
         image = out / f"{device_id}.img"
         assert f"HOST={device_id}\n" in boot_file(image, "firstrun.sh").decode()
