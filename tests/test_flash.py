@@ -156,6 +156,14 @@ def test_bad_first_boot_settings_are_refused_before_the_image_is_touched(parts, 
     assert hashlib.sha256(image.read_bytes()).hexdigest() == before
 
 
+def test_a_device_id_that_cannot_be_a_hostname_is_refused(parts):
+    bundle, image, ssh_key = parts
+    text = (bundle / "unit.toml").read_text().replace('device_id = "pid-0042"', 'device_id = "pid_0042.a"')
+    (bundle / "unit.toml").write_text(text)
+    result = flash("prepare", image, "--bundle", bundle, "--ssh-key", ssh_key, check_ok=False)
+    assert result.returncode == 2 and "cannot be the unit's hostname" in result.stderr
+
+
 def test_a_private_key_a_foreign_image_and_a_bad_bundle_are_refused(parts, tmp_path):
     bundle, image, ssh_key = parts
     private = tmp_path / "id_ed25519"
