@@ -201,6 +201,22 @@ def test_batch_prepares_one_image_per_row_of_the_units_csv(parts, tmp_path):
     assert "pid-agent/network/wifi.nmconnection" not in boot_listing(out / "pid-0101.img")
 
 
+def test_batch_with_bad_wi_fi_in_its_last_row_makes_no_image(parts, tmp_path):
+    bundle, base, ssh_key = parts
+    units = tmp_path / "units.csv"
+    units.write_text("device_id,site_ref,wifi_ssid,wifi_psk,wifi_country\npid-0101,WM-1,,,\n"
+                     "pid-0102,WM-2,Farm,short,IE\n")
+    result = flash("batch", "--image", base, "--units", units, "--template", ROOT / "config/unit.example.toml",
+                   "--wheels", bundle / "wheels", "--certs", bundle / "certs", "--ssh-key", ssh_key,
+                   "--out", tmp_path / "batch", check_ok=False)
+    assert result.returncode == 2 and "units.csv:3" in result.stderr and "8 to 63" in result.stderr
+    assert not list(tmp_path.glob("batch/*.img"))
+    units.write_text("id,site\npid-0101,WM-1\n")
+    result = flash("batch", "--image", base, "--units", units, "--template", ROOT / "config/unit.example.toml",
+                   "--wheels", bundle / "wheels", "--ssh-key", ssh_key, "--out", tmp_path / "batch", check_ok=False)
+    assert result.returncode == 2 and "no device_id, site_ref column" in result.stderr
+
+
 def test_batch_with_a_bad_row_makes_no_image(parts, tmp_path):
     bundle, base, ssh_key = parts
     units = tmp_path / "units.csv"
