@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli import main
 from agent.evidence.audit import canonical
 from agent.evidence.keys import verify_signature
 from station.verify import verify_audit
@@ -24,6 +25,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def pid_agent(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "agent", *map(str, args)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
+
+
+@pytest.fixture
+def cli(capsys):
+    """`pid-agent ...` in this process (the replay that makes the data dir runs as its own process)."""
+    def run(*args) -> subprocess.CompletedProcess:
+        capsys.readouterr()
+        code = main([str(arg) for arg in args])
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, out, err)
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +70,18 @@ def outbox_rows(data: Path) -> list[tuple]:
         return database.execute("SELECT id, topic, kind, payload FROM messages ORDER BY id").fetchall()
 
 
-def test_without_yes_nothing_is_done(unit, tmp_path):
+def test_without_yes_nothing_is_done(unit, tmp_path, cli):
     config, data = unit
     before = files(data)
-    result = pid_agent("decommission", "--config", config, "--report", tmp_path / "report", "--offline")
+    result = cli("decommission", "--config", config, "--report", tmp_path / "report", "--offline")
     assert result.returncode == 1 and "--yes" in result.stderr
     assert files(data) == before and not (tmp_path / "report").exists()
 
 
-def test_an_undelivered_outbox_without_export_is_refused_and_kept(unit, tmp_path):
+def test_an_undelivered_outbox_without_export_is_refused_and_kept(unit, tmp_path, cli):
     config, data = unit
     before, rows = files(data), outbox_rows(data)
-    result = pid_agent("decommission", "--config", config, "--report", tmp_path / "report", "--yes",
+    result = cli("decommission", "--config", config, "--report", tmp_path / "report", "--yes",
                        "--drain-timeout", "0")
     assert result.returncode == 1
     assert f"still holds {len(rows)} message(s)" in result.stderr and "--export" in result.stderr
@@ -77,20 +89,20 @@ def test_an_undelivered_outbox_without_export_is_refused_and_kept(unit, tmp_path
     assert files(data) == before and outbox_rows(data) == rows  # not even an audit entry
 
 
-def test_a_report_folder_inside_the_data_dir_is_refused(unit):
+def test_a_report_folder_inside_the_data_dir_is_refused(unit, cli):
     config, data = unit
-    result = pid_agent("decommission", "--config", config, "--report", data / "report", "--yes", "--offline",
+    result = cli("decommission", "--config", config, "--report", data / "report", "--yes", "--offline",
                        "--export", data.parent / "export")
     assert result.returncode == 1 and "inside the data dir" in result.stderr and "audit.jsonl" in files(data)
 
 
-def test_export_then_wipe_keeps_the_evidence_and_says_what_it_wiped(unit, tmp_path):
+def test_export_then_wipe_keeps_the_evidence_and_says_what_it_wiped(unit, tmp_path, cli):
     config, data = unit
     before, rows = files(data), outbox_rows(data)
     media = {name: body for name, body in before.items() if name.startswith("media/")}
     assert any(name.endswith("clip.mp4") for name in media) and any(n.endswith(".manifest.json") for n in media)
     report, export = tmp_path / "report", tmp_path / "export"
-    result = pid_agent("decommission", "--config", config, "--report", report, "--export", export, "--yes",
+    result = cli("decommission", "--config", config, "--report", report, "--export", export, "--yes",
                        "--offline")
     assert result.returncode == 0, result.stderr
 
@@ -111,7 +123,7 @@ def test_export_then_wipe_keeps_the_evidence_and_says_what_it_wiped(unit, tmp_pa
         assert (export / name).read_bytes() == body, name
     public_key = (report / "unit.pub").read_text().strip()
     clip = next(export.glob("media/*/clip.mp4"))
-    verified = pid_agent("verify", clip, "--public-key", public_key)
+    verified = cli("verify", clip, "--public-key", public_key)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
     # the final report: the audit log's copy verifies with the unit's key and ends with the decommission entry
@@ -129,12 +141,12 @@ def test_export_then_wipe_keeps_the_evidence_and_says_what_it_wiped(unit, tmp_pa
 
 
 @pytest.mark.broker
-def test_the_outbox_is_delivered_to_the_broker_before_the_wipe(unit, mosquitto, tmp_path):
+def test_the_outbox_is_delivered_to_the_broker_before_the_wipe(unit, mosquitto, tmp_path, cli):
     config, data = unit
     write_config(config, data, mosquitto.url)
     monitor = start_monitor(mosquitto, tmp_path / "received")
     try:
-        result = pid_agent("decommission", "--config", config, "--report", tmp_path / "report", "--yes",
+        result = cli("decommission", "--config", config, "--report", tmp_path / "report", "--yes",
                            "--drain-timeout", "30")
         assert result.returncode == 0, result.stderr
         assert "delivered to the broker" in result.stdout and not (tmp_path / "export").exists()
@@ -148,10 +160,10 @@ def test_the_outbox_is_delivered_to_the_broker_before_the_wipe(unit, mosquitto, 
     assert last["data"]["delivered"] is True and last["data"]["exported_rows"] == 0
 
 
-def test_a_data_dir_that_is_not_a_units_is_refused(tmp_path):
+def test_a_data_dir_that_is_not_a_units_is_refused(tmp_path, cli):
     config = write_config(tmp_path / "unit.toml", tmp_path / "empty", "mqtt://127.0.0.1:1")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("keep me")
-    result = pid_agent("decommission", "--config", config, "--report", tmp_path / "report", "--yes", "--offline")
+    result = cli("decommission", "--config", config, "--report", tmp_path / "report", "--yes", "--offline")
     assert result.returncode == 1 and "no audit log" in result.stderr
     assert (tmp_path / "empty" / "notes.txt").read_text() == "keep me"

@@ -3,9 +3,11 @@ with mtools; the --device refusals against this host's own mounted disk (the ref
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.machinery
 import importlib.util
+import io
 import json
 import os
 import shutil
@@ -57,6 +59,9 @@ def build_image(path: Path) -> Path:
     return path
 
 
+FLASH_MODULE = load_flash()
+
+
 def boot_file(image: Path, name: str) -> bytes:
     return subprocess.run(["mtype", "-i", f"{image}@@{BOOT_START * SECTOR}", f"::/{name}"], check=True,
                           capture_output=True, env=MTOOLS).stdout
@@ -74,18 +79,33 @@ def root_partition_sha(image: Path) -> str:
         return hashlib.sha256(stream.read()).hexdigest()
 
 
-def flash(*args, check_ok: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, FLASH, *map(str, args)], capture_output=True, text=True, timeout=120)
+def flash(*args, check_ok: bool = True, as_program: bool = False) -> subprocess.CompletedProcess:
+    """scripts/flash, run as a program, or (faster: no interpreter start) its main() in this process."""
+    argv = [str(arg) for arg in args]
+    if as_program:
+        result = subprocess.run([sys.executable, FLASH, *argv], capture_output=True, text=True, timeout=120)
+    else:
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = FLASH_MODULE.main(argv)
+        result = subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
     if check_ok:
         assert result.returncode == 0, result.stderr
     return result
 
 
+@pytest.fixture(scope="module")
+def image_template(tmp_path_factory) -> Path:
+    return build_image(tmp_path_factory.mktemp("image") / "template.img")
+
+
 @pytest.fixture
-def parts(tmp_path):
+def parts(tmp_path, image_template):
     ssh_key = tmp_path / "engineer.pub"
     ssh_key.write_text(SSH_KEY)
-    return make_bundle(tmp_path), build_image(tmp_path / "base.img"), ssh_key
+    base = tmp_path / "base.img"
+    shutil.copyfile(image_template, base)
+    return make_bundle(tmp_path), base, ssh_key
 
 
 def test_prepare_writes_first_boot_settings_and_the_bundle_to_the_boot_partition(parts, tmp_path):
@@ -93,7 +113,7 @@ def test_prepare_writes_first_boot_settings_and_the_bundle_to_the_boot_partition
     untouched_root = root_partition_sha(base)
     unit = tmp_path / "pid-0042.img"
     flash("prepare", base, "--bundle", bundle, "--ssh-key", ssh_key, "--out", unit, "--wifi-ssid", "Site Wi-Fi",
-          "--wifi-psk", "correct horse", "--wifi-country", "GB", "--apn", "internet.example")
+          "--wifi-psk", "correct horse", "--wifi-country", "GB", "--apn", "internet.example", as_program=True)
     files = boot_listing(unit)
     assert {"firstrun.sh", "cmdline.txt", "config.txt", "pid-agent/authorized_keys",
             "pid-agent/network/wifi.nmconnection", "pid-agent/network/modem.nmconnection",
@@ -241,7 +261,7 @@ def mounted_block_device() -> tuple[str, str]:
 
 def test_the_disk_holding_the_hosts_root_is_refused():
     device, _ = mounted_block_device()
-    result = flash("check-device", device, check_ok=False)
+    result = flash("check-device", device, check_ok=False, as_program=True)
     assert result.returncode == 2 and "refusing to write" in result.stderr
     assert "own disk" in result.stderr or "mounted" in result.stderr, result.stderr
 
@@ -282,14 +302,13 @@ def card(name: str, *partitions: tuple[str, list]) -> list[dict]:
 def test_refusal_reads_the_hosts_tables(device, nodes, reason):
     """The decision on real-format /proc/mounts, /proc/swaps and lsblk --json text of a bench laptop: its own
     SD card, an auto-mounted card, a card lsblk sees mounted elsewhere, a swap partition, and a blank card."""
-    flash_module = load_flash()
-    found = flash_module.refusal(device, MOUNTS, SWAPS, json.loads(json.dumps(nodes)), {"/dev/mmcblk0"})
+    found = FLASH_MODULE.refusal(device, MOUNTS, SWAPS, json.loads(json.dumps(nodes)), {"/dev/mmcblk0"})
     assert (found is None) if reason is None else (reason in found), found
 
 
 def test_the_hosts_disk_is_found_by_lsblk_when_proc_mounts_says_dev_root():
     """A Raspberry Pi used as the bench: /proc/mounts names / as /dev/root, lsblk knows the partition."""
-    flash_module = load_flash()
+    flash_module = FLASH_MODULE
     forest = [{"name": "/dev/mmcblk0", "type": "disk", "mountpoints": [None], "children": [
         {"name": "/dev/mmcblk0p1", "type": "part", "mountpoints": ["/boot/firmware"]},
         {"name": "/dev/mmcblk0p2", "type": "part", "mountpoints": ["/"]}]},
@@ -303,7 +322,7 @@ def test_the_hosts_disk_is_found_by_lsblk_when_proc_mounts_says_dev_root():
 def test_write_copies_the_image_and_flushes(parts, tmp_path):
     """The copy itself, onto a file standing in for an opened card (a block device is never opened here)."""
     _, image, _ = parts
-    flash_module = load_flash()
+    flash_module = FLASH_MODULE
     target = tmp_path / "card"
     written = flash_module._copy_to(image, os.open(target, os.O_WRONLY | os.O_CREAT))
     assert written == image.stat().st_size and target.read_bytes() == image.read_bytes()
