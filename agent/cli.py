@@ -110,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("--config", type=Path, help="TOML config file (defaults if omitted)")
     selftest.add_argument("--siren", action="store_true", help="also sound the siren outputs (briefly)")
 
+    decommission = commands.add_parser(
+        "decommission", help="a unit back from site: last audit entry, final report, outbox delivered or exported, "
+                             "then site data, media and keys wiped")
+    decommission.add_argument("--config", required=True, type=Path, help="the unit's TOML config")
+    decommission.add_argument("--report", required=True, type=Path, metavar="DIR",
+                              help="folder for the final report, the audit log's copy and the unit's public key")
+    decommission.add_argument("--export", type=Path, metavar="DIR",
+                              help="keep what the outbox still holds here (messages and media with manifests)")
+    decommission.add_argument("--drain-timeout", type=float, default=60.0, metavar="S",
+                              help="seconds to deliver the outbox to the broker first (default 60; 0: do not try)")
+    decommission.add_argument("--offline", action="store_true", help="do not contact the broker")
+    decommission.add_argument("--yes", action="store_true", help="really wipe (without it nothing is done)")
+
     demo = commands.add_parser("make-demo", help="render the bundled demo recording (a figure crossing a yard)")
     demo.add_argument("out", type=Path, help="MP4 file to write")
     demo.add_argument("--seconds", type=float, default=30.0)
@@ -287,16 +300,31 @@ def cmd_commission(args) -> int:
 
 
 def cmd_selftest(args) -> int:
-    from agent.selftest import exit_code, format_table, run_selftest
+    from agent.selftest import exit_code, format_table, report_upstream, run_selftest, service_running
 
-    checks = run_selftest(load_config(args.config), SystemClock(), siren=args.siren)
+    config, clock = load_config(args.config), SystemClock()
+    checks = run_selftest(config, clock, siren=args.siren)
     print(format_table(checks))
+    print(report_upstream(config, clock, checks, send=not service_running()))
     return exit_code(checks)
+
+
+def cmd_decommission(args) -> int:
+    from agent.decommission import decommission, format_outcome
+
+    config = load_config(args.config)
+    outcome = decommission(config, SystemClock(), args.report, yes=args.yes, export_dir=args.export,
+                           drain_timeout_s=args.drain_timeout, offline=args.offline)
+    print(format_outcome(outcome, config.data_dir))
+    print(f"final report in {args.report}; unit {config.device_id} decommissioned: reflash its card before the "
+          "next loan")
+    return 0
 
 
 COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config, "monitor": cmd_monitor,
             "eval": cmd_eval, "command": cmd_command, "keys": cmd_keys, "make-demo": cmd_make_demo,
-            "commission": cmd_commission, "selftest": cmd_selftest}
+            "commission": cmd_commission, "selftest": cmd_selftest,
+            "decommission": cmd_decommission}
 COMMANDS["arc-test"] = arc_cli.cmd_arc_test
 COMMANDS["verify"] = verify_cli.cmd_verify
 COMMANDS["loan-report"] = loan_report.cmd_loan_report

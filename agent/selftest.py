@@ -3,6 +3,10 @@
 Camera (rate and view), detection, GPIO inputs and outputs, broker, clock, disk and outbox, each checked with the
 same drivers and settings the agent runs with. A check that cannot tell (no time-sync information on this system)
 says "unknown" and does not fail the run; anything that fails makes the exit code SELFTEST_FAILED.
+
+The result then goes upstream as a signed `selftest` event, through the outbox (and into the audit log) like every
+event: sent at once when the agent's service is not running (this process then speaks for the unit), else left in
+the outbox for the running agent to send, so two clients never share the unit's broker identity.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from agent.analyzer import Analyzer
 from agent.config import AgentConfig
 from agent.sensors import AlarmInputs
 from agent.storage.outbox import Outbox
+from agent.uplink.messages import Identity, SelfTestCheck, SelfTestResult, envelope
 from common.clock import Clock
 from common.errors import AgentError
 from drivers.camera import open_camera
@@ -33,6 +38,7 @@ MIN_RATE_SHARE = 0.8  # a camera delivering less than this share of camera.fps f
 MIN_FREE_BYTES = 256 << 20
 BROKER_TIMEOUT_S = 10.0
 TIME_ERROR = 5  # adjtimex(2) returns this while the kernel clock is not synchronised
+SERVICE = "pid-agent.service"
 
 
 @dataclass(frozen=True)
@@ -234,3 +240,69 @@ def _storage_checks(config: AgentConfig, clock: Clock) -> list[Check]:
     checks.append(Check("disk", free >= MIN_FREE_BYTES, f"{free / 2**30:.1f} GiB free (need "
                                                         f"{MIN_FREE_BYTES >> 20} MiB)"))
     return checks
+
+
+# upstream ---------------------------------------------------------------------------------------------------
+def service_running() -> bool:
+    """Whether systemd runs the agent's service here (no systemd, or not running it: False)."""
+    try:
+        return subprocess.run(["systemctl", "is-active", "--quiet", SERVICE], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def deliver_outbox(config: AgentConfig, outbox: Outbox, clock: Clock, timeout_s: float) -> bool:
+    """Send what the outbox holds for the broker, as the agent's uplink does; True once nothing is left for it."""
+    from agent import __version__
+    from agent.uplink.client import Uplink
+
+    uplink = Uplink(config.broker, config.topic_root, config.device_id, outbox, clock, __version__)
+    uplink.start()
+    try:
+        return uplink.wait_drained(timeout_s)
+    finally:
+        uplink.stop()
+
+
+def selftest_event(identity: Identity, seq: int, event_id: str, wall: float, checks: list[Check]) -> SelfTestResult:
+    return SelfTestResult(**envelope(identity, seq, event_id, wall, None), passed=exit_code(checks) == 0,
+                          failed=[check.name for check in checks if check.ok is False],
+                          checks=[SelfTestCheck(name=c.name, ok=c.ok, detail=c.detail) for c in checks])
+
+
+def report_upstream(config: AgentConfig, clock: Clock, checks: list[Check], *, send: bool,
+                    timeout_s: float = BROKER_TIMEOUT_S) -> str:
+    """The result as a `selftest` event in the outbox, sent now when `send`; returns what became of it."""
+    from agent.events import new_event_id
+    from agent.evidence.audit import AuditLog
+    from agent.evidence.keys import UnitKey
+    from agent.evidence.notary import Notary, config_sha256
+    from agent.uplink.publisher import Publisher
+
+    identity = Identity(device_id=config.device_id, site_ref=config.site_ref)
+    try:
+        outbox = Outbox(config.data_dir, config.outbox.max_bytes, clock)
+    except AgentError as exc:
+        return f"selftest event not queued: {exc}"
+    try:
+        key = UnitKey.load_or_create(config.data_dir)
+        notary = Notary(key, AuditLog(config.data_dir, key, clock), identity,
+                        config_sha256(config.model_dump_json()), clock)
+        event_id = new_event_id()
+        notary.started()  # like every run of the agent: its audit entries open with the key that signs them
+        Publisher(outbox, config.broker.chunk_bytes, notary=notary, key=key).event(
+            lambda seq: selftest_event(identity, seq, event_id, clock.wall(), checks))
+        notary.stopped("selftest done")
+        if not send:
+            return f"selftest event {event_id} queued in the outbox: the running agent sends it"
+        if any(check.name == "broker" and check.ok is False for check in checks):
+            return f"selftest event {event_id} queued in the outbox (broker check failed): sent when the agent connects"
+        if deliver_outbox(config, outbox, clock, timeout_s):
+            return f"selftest event {event_id} delivered to {config.broker.url}"
+        return (f"selftest event {event_id} queued in the outbox ({config.broker.url} did not take it within "
+                f"{timeout_s:g} s): the agent sends it when it next connects")
+    except AgentError as exc:
+        return f"selftest event not sent: {exc}"
+    finally:
+        outbox.close()

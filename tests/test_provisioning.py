@@ -144,3 +144,29 @@ def test_make_bundle_refuses_a_config_whose_certificate_is_missing(tmp_path):
     made = subprocess.run([sys.executable, MAKE_BUNDLE, parts / "unit.toml", "--wheels", parts / "wheels",
                            "--out", tmp_path / "assembled"], capture_output=True, text=True)
     assert made.returncode == 2 and "ca.pem" in made.stderr and not (tmp_path / "assembled").exists()
+
+
+# scripts/install-unit.sh: the old name, now only a way into provision -------------------------------------------
+INSTALL_UNIT = ROOT / "scripts" / "install-unit.sh"
+
+
+def test_install_unit_is_provision_under_its_old_name(tmp_path):
+    bundle = make_bundle(tmp_path)
+    by_wrapper = subprocess.run(["bash", INSTALL_UNIT, bundle, "--root", tmp_path / "a"], capture_output=True,
+                                text=True, env={**os.environ, "PYTHON": sys.executable})
+    assert by_wrapper.returncode == 0, by_wrapper.stderr
+    assert provision(bundle, tmp_path / "b").returncode == 0
+    by_wrapper, by_provision = (content_of(tmp_path / name) for name in ("a", "b"))
+    assert by_wrapper == by_provision and "etc/pid-agent/agent.toml" in by_wrapper
+
+
+def content_of(root: Path) -> dict[str, tuple]:
+    """Every path's mode and content (a link's target), without times: two runs made at different moments."""
+    return {str(path.relative_to(root)): (stat.S_IMODE(path.lstat().st_mode), os.readlink(path) if path.is_symlink()
+                                          else path.read_bytes() if path.is_file() else None)
+            for path in sorted(root.rglob("*"))}
+
+
+def test_install_unit_refuses_a_bare_config_and_says_how_to_make_a_bundle(tmp_path):
+    result = subprocess.run(["bash", INSTALL_UNIT, ROOT / "config/unit.example.toml"], capture_output=True, text=True)
+    assert result.returncode == 2 and "scripts/make-bundle" in result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,7 @@ def test_cli_prints_the_table_and_exits_non_zero_on_failure(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == SELFTEST_FAILED, result.stderr
     assert "broker" in result.stdout and "FAIL" in result.stdout and "checks passed" in result.stdout
+    assert "selftest event" in result.stdout and "queued in the outbox" in result.stdout  # broker down: kept
 
 
 @pytest.mark.broker
@@ -99,3 +101,83 @@ def test_broker_check_uses_the_units_tls_and_identity(tls_broker, tmp_path, pass
         "tls": {"ca_file": str(ca)}}})
     check = by_name(run_selftest(config, SystemClock(), time_sync=synchronised))["broker"]
     assert check.ok is passes and "TLS as pid-0042" in check.detail, check.detail
+
+
+# the result upstream: a signed `selftest` event through the outbox ------------------------------------------
+def watch(broker_url: str):
+    from station.monitor import Monitor
+
+    monitor = Monitor(broker_url, "pid-st", None, printer=lambda line: None)
+    monitor.start()
+    assert monitor.wait_for(lambda m: m.subscribed, timeout=10), "monitor could not subscribe"
+    return monitor
+
+
+def selftest_events(monitor) -> list[dict]:
+    return [event for event in monitor.events if event["kind"] == "selftest"]
+
+
+@pytest.mark.broker
+def test_a_passing_result_reaches_the_broker_as_a_signed_selftest_event(mosquitto, tmp_path):
+    from agent.evidence.keys import UnitKey
+    from agent.selftest import report_upstream
+    from station.verify import verify_audit
+
+    config = unit(tmp_path, mosquitto.url)
+    monitor = watch(mosquitto.url)
+    try:
+        checks = run_selftest(config, SystemClock(), time_sync=synchronised)
+        said = report_upstream(config, SystemClock(), checks, send=True)
+        assert "delivered" in said, said
+        assert monitor.wait_for(lambda m: selftest_events(m), timeout=10)
+    finally:
+        monitor.stop()
+    (event,) = selftest_events(monitor)
+    assert event["passed"] is True and event["failed"] == [] and event["device_id"] == "pid-st"
+    assert [(c["name"], c["ok"]) for c in event["checks"]] == [(c.name, c.ok) for c in checks]
+    public = UnitKey.load_or_create(config.data_dir).public_b64()
+    assert event["key"] == UnitKey.load_or_create(config.data_dir).id and event["sig"]
+    audit = config.data_dir / "audit.jsonl"
+    assert verify_audit(audit, public_b64=public).ok
+    kinds = [json.loads(line)["kind"] for line in audit.read_text().splitlines()]
+    assert kinds == ["start", "event", "stop"]
+
+
+@pytest.mark.broker
+def test_a_failing_result_names_its_failed_checks_upstream(mosquitto, tmp_path):
+    from agent.selftest import report_upstream
+
+    black = tmp_path / "black"
+    black.mkdir()
+    for index in range(20):
+        cv2.imwrite(str(black / f"{index:03d}.png"), np.zeros((180, 320, 3), np.uint8))
+    config = unit(tmp_path, mosquitto.url, {"backend": "replay", "source": str(black), "fps": 10, "realtime": False})
+    monitor = watch(mosquitto.url)
+    try:
+        checks = run_selftest(config, SystemClock(), time_sync=synchronised)
+        assert "delivered" in report_upstream(config, SystemClock(), checks, send=True)
+        assert monitor.wait_for(lambda m: selftest_events(m), timeout=10)
+    finally:
+        monitor.stop()
+    (event,) = selftest_events(monitor)
+    assert event["passed"] is False and event["failed"] == ["camera view"]
+
+
+def test_with_the_broker_down_or_the_agent_running_the_event_waits_in_the_outbox(tmp_path):
+    from agent.selftest import report_upstream
+    from agent.storage.outbox import Outbox
+
+    config = unit(tmp_path, f"mqtt://127.0.0.1:{free_port()}")
+    checks = run_selftest(config, SystemClock(), time_sync=synchronised)
+    said = report_upstream(config, SystemClock(), checks, send=True)
+    assert "queued in the outbox (broker check failed)" in said
+    said = report_upstream(config, SystemClock(), [Check("clock", True, "ok")], send=False)
+    assert "the running agent sends it" in said
+    outbox = Outbox(config.data_dir, config.outbox.max_bytes, SystemClock())
+    try:
+        rows = [json.loads(row.payload) for row in outbox.pending(0, 10)]
+    finally:
+        outbox.close()
+    assert [(row["kind"], row["passed"], row["failed"]) for row in rows] == [
+        ("selftest", False, ["broker"]), ("selftest", True, [])]
+    assert rows[0]["seq"] < rows[1]["seq"]

@@ -235,9 +235,24 @@ class ArmedChange(Event):
     source: Literal["command", "schedule", "loan"]
 
 
+class SelfTestCheck(Message):
+    name: str
+    ok: bool | None  # None: could not tell (e.g. the siren, not sounded unless asked); not a failure
+    detail: str
+
+
+class SelfTestResult(Event):
+    """`pid-agent selftest` on the unit (the installer's check on the ladder): the verdict and every check."""
+
+    kind: Literal["selftest"] = "selftest"
+    passed: bool
+    failed: list[str]  # names of the failed checks, in table order
+    checks: list[SelfTestCheck]
+
+
 AnyEvent = Union[AlarmStart, AlarmUpdate, AlarmEnd, VideoTamper, EnclosureTamper, Restore, CameraFault, StorageFault,
                  ArcFault, ArcRestore, SceneChange, AnimalSighting, ClockStep, LoanChange, PathChange, DetectorChange,
-                 PowerChange, DetectorFault, ArmedChange]
+                 PowerChange, DetectorFault, ArmedChange, SelfTestResult]
 EVENT = TypeAdapter(AnyEvent)  # extra="forbid" on each member makes the match exact
 
 
