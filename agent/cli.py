@@ -87,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer")
     command.add_argument("--key", type=Path, help="station key file to sign with (`pid-agent keys new`); "
                                                   "a unit refuses unsigned commands")
+    command.add_argument("--ttl", type=int, default=30, metavar="SECONDS",
+                         help="the command's signed expiry (at most the unit's commands.max_ttl_s, 3600): a unit "
+                              "that is offline applies it if it returns before then")
 
     keys = commands.add_parser("keys", help="make, show and export station signing keys")
     keys.add_argument("action", choices=("new", "show", "export"),
@@ -223,10 +226,11 @@ def cmd_monitor(args) -> int:
 def cmd_command(args) -> int:
     from station.command import send_command
 
-    result = send_command(args.broker, args.device, args.json, args.timeout, key_file=args.key)
+    result = send_command(args.broker, args.device, args.json, args.timeout, key_file=args.key, ttl_s=args.ttl)
     if result is None:
-        print(f"pid-agent: no answer from {args.device} within {args.timeout:.0f} s; commands are not queued for a "
-              "unit that is offline: send it again once its status is online", file=sys.stderr)
+        print(f"pid-agent: no answer from {args.device} within {args.timeout:.0f} s; the broker keeps the command "
+              f"for the unit's session, and the unit applies it if it returns within its {args.ttl} s expiry",
+              file=sys.stderr)
         return EXIT_NO_ANSWER
     print(json.dumps(result, sort_keys=True))  # one JSON object, for scripts (jq) as much as for people
     return EXIT_OK if result.get("ok") else EXIT_FAILED
