@@ -64,8 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--offline", action="store_true", help="do not contact the broker; everything stays spooled")
     _add_overrides(replay)
 
-    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check = commands.add_parser("check-config", help="check a config and this machine as `run` would (files it "
+                                                     "reads, data_dir it writes) and exit")
     check.add_argument("file", type=Path)
+    check.add_argument("--schema-only", action="store_true",
+                       help="only the keys and values, not this machine's files (a config made for another unit)")
 
     monitor = commands.add_parser("monitor", help="receive a unit's status, heartbeats, events and media")
     monitor.add_argument("--broker", required=True, help="mqtt://host:port")
@@ -124,8 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_check_config(args) -> int:
+    from agent.preflight import preflight
+
     config = load_config(args.file)
-    print(f"{args.file}: OK (device {config.device_id}, camera {config.camera.backend}, broker {config.broker.url})")
+    findings = [] if args.schema_only else preflight(config, args.file)
+    for finding in findings:
+        print(f"pid-agent: {'error' if finding.problem else 'warning'}: {finding}", file=sys.stderr)
+    problems = [finding for finding in findings if finding.problem]
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s) for `run` on this machine", file=sys.stderr)
+        return ConfigError.exit_code
+    checked = "keys and values only" if args.schema_only else "files and data_dir checked"
+    print(f"{args.file}: OK (device {config.device_id}, camera {config.camera.backend}, broker {config.broker.url}; "
+          f"{checked})")
     return 0
 
 
@@ -154,8 +168,14 @@ def _configured(args, replay: dict | None = None) -> AgentConfig:
 def _run_agent(config: AgentConfig, *, upload: bool, events_path: Path | None, show_progress: bool,
                config_path: Path | None = None) -> int:
     from agent.pipeline import Agent
+    from agent.preflight import tighten
     from drivers.camera import open_camera
 
+    os.umask(0o077)  # what the agent writes (outbox, media, audit log, keys) is its user's alone: 0600 / 0700
+    tightened = tighten(config.data_dir)
+    if tightened:
+        log.warning("data_dir %s: %d file(s) or folder(s) were open to others; now 0600/0700", config.data_dir,
+                    tightened)
     camera = open_camera(config, SystemClock())  # stateless: the same clock as the Agent's below
     with contextlib.ExitStack() as stack:
         events_out = stack.enter_context(_open_events(events_path)) if events_path else None

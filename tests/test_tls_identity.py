@@ -11,12 +11,11 @@ import json
 import queue
 import shutil
 import ssl
-import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion
 
 from agent.config import BrokerSettings
 from agent.evidence.keys import UnitKey

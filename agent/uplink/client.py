@@ -25,9 +25,9 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from agent.commands import MAX_RECEIVED, Received
 from agent.config import BrokerSettings, insecure_transport
 from agent.evidence.keys import UnitKey
+from agent.storage.outbox import Outbox
 from agent.uplink.messages import Status
 from agent.uplink.publisher import signed
-from agent.storage.outbox import Outbox
 from common.clock import Clock, iso_utc
 from common.errors import ConfigError
 

@@ -3,9 +3,10 @@
 The seq number and the outbox row are taken under one lock, so the order of `seq` is the order of sending even
 when the supervisor thread (heartbeats, camera faults) and the frame loop publish at the same moment.
 
-With the unit's key, every event, command result and heartbeat is signed here, where its wire payload is made: `key` (the
-key id) and `sig` (Ed25519, base64) over the canonical JSON of the payload without `sig`, so a station holding
-the unit's public key can tell the unit's own messages from anything else published on its topics.
+With the unit's key, every event, command result and heartbeat is signed here, where its wire payload is made:
+`key` (the key id) and `sig` (Ed25519, base64) over the canonical JSON of the payload without `sig`, so a station
+holding the unit's public key can tell the unit's own messages from anything else published on its topics
+(`signed` also signs the status messages the uplink makes itself).
 """
 
 from __future__ import annotations
