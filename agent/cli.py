@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--clean-session", action="store_true",
                          help="start a fresh broker session (default: a persistent one that gets what was "
                               "published while the monitor was away)")
-    monitor.add_argument("--unit-key", help="the unit's public key (base64): verify its events and results")
+    monitor.add_argument("--unit-key", help="the unit's public key (base64): verify its events, results, "
+                                             "heartbeats and statuses")
     monitor.add_argument("--unit-keys", type=Path, help="file of '<device_id> <public key>' lines to verify with")
 
     command = commands.add_parser("command", help="send a command to a unit and print its answer")
