@@ -45,6 +45,19 @@ def _add_overrides(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--data-dir", type=Path, metavar="DIR", help="outbox and media folder, overrides data_dir")
 
 
+def _add_station_tls(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--tls-ca", type=Path, metavar="FILE", help="CA bundle of the broker's certificate (mqtts://)")
+    sub.add_argument("--tls-cert", type=Path, metavar="FILE", help="this station tool's client certificate "
+                                                                    "(a broker with one identity per client)")
+    sub.add_argument("--tls-key", type=Path, metavar="FILE", help="the private key of --tls-cert")
+
+
+def _station_tls(args):
+    from station.monitor import tls_from
+
+    return tls_from(args.tls_ca, args.tls_cert, args.tls_key)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pid-agent", description="Edge agent of a loaned intrusion-detection unit.")
     parser.add_argument("--version", action="version", version=f"pid-agent {__version__}")
@@ -82,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--unit-key", help="the unit's public key (base64): verify its events, results, "
                                              "heartbeats and statuses")
     monitor.add_argument("--unit-keys", type=Path, help="file of '<device_id> <public key>' lines to verify with")
+    _add_station_tls(monitor)
 
     command = commands.add_parser("command", help="send a command to a unit and print its answer")
     command.add_argument("--broker", required=True, help="mqtt://host:port")
@@ -94,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--ttl", type=int, default=30, metavar="SECONDS",
                          help="the command's signed expiry (at most the unit's commands.max_ttl_s, 3600): a unit "
                               "that is offline applies it if it returns before then")
+    _add_station_tls(command)
 
     keys = commands.add_parser("keys", help="make, show and export station signing keys")
     keys.add_argument("action", choices=("new", "show", "export"),
@@ -241,13 +256,14 @@ def cmd_monitor(args) -> int:
     from station.monitor import run_monitor
 
     return run_monitor(args.broker, args.device, args.out, clean_session=args.clean_session, as_json=args.json,
-                       unit_key=args.unit_key, unit_keys_file=args.unit_keys)
+                       unit_key=args.unit_key, unit_keys_file=args.unit_keys, tls=_station_tls(args))
 
 
 def cmd_command(args) -> int:
     from station.command import send_command
 
-    result = send_command(args.broker, args.device, args.json, args.timeout, key_file=args.key, ttl_s=args.ttl)
+    result = send_command(args.broker, args.device, args.json, args.timeout, key_file=args.key, ttl_s=args.ttl,
+                          tls=_station_tls(args))
     if result is None:
         print(f"pid-agent: no answer from {args.device} within {args.timeout:.0f} s; the broker keeps the command "
               f"for the unit's session, and the unit applies it if it returns within its {args.ttl} s expiry",

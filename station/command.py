@@ -7,6 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
+from agent.config import TlsSettings
 from agent.security import load_key_file, sign
 from common.errors import ConfigError
 from station.monitor import Monitor
@@ -31,11 +32,12 @@ def envelope_for(command_json: str, device_id: str, key_file: Path | None, now: 
 
 
 def send_command(url: str, device_id: str, command_json: str, timeout: float,
-                 key_file: Path | None = None, ttl_s: int = DEFAULT_TTL_S) -> dict | None:
+                 key_file: Path | None = None, ttl_s: int = DEFAULT_TTL_S,
+                 tls: TlsSettings | None = None) -> dict | None:
     """Publish a command to one unit (QoS 1, not retained) and wait for its result; None if the unit did not answer
     in time. A unit that is offline gets it from its persistent broker session when it returns, if before ttl_s."""
     message, wanted = envelope_for(command_json, device_id, key_file, time.time(), ttl_s)
-    monitor = Monitor(url, device_id, None, printer=lambda line: None, session=None)
+    monitor = Monitor(url, device_id, None, printer=lambda line: None, session=None, tls=tls)
     monitor.start()
     try:
         if not monitor.wait_for(lambda m: m.subscribed, timeout=min(timeout, 10.0)):

@@ -40,7 +40,7 @@ import paho.mqtt.client as mqtt
 from nacl.signing import VerifyKey
 from pydantic import TypeAdapter, ValidationError
 
-from agent.config import BrokerSettings
+from agent.config import BrokerSettings, TlsSettings
 from agent.evidence.audit import canonical
 from agent.evidence.keys import key_id, verify_signature
 from agent.security_parse import load_json
@@ -143,22 +143,31 @@ def signature_verdict(message: dict, public_b64: str) -> str:
     return "verified" if verify_signature(public_b64, canonical(body), signature) else "forged"
 
 
-def _settings_for(url: str) -> BrokerSettings:
+def _settings_for(url: str, tls: TlsSettings | None = None) -> BrokerSettings:
     try:
-        return BrokerSettings(url=url)
+        return BrokerSettings(url=url, tls=tls)
     except ValidationError:
         raise ConfigError(f"broker URL {url!r} is not mqtt://host[:port] or mqtts://host[:port]") from None
+
+
+def tls_from(ca_file: Path | None, cert_file: Path | None, key_file: Path | None) -> TlsSettings | None:
+    """The station tool's TLS files (its own client certificate under mutual TLS), None when none given."""
+    if ca_file is None and cert_file is None and key_file is None:
+        return None
+    return TlsSettings(ca_file=ca_file, cert_file=cert_file, key_file=key_file)
 
 
 class Monitor:
     def __init__(self, url: str, device_id: str | None, out_dir: Path | None, topic_prefix: str = "pids",
                  printer=PRINT, session: str | None = None,
-                 as_json: bool = False, unit_keys: dict[str, str] | None = None) -> None:
+                 as_json: bool = False, unit_keys: dict[str, str] | None = None,
+                 tls: TlsSettings | None = None) -> None:
         """session: a client id for a persistent broker session, so QoS 1 messages published while this
         monitor was away are queued by the broker and delivered on reconnect (None = clean session).
         as_json: each line printed is one JSON object rather than text for people.
-        unit_keys: device id (or ANY_DEVICE) -> the unit's public key; what they send is verified."""
-        self._settings = _settings_for(url)
+        unit_keys: device id (or ANY_DEVICE) -> the unit's public key; what they send is verified.
+        tls: CA and the station's own client certificate and key (a broker with one identity per client)."""
+        self._settings = _settings_for(url, tls)
         self.device_id = device_id
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self._prefix = topic_prefix.rstrip("/")
@@ -434,7 +443,7 @@ def default_session(device_id: str | None) -> str:
 
 def run_monitor(url: str, device_id: str | None, out_dir: Path | None, session: str | None = None,
                 clean_session: bool = False, as_json: bool = False, unit_key: str | None = None,
-                unit_keys_file: Path | None = None) -> int:
+                unit_keys_file: Path | None = None, tls: TlsSettings | None = None) -> int:
     """CLI entry: print everything until Ctrl-C; exit code 1 if any media file failed verification.
 
     By default the session is persistent (QoS 1 messages sent while the monitor was away are delivered when it
@@ -445,7 +454,7 @@ def run_monitor(url: str, device_id: str | None, out_dir: Path | None, session: 
     if unit_key is not None:
         unit_keys[device_id or ANY_DEVICE] = unit_key
     monitor = Monitor(url, device_id, out_dir, session=None if clean_session else session, as_json=as_json,
-                      unit_keys=unit_keys)
+                      unit_keys=unit_keys, tls=tls)
     monitor.start()
     try:
         while True:

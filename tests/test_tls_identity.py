@@ -7,7 +7,6 @@ Every wait is on a real condition (CONNACK, SUBACK, a message arriving); nothing
 
 from __future__ import annotations
 
-import json
 import queue
 import shutil
 import ssl
@@ -24,7 +23,7 @@ from agent.uplink import messages
 from agent.uplink.client import Uplink
 from agent.uplink.publisher import Publisher
 from common.clock import SystemClock
-from station.monitor import signature_verdict
+from station.monitor import Monitor, signature_verdict, tls_from
 from tests import payloads
 from tests.conftest import Broker, _require_mosquitto
 from tests.footage import under_ci
@@ -32,11 +31,13 @@ from tests.test_tls import openssl
 
 pytestmark = pytest.mark.broker
 
-UNIT, OTHER, STATION = "pid-0042", "pid-0043", "station"
+UNIT, OTHER, STATION, MONITOR = "pid-0042", "pid-0043", "station-command", "station-monitor"
 NET_TIMEOUT = 20.0
 # the broker side of "one identity per unit" (docs/mqtt.md, "Broker connection")
 ACL = f"""pattern readwrite pids/%u/#
 user {STATION}
+topic readwrite pids/#
+user {MONITOR}
 topic readwrite pids/#
 """
 
@@ -53,7 +54,8 @@ def pki(tmp_path_factory) -> Path:
             cwd=folder)
     (folder / "server.ext").write_text("subjectAltName = IP:127.0.0.1\n")
     (folder / "client.ext").write_text("extendedKeyUsage = clientAuth\n")
-    for name, ext in (("server", "server.ext"), (UNIT, "client.ext"), (OTHER, "client.ext"), (STATION, "client.ext")):
+    for name, ext in (("server", "server.ext"), (UNIT, "client.ext"), (OTHER, "client.ext"), (STATION, "client.ext"),
+                      (MONITOR, "client.ext")):
         subject = "/CN=127.0.0.1" if name == "server" else f"/CN={name}"
         openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=folder)
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
@@ -158,19 +160,23 @@ def unit_uplink(broker, pki: Path, tmp_path: Path, commands: queue.Queue) -> tup
 def test_the_unit_works_alone_under_its_identity_and_cannot_be_impersonated(broker, pki, tmp_path):
     station = Client(broker.port, pki, STATION, "station-tool")
     assert station.connect() == "connected"
-    assert not any(code.is_failure for code in station.subscribe(f"pids/{UNIT}/event"))
     commands: queue.Queue = queue.Queue()
     uplink, publisher, key = unit_uplink(broker, pki, tmp_path, commands)
+    # the station's monitor, under its own certificate, verifying the unit's signatures
+    monitor = Monitor(f"mqtts://127.0.0.1:{broker.port}", UNIT, None, printer=lambda line: None,
+                      unit_keys={UNIT: key.public_b64()},
+                      tls=tls_from(pki / "ca.pem", pki / f"{MONITOR}.pem", pki / f"{MONITOR}.key"))
+    monitor.start()
     try:
+        assert monitor.wait_for(lambda m: m.subscribed, NET_TIMEOUT), monitor.errors
         # the unit is in: its alarm reaches the station, signed; the station's command reaches the unit
-        alarm = publisher.event(lambda seq: messages.AlarmStart(**payloads.envelope("e1", seq), score=0.4,
+        alarm = publisher.event(lambda seq: messages.AlarmStart(**payloads.envelope("e1", seq, UNIT), score=0.4,
                                                                 boxes=[[1, 2, 3, 4]], image_size=[1280, 720],
                                                                 zone="gate", confirmed_by=["video"]))
         uplink.notify()
-        topic, payload = station.next_message()
-        assert topic == f"pids/{UNIT}/event" and json.loads(payload)["event_id"] == "e1"
-        assert signature_verdict(json.loads(payload), key.public_b64()) == "verified" == \
-            signature_verdict(alarm, key.public_b64())
+        assert monitor.wait_for(lambda m: m.events, NET_TIMEOUT), monitor.errors
+        assert monitor.events == [alarm] and signature_verdict(alarm, key.public_b64()) == "verified"
+        assert monitor.forged == monitor.unverified == 0
         station.publish(f"pids/{UNIT}/cmd", b'{"probe": 1}')
         assert commands.get(timeout=NET_TIMEOUT).payload == b'{"probe": 1}'
 
@@ -187,6 +193,7 @@ def test_the_unit_works_alone_under_its_identity_and_cannot_be_impersonated(brok
         assert uplink.connected and uplink.connects == 1
         other.close()
     finally:
+        monitor.stop()
         uplink.stop()
         station.close()
 

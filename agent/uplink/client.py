@@ -180,6 +180,11 @@ class Uplink:
         if reason.is_failure:
             self._error(f"broker {self._settings.url} refused connection: {reason}")
             return
+        if self._ever_connected and not flags.session_present:
+            # the broker lost our session (restarted without persistence, session expired, or a client with our id
+            # connected with a clean session): commands queued for us meanwhile are gone; we subscribe again below
+            log.warning("uplink: the broker kept no session for %s; commands sent while it was away are lost",
+                        self._device_id)
         with self._send_lock:
             # Anything paho kept from the old connection would be resent ahead of older outbox rows; drop it
             # and let the sender restart from the oldest unacknowledged row instead.
