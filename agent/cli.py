@@ -265,9 +265,9 @@ def cmd_command(args) -> int:
     result = send_command(args.broker, args.device, args.json, args.timeout, key_file=args.key, ttl_s=args.ttl,
                           tls=_station_tls(args))
     if result is None:
-        print(f"pid-agent: no answer from {args.device} within {args.timeout:.0f} s; the broker keeps the command "
-              f"for the unit's session, and the unit applies it if it returns within its {args.ttl} s expiry",
-              file=sys.stderr)
+        print(f"pid-agent: no answer from {args.device} within {args.timeout:.0f} s; if the unit has been online "
+              f"before, the broker keeps the command in its session and the unit applies it if it returns within "
+              f"its {args.ttl} s expiry (--ttl)", file=sys.stderr)
         return EXIT_NO_ANSWER
     print(json.dumps(result, sort_keys=True))  # one JSON object, for scripts (jq) as much as for people
     return EXIT_OK if result.get("ok") else EXIT_FAILED
