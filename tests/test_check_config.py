@@ -92,7 +92,8 @@ def test_a_data_dir_that_cannot_be_made_or_written(tmp_path, capsys):
 def test_loose_modes_are_warned_and_run_tightens_them(tmp_path, capsys):
     data = tmp_path / "data"
     (data / "keys").mkdir(parents=True)
-    data.chmod(0o755)
+    for folder in (data, data / "keys"):
+        folder.chmod(0o755)  # whatever this process's umask
     (data / "keys" / "unit.ed25519").write_bytes(b"k" * 32)
     (data / "keys" / "unit.ed25519").chmod(0o644)
     (data / "outbox.sqlite").write_bytes(b"")
