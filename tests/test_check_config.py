@@ -132,6 +132,11 @@ def test_insecure_transport_is_warned_and_can_be_forbidden(tmp_path, capsys, bro
     with pytest.raises(ConfigError) as refused:
         parse_config({"broker": broker, "security": {"allow_insecure_transport": False}})
     assert "security.allow_insecure_transport is false" in str(refused.value) and key in str(refused.value)
+    tls = "[broker.tls]\ninsecure = true\n" if "tls" in broker else ""
+    text = (f"[broker]\nurl = '{broker['url']}'\n" + ("password = 'p'\n" if "password" in broker else "") + tls
+            + "[security]\nallow_insecure_transport = false\n")
+    code, output = check(tmp_path, text, capsys)  # and the command line says so, naming both keys
+    assert code == 2 and "security.allow_insecure_transport is false" in output and key in output
 
 
 def test_tls_with_a_password_is_not_insecure(tmp_path):
