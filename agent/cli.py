@@ -45,6 +45,19 @@ def _add_overrides(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--data-dir", type=Path, metavar="DIR", help="outbox and media folder, overrides data_dir")
 
 
+def _add_station_tls(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--tls-ca", type=Path, metavar="FILE", help="CA bundle of the broker's certificate (mqtts://)")
+    sub.add_argument("--tls-cert", type=Path, metavar="FILE", help="this station tool's client certificate "
+                                                                    "(a broker with one identity per client)")
+    sub.add_argument("--tls-key", type=Path, metavar="FILE", help="the private key of --tls-cert")
+
+
+def _station_tls(args):
+    from station.monitor import tls_from
+
+    return tls_from(args.tls_ca, args.tls_cert, args.tls_key)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pid-agent", description="Edge agent of a loaned intrusion-detection unit.")
     parser.add_argument("--version", action="version", version=f"pid-agent {__version__}")
@@ -64,8 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--offline", action="store_true", help="do not contact the broker; everything stays spooled")
     _add_overrides(replay)
 
-    check = commands.add_parser("check-config", help="validate a config file and exit")
+    check = commands.add_parser("check-config", help="check a config and this machine as `run` would (files it "
+                                                     "reads, data_dir it writes) and exit")
     check.add_argument("file", type=Path)
+    check.add_argument("--schema-only", action="store_true",
+                       help="only the keys and values, not this machine's files (a config made for another unit)")
 
     monitor = commands.add_parser("monitor", help="receive a unit's status, heartbeats, events and media")
     monitor.add_argument("--broker", required=True, help="mqtt://host:port")
@@ -76,8 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument("--clean-session", action="store_true",
                          help="start a fresh broker session (default: a persistent one that gets what was "
                               "published while the monitor was away)")
-    monitor.add_argument("--unit-key", help="the unit's public key (base64): verify its events and results")
+    monitor.add_argument("--unit-key", help="the unit's public key (base64): verify its events, results, "
+                                             "heartbeats and statuses")
     monitor.add_argument("--unit-keys", type=Path, help="file of '<device_id> <public key>' lines to verify with")
+    _add_station_tls(monitor)
 
     command = commands.add_parser("command", help="send a command to a unit and print its answer")
     command.add_argument("--broker", required=True, help="mqtt://host:port")
@@ -87,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer")
     command.add_argument("--key", type=Path, help="station key file to sign with (`pid-agent keys new`); "
                                                   "a unit refuses unsigned commands")
+    command.add_argument("--ttl", type=int, default=30, metavar="SECONDS",
+                         help="the command's signed expiry (at most the unit's commands.max_ttl_s, 3600): a unit "
+                              "that is offline applies it if it returns before then")
+    _add_station_tls(command)
 
     keys = commands.add_parser("keys", help="make, show and export station signing keys")
     keys.add_argument("action", choices=("new", "show", "export"),
@@ -134,8 +156,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_check_config(args) -> int:
+    from agent.preflight import preflight
+
     config = load_config(args.file)
-    print(f"{args.file}: OK (device {config.device_id}, camera {config.camera.backend}, broker {config.broker.url})")
+    findings = [] if args.schema_only else preflight(config, args.file)
+    for finding in findings:
+        print(f"pid-agent: {'error' if finding.problem else 'warning'}: {finding}", file=sys.stderr)
+    problems = [finding for finding in findings if finding.problem]
+    if problems:
+        print(f"{args.file}: {len(problems)} problem(s) for `run` on this machine", file=sys.stderr)
+        return ConfigError.exit_code
+    checked = "keys and values only" if args.schema_only else "files and data_dir checked"
+    print(f"{args.file}: OK (device {config.device_id}, camera {config.camera.backend}, broker {config.broker.url}; "
+          f"{checked})")
     return 0
 
 
@@ -164,8 +197,14 @@ def _configured(args, replay: dict | None = None) -> AgentConfig:
 def _run_agent(config: AgentConfig, *, upload: bool, events_path: Path | None, show_progress: bool,
                config_path: Path | None = None) -> int:
     from agent.pipeline import Agent
+    from agent.preflight import tighten
     from drivers.camera import open_camera
 
+    os.umask(0o077)  # what the agent writes (outbox, media, audit log, keys) is its user's alone: 0600 / 0700
+    tightened = tighten(config.data_dir)
+    if tightened:
+        log.warning("data_dir %s: %d file(s) or folder(s) were open to others; now 0600/0700", config.data_dir,
+                    tightened)
     camera = open_camera(config, SystemClock())  # stateless: the same clock as the Agent's below
     with contextlib.ExitStack() as stack:
         events_out = stack.enter_context(_open_events(events_path)) if events_path else None
@@ -230,16 +269,18 @@ def cmd_monitor(args) -> int:
     from station.monitor import run_monitor
 
     return run_monitor(args.broker, args.device, args.out, clean_session=args.clean_session, as_json=args.json,
-                       unit_key=args.unit_key, unit_keys_file=args.unit_keys)
+                       unit_key=args.unit_key, unit_keys_file=args.unit_keys, tls=_station_tls(args))
 
 
 def cmd_command(args) -> int:
     from station.command import send_command
 
-    result = send_command(args.broker, args.device, args.json, args.timeout, key_file=args.key)
+    result = send_command(args.broker, args.device, args.json, args.timeout, key_file=args.key, ttl_s=args.ttl,
+                          tls=_station_tls(args))
     if result is None:
-        print(f"pid-agent: no answer from {args.device} within {args.timeout:.0f} s; commands are not queued for a "
-              "unit that is offline: send it again once its status is online", file=sys.stderr)
+        print(f"pid-agent: no answer from {args.device} within {args.timeout:.0f} s; if the unit has been online "
+              f"before, the broker keeps the command in its session and the unit applies it if it returns within "
+              f"its {args.ttl} s expiry (--ttl)", file=sys.stderr)
         return EXIT_NO_ANSWER
     print(json.dumps(result, sort_keys=True))  # one JSON object, for scripts (jq) as much as for people
     return EXIT_OK if result.get("ok") else EXIT_FAILED

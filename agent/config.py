@@ -191,6 +191,25 @@ class BrokerSettings(Section):
         return self.url.startswith("mqtts") or self.tls is not None
 
 
+def insecure_transport(broker: BrokerSettings) -> list[tuple[str, str]]:
+    """(key, why) for each way these settings expose the unit's link: a password sent over plain mqtt://, or a
+    broker certificate not checked against its host name. Said loudly at start-up, refused when
+    security.allow_insecure_transport is false."""
+    found = []
+    if broker.password is not None and not broker.use_tls:
+        found.append(("broker.password", f"sent in clear text over plain {broker.url} (use mqtts:// or [broker.tls])"))
+    if broker.use_tls and broker.tls is not None and broker.tls.insecure:
+        found.append(("broker.tls.insecure", "the broker's certificate is not checked against its host name: "
+                                             "anyone on the path can pose as the broker"))
+    return found
+
+
+class SecuritySettings(Section):
+    allow_insecure_transport: bool = Field(True, description="false: refuse to start with a password over plain "
+                                                             "mqtt:// or broker.tls.insecure (otherwise a loud "
+                                                             "warning at start-up).")
+
+
 class OutboxSettings(Section):
     max_bytes: int = Field(2 * 1024**3, ge=1024 * 1024,
                            description="Most bytes the outbox may hold on disk; oldest heartbeats are dropped first, "
@@ -224,6 +243,7 @@ class AgentConfig(Section):
     arc: ArcSettings = ArcSettings()
     loan: LoanSettings = LoanSettings()
     commands: CommandSettings = CommandSettings()
+    security: SecuritySettings = SecuritySettings()
     commissioning: CommissioningSettings = CommissioningSettings()
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
 
@@ -263,6 +283,14 @@ class AgentConfig(Section):
         problems = zone_problems(self.fusion, pir_zones) + signalling_problems(self.signalling, self.gpio)
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _transport_allowed(self) -> "AgentConfig":
+        found = insecure_transport(self.broker)
+        if found and not self.security.allow_insecure_transport:
+            raise ValueError("security.allow_insecure_transport is false, but " +
+                             "; ".join(f"{key}: {why}" for key, why in found))
         return self
 
     @property

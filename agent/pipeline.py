@@ -139,7 +139,7 @@ class Agent:
         from agent.uplink.client import Uplink
 
         self.uplink = Uplink(self.config.broker, self.config.topic_root, self.config.device_id, self.outbox,
-                             self.clock, __version__)
+                             self.clock, __version__, key=self.publisher.key)
         self.uplink.on_command = self.submit_command
         self.service.link = lambda: "up" if self.uplink.connected else "down"
         self.uplink.start()

@@ -53,8 +53,10 @@ class CommandSettings(Section):
     station_keys: tuple[StationKey, ...] = Field((), description="Station keys trusted to command this unit; "
                                                                  "none: the unit accepts no command at all.")
     max_bytes: int = Field(16384, ge=256, le=1024 * 1024, description="Largest command payload read at all.")
-    clock_past_s: int = Field(40, ge=1, le=86400, description="A command issued longer ago than this is refused "
-                                                              "(DC-09 window: -40 s).")
+    clock_past_s: int = Field(40, ge=1, le=86400, description="Clock margin past a command's expiry for which its "
+                                                              "nonce is still remembered (DC-09 window: -40 s); the "
+                                                              "signed expiry, not the issue time, ends a command, so "
+                                                              "one queued for an offline unit still applies.")
     clock_future_s: int = Field(20, ge=0, le=3600, description="A command issued further ahead of the unit's "
                                                                "clock than this is refused (+20 s).")
     max_ttl_s: int = Field(3600, ge=1, le=7 * 86400, description="Longest expiry a command may carry.")
@@ -136,9 +138,8 @@ class Verifier:
         if envelope.issued_at > now + settings.clock_future_s:
             raise Refused(f"issued {envelope.issued_at - now:.0f} s in the future "
                           f"(window +{settings.clock_future_s} s)")
-        if envelope.issued_at < now - settings.clock_past_s:
-            raise Refused(f"issued {now - envelope.issued_at:.0f} s ago "
-                          f"(window -{settings.clock_past_s} s)")
+        # no "issued too long ago" check: a command queued by the broker while the unit was offline is good until
+        # its signed expiry (at most max_ttl_s after issue), and its nonce is kept past that, so it applies once
 
 
 # ---- station key files ------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import time
 import uuid
 from pathlib import Path
 
+from agent.config import TlsSettings
 from agent.security import load_key_file, sign
 from common.errors import ConfigError
 from station.monitor import Monitor
@@ -14,7 +15,8 @@ from station.monitor import Monitor
 DEFAULT_TTL_S = 30
 
 
-def envelope_for(command_json: str, device_id: str, key_file: Path | None, now: float) -> tuple[dict, str]:
+def envelope_for(command_json: str, device_id: str, key_file: Path | None, now: float,
+                 ttl_s: int = DEFAULT_TTL_S) -> tuple[dict, str]:
     """(what to publish, the request id): the command signed for this device, or bare without a key."""
     try:
         request = json.loads(command_json)
@@ -26,14 +28,16 @@ def envelope_for(command_json: str, device_id: str, key_file: Path | None, now: 
     if key_file is None:
         return request, request["id"]  # the unit will refuse it as unsigned, and say so
     key_id, key = load_key_file(key_file)
-    return sign(request, device_id, key, key_id, now, DEFAULT_TTL_S), request["id"]
+    return sign(request, device_id, key, key_id, now, ttl_s), request["id"]
 
 
 def send_command(url: str, device_id: str, command_json: str, timeout: float,
-                 key_file: Path | None = None) -> dict | None:
-    """Publish a command to one unit and wait for its result; None if the unit did not answer in time."""
-    message, wanted = envelope_for(command_json, device_id, key_file, time.time())
-    monitor = Monitor(url, device_id, None, printer=lambda line: None, session=None)
+                 key_file: Path | None = None, ttl_s: int = DEFAULT_TTL_S,
+                 tls: TlsSettings | None = None) -> dict | None:
+    """Publish a command to one unit (QoS 1, not retained) and wait for its result; None if the unit did not answer
+    in time. A unit that is offline gets it from its persistent broker session when it returns, if before ttl_s."""
+    message, wanted = envelope_for(command_json, device_id, key_file, time.time(), ttl_s)
+    monitor = Monitor(url, device_id, None, printer=lambda line: None, session=None, tls=tls)
     monitor.start()
     try:
         if not monitor.wait_for(lambda m: m.subscribed, timeout=min(timeout, 10.0)):

@@ -12,9 +12,11 @@ JSON line per message as received, under DIR/<device>/: events.jsonl (each verif
 status.jsonl, and results.jsonl ({"result": <the unit's answer>, "command": <the command seen on <root>/cmd with
 that id, or null>}: the unit's ok is what says a signed command, such as a verdict, was accepted).
 
-Given a unit's public key (`--unit-key B64`, or `--unit-keys FILE`), every event and command result from that unit
-is checked against the signature the unit put on it (`key`, `sig`: agent/uplink/publisher.py); anything unsigned,
-signed with another key or whose signature does not match is counted and printed as UNVERIFIED or FORGED.
+Given a unit's public key (`--unit-key B64`, or `--unit-keys FILE`), every event, command result, heartbeat and
+status from that unit is checked against the signature the unit put on it (`key`, `sig`: agent/uplink/publisher.py);
+anything unsigned, signed with another key or whose signature does not match is counted, printed as UNVERIFIED or
+FORGED and kept apart (`rejected`): a spoofed heartbeat saying `armed: false` or a spoofed `stopped` status is never
+taken for the unit's state, nor written to the records a deployment report is made from.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import paho.mqtt.client as mqtt
 from nacl.signing import VerifyKey
 from pydantic import TypeAdapter, ValidationError
 
-from agent.config import BrokerSettings
+from agent.config import BrokerSettings, TlsSettings
 from agent.evidence.audit import canonical
 from agent.evidence.keys import key_id, verify_signature
 from agent.security_parse import load_json
@@ -141,22 +143,31 @@ def signature_verdict(message: dict, public_b64: str) -> str:
     return "verified" if verify_signature(public_b64, canonical(body), signature) else "forged"
 
 
-def _settings_for(url: str) -> BrokerSettings:
+def _settings_for(url: str, tls: TlsSettings | None = None) -> BrokerSettings:
     try:
-        return BrokerSettings(url=url)
+        return BrokerSettings(url=url, tls=tls)
     except ValidationError:
         raise ConfigError(f"broker URL {url!r} is not mqtt://host[:port] or mqtts://host[:port]") from None
+
+
+def tls_from(ca_file: Path | None, cert_file: Path | None, key_file: Path | None) -> TlsSettings | None:
+    """The station tool's TLS files (its own client certificate under mutual TLS), None when none given."""
+    if ca_file is None and cert_file is None and key_file is None:
+        return None
+    return TlsSettings(ca_file=ca_file, cert_file=cert_file, key_file=key_file)
 
 
 class Monitor:
     def __init__(self, url: str, device_id: str | None, out_dir: Path | None, topic_prefix: str = "pids",
                  printer=PRINT, session: str | None = None,
-                 as_json: bool = False, unit_keys: dict[str, str] | None = None) -> None:
+                 as_json: bool = False, unit_keys: dict[str, str] | None = None,
+                 tls: TlsSettings | None = None) -> None:
         """session: a client id for a persistent broker session, so QoS 1 messages published while this
         monitor was away are queued by the broker and delivered on reconnect (None = clean session).
         as_json: each line printed is one JSON object rather than text for people.
-        unit_keys: device id (or ANY_DEVICE) -> the unit's public key; their events and results are verified."""
-        self._settings = _settings_for(url)
+        unit_keys: device id (or ANY_DEVICE) -> the unit's public key; what they send is verified.
+        tls: CA and the station's own client certificate and key (a broker with one identity per client)."""
+        self._settings = _settings_for(url, tls)
         self.device_id = device_id
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self._prefix = topic_prefix.rstrip("/")
@@ -171,11 +182,11 @@ class Monitor:
         self.heartbeats: list[dict] = []
         self.command_results: list[dict] = []
         self.media: dict[tuple[str, str], MediaFile] = {}
-        self.events_rejected: list[dict] = []  # events and results that failed the signature check
+        self.rejected: list[dict] = []  # events, results, heartbeats and statuses that failed the signature check
         self.errors: list[str] = []
         self.unit_keys = {device: public_key(text, f"unit key for {device}")
                           for device, text in (unit_keys or {}).items()}
-        self.verified = 0     # events and results whose signature checked out
+        self.verified = 0     # messages (events, results, heartbeats, statuses) whose signature checked out
         self.unverified = 0   # unsigned or signed by another key, from a unit whose key we hold
         self.forged = 0       # signed with the unit's key id, but the signature does not match
         self.subscribed = False
@@ -280,18 +291,26 @@ class Monitor:
             self._problem(f"[{device}] unexpected topic {'/'.join(rest)!r} ({len(payload)} bytes)")
 
     def _on_status(self, device: str, status: dict) -> None:
-        self.statuses[device] = status
-        self._record(device, "status.jsonl", status)
+        mark = self._check_signature(device, status, f"status {str(status.get('state'))!r}")
+        if not mark or mark == " VERIFIED":
+            self.statuses[device] = status
+            self._record(device, "status.jsonl", status)
+        else:
+            self.rejected.append(status)
         self._say("status", device, f"[{device}] STATUS {status.get('state')} ts={status.get('ts')} "
-                                    f"version={status.get('version')}", payload=status)
+                                    f"version={status.get('version')}{mark}", payload=status)
 
     def _on_heartbeat(self, device: str, beat: dict) -> None:
-        self.heartbeats.append(beat)
-        self._record(device, "heartbeats.jsonl", beat)
+        mark = self._check_signature(device, beat, f"heartbeat of {str(beat.get('ts'))[:40]}")
+        if not mark or mark == " VERIFIED":
+            self.heartbeats.append(beat)
+            self._record(device, "heartbeats.jsonl", beat)
+        else:
+            self.rejected.append(beat)
         fields = ("uptime_s", "frames", "fps", "armed", "outbox_depth", "outbox_bytes", "disk_free_bytes",
                   "cpu_temp_c", "last_event_id")
         shown = " ".join(f"{key}={beat[key]}" for key in fields if key in beat)
-        self._say("heartbeat", device, f"[{device}] HEARTBEAT ts={beat.get('ts')} {shown}", payload=beat)
+        self._say("heartbeat", device, f"[{device}] HEARTBEAT ts={beat.get('ts')} {shown}{mark}", payload=beat)
 
     def _check_signature(self, device: str, message: dict, what: str) -> str:
         """' VERIFIED', ' UNVERIFIED (...)', ' FORGED' for the printed line ('' without the unit's key);
@@ -313,7 +332,7 @@ class Monitor:
     def _on_event(self, device: str, event: dict) -> None:
         mark = self._check_signature(device, event, f"event {str(event['event_id'])[:80]!r}")
         if mark and mark != " VERIFIED":
-            self.events_rejected.append(event)
+            self.rejected.append(event)
             self._say("event", device, f"[{device}] EVENT {event.get('phase')} {event['event_id']} "
                       f"kind={event.get('kind')}{mark}", payload=event)
             return  # not the unit's: neither counted as seen (the genuine one may follow) nor shown as an event
@@ -337,7 +356,7 @@ class Monitor:
     def _on_command_result(self, device: str, result: dict) -> None:
         mark = self._check_signature(device, result, f"command result {str(result.get('id'))[:80]!r}")
         if mark and mark != " VERIFIED":
-            self.events_rejected.append(result)
+            self.rejected.append(result)
         else:
             self.command_results.append(result)
             command = self._sent.pop((device, result["id"]), None) if result.get("id") else None
@@ -424,7 +443,7 @@ def default_session(device_id: str | None) -> str:
 
 def run_monitor(url: str, device_id: str | None, out_dir: Path | None, session: str | None = None,
                 clean_session: bool = False, as_json: bool = False, unit_key: str | None = None,
-                unit_keys_file: Path | None = None) -> int:
+                unit_keys_file: Path | None = None, tls: TlsSettings | None = None) -> int:
     """CLI entry: print everything until Ctrl-C; exit code 1 if any media file failed verification.
 
     By default the session is persistent (QoS 1 messages sent while the monitor was away are delivered when it
@@ -435,7 +454,7 @@ def run_monitor(url: str, device_id: str | None, out_dir: Path | None, session: 
     if unit_key is not None:
         unit_keys[device_id or ANY_DEVICE] = unit_key
     monitor = Monitor(url, device_id, out_dir, session=None if clean_session else session, as_json=as_json,
-                      unit_keys=unit_keys)
+                      unit_keys=unit_keys, tls=tls)
     monitor.start()
     try:
         while True:

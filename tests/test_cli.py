@@ -32,7 +32,7 @@ def write_config(path: Path, text: str) -> Path:
 
 def test_check_config_accepts_bundled_configs():
     for name in ("config/default.toml", "config/unit.example.toml"):
-        result = pid_agent("check-config", name)
+        result = pid_agent("check-config", "--schema-only", name)  # their files are a unit's, not this machine's
         assert result.returncode == 0, result.stderr
         assert "OK" in result.stdout
 

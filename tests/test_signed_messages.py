@@ -60,7 +60,11 @@ def test_publisher_signs_the_canonical_payload_and_the_models_accept_it(unit):
     queued = json.loads(canonical(payload))
     assert signature_verdict(queued, key.public_b64()) == "verified"
     publisher.command_result(result("c1"))
-    assert box.depth() == 2
+    publisher.heartbeat(messages.Heartbeat.model_validate(payloads.heartbeat()))
+    assert box.depth() == 3
+    queued_beat = json.loads(box.pending(0, 10)[-1].payload)  # a heartbeat is signed like the rest
+    assert queued_beat["key"] == key.id and signature_verdict(queued_beat, key.public_b64()) == "verified"
+    assert signature_verdict({**queued_beat, "armed": False}, key.public_b64()) == "forged"
 
 
 def test_without_a_key_nothing_is_signed_and_the_wire_is_unchanged(tmp_path):
@@ -71,6 +75,7 @@ def test_without_a_key_nothing_is_signed_and_the_wire_is_unchanged(tmp_path):
         box.close()
     assert "key" not in payload and "sig" not in payload
     assert "key" not in result("c1").wire() and "sig" not in result("c1").wire()
+    assert "key" not in payloads.heartbeat() and "sig" not in payloads.status("online")
 
 
 @pytest.mark.broker
@@ -82,12 +87,13 @@ def test_monitor_verifies_the_units_messages_and_flags_a_forgery(mosquitto, unit
     assert monitor.wait_for(lambda m: m.subscribed, NET_TIMEOUT)
     genuine = publisher.event(alarm_start("e1"))
     publisher.command_result(result("c1"))
-    uplink = Uplink(settings(mosquitto.url), ROOT, DEVICE, box, SystemClock(), "1.0")
+    uplink = Uplink(settings(mosquitto.url), ROOT, DEVICE, box, SystemClock(), "1.0", key=key)
     uplink.start()
     try:
         assert uplink.wait_drained(NET_TIMEOUT)
         assert monitor.wait_for(lambda m: m.events and m.command_results, NET_TIMEOUT)
-        assert monitor.verified == 2 and monitor.forged == 0 and monitor.unverified == 0
+        # the event, the result and the 'online' status (sent on connect, before any outbox row)
+        assert monitor.verified == 3 and monitor.forged == 0 and monitor.unverified == 0
         assert monitor.events[0]["sig"] == genuine["sig"]
         # an attacker on the same broker: a plain paho client, a well-formed alarm, forged or unsigned
         forged = {**payloads.alarm_start("e2"), "key": key.id, "sig": genuine["sig"]}
@@ -99,10 +105,10 @@ def test_monitor_verifies_the_units_messages_and_flags_a_forgery(mosquitto, unit
                          + [{"topic": f"{ROOT}/cmd/result", "payload": json.dumps(fake_result), "qos": 1}],
                          hostname="127.0.0.1", port=mosquitto.port)
         assert monitor.wait_for(lambda m: m.forged + m.unverified == 4, NET_TIMEOUT)
+        assert monitor.forged == 3 and monitor.unverified == 1 and monitor.verified == 3
     finally:
         uplink.stop()
         monitor.stop()
-    assert monitor.forged == 3 and monitor.unverified == 1 and monitor.verified == 2
     assert [e["event_id"] for e in monitor.events] == ["e1"]  # no forgery is taken as the unit's event
     assert [r["id"] for r in monitor.command_results] == ["c1"]
     assert any("EVENT start e1" in line and line.endswith("VERIFIED") for line in lines)
@@ -123,3 +129,43 @@ def test_unit_keys_file_and_bad_keys_are_config_errors(tmp_path, unit):
         load_unit_keys(tmp_path / "missing.keys")
     with pytest.raises(ConfigError, match="unit key for unit-9"):
         Monitor("mqtt://127.0.0.1:1883", DEVICE, None, unit_keys={DEVICE: "QUJD"})
+
+
+@pytest.mark.broker
+def test_heartbeats_and_statuses_are_signed_and_spoofs_are_kept_apart(mosquitto, unit):
+    key, box, publisher = unit
+    lines: list[str] = []
+    monitor = Monitor(mosquitto.url, DEVICE, None, printer=lines.append, unit_keys={DEVICE: key.public_b64()})
+    monitor.start()
+    assert monitor.wait_for(lambda m: m.subscribed, NET_TIMEOUT)
+    publisher.heartbeat(messages.Heartbeat.model_validate(payloads.heartbeat()))
+    uplink = Uplink(settings(mosquitto.url), ROOT, DEVICE, box, SystemClock(), "1.0", key=key)
+    uplink.start()
+    try:
+        assert uplink.wait_drained(NET_TIMEOUT)
+        assert monitor.wait_for(lambda m: m.heartbeats and DEVICE in m.statuses, NET_TIMEOUT)
+        genuine, online = monitor.heartbeats[0], monitor.statuses[DEVICE]
+        assert online["state"] == "online" and online["key"] == key.id and genuine["key"] == key.id
+        assert monitor.verified == 2 and monitor.forged == monitor.unverified == 0
+        messages.Heartbeat.model_validate(genuine)  # the contract accepts what the unit signed
+        messages.Status.model_validate(online)
+        # an attacker on the broker: the unit disarmed, the unit stopped; unsigned, or a genuine signature reused
+        quiet = {**genuine, "armed": False}
+        unsigned_beat = {name: value for name, value in quiet.items() if name not in ("key", "sig")}
+        stopped = {**online, "state": "stopped"}
+        unsigned_status = {name: value for name, value in stopped.items() if name not in ("key", "sig")}
+        publish.multiple([{"topic": f"{ROOT}/heartbeat", "payload": json.dumps(p), "qos": 1}
+                          for p in (quiet, unsigned_beat)]
+                         + [{"topic": f"{ROOT}/status", "payload": json.dumps(p), "qos": 1}
+                            for p in (stopped, unsigned_status)], hostname="127.0.0.1", port=mosquitto.port)
+        assert monitor.wait_for(lambda m: m.forged + m.unverified == 4, NET_TIMEOUT)
+        assert monitor.forged == 2 and monitor.unverified == 2
+        assert monitor.heartbeats == [genuine] and monitor.statuses[DEVICE] == online  # the unit's state stands
+        assert len(monitor.rejected) == 4
+    finally:
+        uplink.stop()
+        monitor.stop()
+    assert any("HEARTBEAT" in line and "armed=False" in line and line.endswith("FORGED") for line in lines)
+    assert any("HEARTBEAT" in line and "UNVERIFIED (unsigned)" in line for line in lines)
+    assert any("STATUS stopped" in line and line.endswith("FORGED") for line in lines)
+    assert any("STATUS online" in line and line.endswith("VERIFIED") for line in lines)

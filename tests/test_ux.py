@@ -127,6 +127,7 @@ def test_command_without_an_answer_has_its_own_exit_code(mosquitto):
                        "--timeout", "1")
     assert result.returncode == 6
     assert "no answer from nobody-here" in result.stderr and result.stdout == ""
+    assert "applies it if it returns within its 30 s expiry" in result.stderr
 
 
 def test_plot_without_matplotlib_is_a_sentence(tmp_path):

@@ -3,6 +3,11 @@
 Threads: paho's network thread (loop_start) runs the callbacks; our sender thread reads the outbox and publishes.
 Delivery is at-least-once and in order: on every (re)connect paho's own queue is dropped and sending restarts
 from the oldest unacknowledged outbox row, so nothing sent on a dead connection can overtake older rows.
+
+Commands come the other way through a persistent broker session: a stable client id (`pid-agent-<device_id>`),
+clean session off and a QoS 1 subscription, so a command the station sends while the unit is offline is queued by
+the broker and delivered when the unit returns (still checked by its expiry, never taken from a retained message).
+Status messages are signed with the unit's key like events (the Last Will when it is set, at start).
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from agent.commands import MAX_RECEIVED, Received
-from agent.config import BrokerSettings
+from agent.config import BrokerSettings, insecure_transport
+from agent.evidence.keys import UnitKey
 from agent.storage.outbox import Outbox
+from agent.uplink.messages import Status
+from agent.uplink.publisher import signed
 from common.clock import Clock, iso_utc
 from common.errors import ConfigError
 
@@ -55,15 +63,17 @@ def make_client(settings: BrokerSettings, client_id: str, clean_session: bool = 
 
 class Uplink:
     def __init__(self, settings: BrokerSettings, topic_root: str, device_id: str, outbox: Outbox, clock: Clock,
-                 version: str) -> None:
+                 version: str, key: UnitKey | None = None) -> None:
         self._settings = settings
+        self._key = key  # signs status messages (None: sent unsigned)
         self._root = topic_root.rstrip("/")
         self._device_id = device_id
         self._outbox = outbox
         self._clock = clock
         self._version = version
         self.last_error: str | None = None
-        self._client = make_client(settings, client_id=f"pid-agent-{device_id}")
+        # persistent session: commands published while the unit is away wait on the broker for this client id
+        self._client = make_client(settings, client_id=f"pid-agent-{device_id}", clean_session=False)
         # url then the fallbacks in broker.urls; paho retries the current one, on_connect_fail moves to the next
         self._targets = settings.addresses
         self._target = 0
@@ -74,6 +84,7 @@ class Uplink:
         self._client.on_publish = self._on_publish
         self._client.on_connect_fail = self._on_connect_fail
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         #: called on the network thread with each message received on <root>/cmd (checked later, by control)
         self.on_command: Callable[[Received], None] | None = None
         # _send_lock: held around "check connection generation + publish", and by on_connect around dropping
@@ -85,6 +96,8 @@ class Uplink:
         self._gen = 0
         self._connected = False
         self._ever_connected = False
+        self.connects = 0  # successful connections so far (a second one means the first was lost)
+        self._listening = threading.Event()  # the broker acknowledged the <root>/cmd subscription on this connection
         self._acks: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -100,7 +113,14 @@ class Uplink:
         with self._state_lock:
             return self._connected
 
+    def wait_listening(self, timeout: float) -> bool:
+        """True once connected with the command subscription acknowledged (waits on the real network)."""
+        return self._listening.wait(timeout)
+
     def start(self) -> None:
+        for key, why in insecure_transport(self._settings):
+            log.warning("INSECURE broker connection: %s: %s (forbid with security.allow_insecure_transport = "
+                        "false)", key, why)
         status = self._status_payload("offline")
         self._client.will_set(self._topic("status"), status, qos=1, retain=True)
         log.info("uplink connecting to %s as %s", self._broker, self._device_id)
@@ -160,6 +180,11 @@ class Uplink:
         if reason.is_failure:
             self._error(f"broker {self._settings.url} refused connection: {reason}")
             return
+        if self._ever_connected and not flags.session_present:
+            # the broker lost our session (restarted without persistence, session expired, or a client with our id
+            # connected with a clean session): commands queued for us meanwhile are gone; we subscribe again below
+            log.warning("uplink: the broker kept no session for %s; commands sent while it was away are lost",
+                        self._device_id)
         with self._send_lock:
             # Anything paho kept from the old connection would be resent ahead of older outbox rows; drop it
             # and let the sender restart from the oldest unacknowledged row instead.
@@ -168,6 +193,7 @@ class Uplink:
                 self._gen += 1
                 self._connected = True
                 self._ever_connected = True
+                self.connects += 1
             client.publish(self._topic("status"), self._status_payload("online"), qos=1, retain=True)
             for topic, payload in self._retained.items():
                 client.publish(topic, payload, qos=1, retain=True)
@@ -177,6 +203,7 @@ class Uplink:
         self._wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
+        self._listening.clear()
         with self._state_lock:
             self._gen += 1
             was_connected, self._connected = self._connected, False
@@ -195,6 +222,13 @@ class Uplink:
             self.on_command(Received(payload, retained=bool(message.retain), size=len(message.payload)))
         except Exception:  # noqa: BLE001 - an exception here would end paho's network thread: the unit goes deaf
             log.exception("uplink: command message dropped")
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:  # an ACL that does not let the unit read its own <root>/cmd: no command can ever reach it
+            self._error(f"subscription to {self._topic('cmd')} refused by the broker: {', '.join(refused)}")
+            return
+        self._listening.set()
 
     def _on_connect_fail(self, client, userdata) -> None:
         unreachable = self._broker
@@ -289,8 +323,8 @@ class Uplink:
         return f"{self._root}/{suffix}"
 
     def _status_payload(self, state: str) -> bytes:
-        return json.dumps({"state": state, "device_id": self._device_id, "ts": iso_utc(self._clock.wall()),
-                           "version": self._version}, separators=(",", ":")).encode("utf-8")
+        status = Status(state=state, device_id=self._device_id, ts=iso_utc(self._clock.wall()), version=self._version)
+        return json.dumps(signed(self._key, status.wire()), separators=(",", ":")).encode("utf-8")
 
     def _error(self, message: str) -> None:
         self.last_error = message

@@ -302,6 +302,12 @@ class Heartbeat(Identity):
     loan_hours_remaining: float | None = None
     audit_entries: int | None = None   # the signed audit log's length and head hash: history rewritten shows
     audit_head: str | None = None
+    key: str | None = None             # the unit key's id and signature, as on events (left out unsigned)
+    sig: str | None = None
+
+    def wire(self) -> dict:
+        absent = {name for name in ("key", "sig") if getattr(self, name) is None}
+        return self.model_dump(mode="json", by_alias=True, exclude=absent)
 
 
 class CommandResult(Identity):
@@ -325,6 +331,11 @@ class Status(Message):
     device_id: str
     ts: str
     version: str
+    key: str | None = None   # the unit key's id and signature, as on events (the Last Will is signed when set)
+    sig: str | None = None
+
+    def wire(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 class MediaManifest(Message):

@@ -3,9 +3,10 @@
 The seq number and the outbox row are taken under one lock, so the order of `seq` is the order of sending even
 when the supervisor thread (heartbeats, camera faults) and the frame loop publish at the same moment.
 
-With the unit's key, every event and command result is signed here, where its wire payload is made: `key` (the
-key id) and `sig` (Ed25519, base64) over the canonical JSON of the payload without `sig`, so a station holding
-the unit's public key can tell the unit's own messages from anything else published on its topics.
+With the unit's key, every event, command result and heartbeat is signed here, where its wire payload is made:
+`key` (the key id) and `sig` (Ed25519, base64) over the canonical JSON of the payload without `sig`, so a station
+holding the unit's public key can tell the unit's own messages from anything else published on its topics
+(`signed` also signs the status messages the uplink makes itself).
 """
 
 from __future__ import annotations
@@ -69,14 +70,18 @@ class Publisher:
         self.notify()
 
     def signed(self, payload: dict) -> dict:
-        """payload with the unit's key id and its signature over everything else (unchanged without a key)."""
-        if self.key is None:
-            return payload
-        body = {name: value for name, value in payload.items() if name not in ("key", "sig")}
-        body["key"] = self.key.id
-        return {**body, "sig": self.key.sign(canonical(body))}
+        return signed(self.key, payload)
 
     def heartbeat(self, beat: Heartbeat) -> None:
         with self._lock:
-            self.outbox.put_message("heartbeat", beat.wire(), kind="heartbeat")
+            self.outbox.put_message("heartbeat", self.signed(beat.wire()), kind="heartbeat")
         self.notify()
+
+
+def signed(key: UnitKey | None, payload: dict) -> dict:
+    """payload with the unit's key id and its signature over everything else (unchanged without a key)."""
+    if key is None:
+        return payload
+    body = {name: value for name, value in payload.items() if name not in ("key", "sig")}
+    body["key"] = key.id
+    return {**body, "sig": key.sign(canonical(body))}
