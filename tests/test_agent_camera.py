@@ -98,12 +98,14 @@ def test_a_failing_live_camera_raises_fault_and_restore_and_the_agent_keeps_runn
 
 
 class StallingCamera(Camera):
-    """A live camera that freezes for `stall_s` after 10 frames (delivering nothing), then carries on."""
+    """A live camera that freezes after 10 frames (delivering nothing) until `resume()` says so, then carries on.
+
+    The freeze ends on a condition, not after a set time, so a loaded machine cannot turn it into a race."""
 
     live = True
 
-    def __init__(self, stall_s: float, fps: float = 20.0) -> None:
-        self.fps, self.stall_s = fps, stall_s
+    def __init__(self, resume, fps: float = 20.0, longest_s: float = 60.0) -> None:
+        self.fps, self.resume, self.longest_s = fps, resume, longest_s
 
     def open(self) -> None:
         pass
@@ -111,8 +113,16 @@ class StallingCamera(Camera):
     def frames(self):
         image = np.full((120, 160, 3), 90, np.uint8)
         for index in range(40):
-            time.sleep(self.stall_s if index == 10 else 1 / self.fps)
+            if index == 10:
+                self._freeze()
+            time.sleep(1 / self.fps)
             yield Frame(index / self.fps, index, image, make_luma(image, 160))
+
+    def _freeze(self) -> None:
+        deadline = time.monotonic() + self.longest_s
+        while not self.resume():
+            assert time.monotonic() < deadline, "the stall was never reported"
+            time.sleep(0.05)
 
     def close(self) -> None:
         pass
@@ -122,12 +132,20 @@ def test_a_stalled_camera_is_reported_while_the_loop_is_blocked(tmp_path):
     config = parse_config({"data_dir": str(tmp_path / "data"),
                            "camera_watchdog": {"stall_after_s": 1.0, "restore_frames": 3},
                            "heartbeat": {"interval_s": 1}})
-    agent = Agent(config, StallingCamera(stall_s=3.0), SystemClock(), upload=False)
+    agent = None
+
+    def stall_reported() -> bool:  # the supervisor, beside the blocked loop, has said so in an event and a heartbeat
+        if not any(e["kind"] == "fault" for e in agent.summary.events_published):
+            return False
+        beats = [json.loads(row.payload) for row in agent.outbox.pending(0, 1000) if row.topic == "heartbeat"]
+        return any(beat["camera"]["state"] == "stalled" for beat in beats)
+
+    agent = Agent(config, StallingCamera(resume=stall_reported), SystemClock(), upload=False)
     agent.on_frame = lambda frame: agent.stop() if frame.index >= 30 else None
     summary = agent.run()
     faults = [e for e in summary.events_published if e["kind"] in ("fault", "restore")]
     assert [(e["kind"], e["reason"]) for e in faults] == [("fault", "stalled"), ("restore", "stalled")]
-    assert faults[1]["down_s"] == pytest.approx(2.0, abs=1.2)
+    assert faults[1]["down_s"] > 0
     # heartbeats kept coming while the loop was blocked, and say what the camera was doing
     from agent.storage.outbox import Outbox
 
