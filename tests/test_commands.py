@@ -36,6 +36,21 @@ def test_valid_commands_parse_to_their_types():
     assert isinstance(parse_command(b'{"cmd": "set_mode", "mode": "overt"}'), SetMode)
 
 
+class HeldCamera(SyntheticCamera):
+    """The synthetic yard, held at one frame until the test releases it: the figure (at 6 s) cannot walk in before
+    the commands have been answered, however slow the machine is."""
+
+    def __init__(self, hold_at: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.hold_at, self.released = hold_at, threading.Event()
+
+    def frames(self):
+        for frame in super().frames():
+            if frame.index == self.hold_at:
+                assert self.released.wait(timeout=120), "the test never released the camera"
+            yield frame
+
+
 @pytest.mark.broker
 def test_commands_through_the_broker_change_the_running_agent(mosquitto, tmp_path):
     key_file = tmp_path / "station.key"
@@ -46,7 +61,7 @@ def test_commands_through_the_broker_change_the_running_agent(mosquitto, tmp_pat
                                                           "public_key": public_key_text(key)}]}})
     # the figure walks in at 6 s; the unit is disarmed remotely before that, so there must be no alarm
     clock = SystemClock()
-    camera = SyntheticCamera(clock=clock, width=320, height=180, fps=10.0, duration_s=14.0, realtime=True)
+    camera = HeldCamera(hold_at=50, clock=clock, width=320, height=180, fps=10.0, duration_s=14.0, realtime=True)
     agent = Agent(config, camera, clock)
     runner = threading.Thread(target=agent.run)
     runner.start()
@@ -69,6 +84,7 @@ def test_commands_through_the_broker_change_the_running_agent(mosquitto, tmp_pat
                                timeout=20, key_file=key_file)
         assert overt["ok"] is True and agent.signaller.mode == "overt"
     finally:
+        camera.released.set()
         runner.join(timeout=60)
     assert not runner.is_alive()
     kinds = [(e["kind"], e.get("armed"), e.get("source")) for e in agent.summary.events_published]
