@@ -4,9 +4,8 @@ another exception, and nothing invalid is accepted."""
 from __future__ import annotations
 
 import json
-import tempfile
-from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nacl.signing import SigningKey
@@ -42,15 +41,19 @@ def test_parse_command_refuses_or_returns_a_valid_command(payload):
 
 
 _WRONG_KEY = SigningKey(b"\x02" * 32)
-_STORE_DIR = Path(tempfile.mkdtemp(prefix="pid-fuzz-"))
-_GATE = Gate(settings_for(), DEVICE, CommandStore(_STORE_DIR))
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory):
+    """One gate for every example: none may be accepted, so the nonces it remembers cannot change the outcome."""
+    return Gate(settings_for(), DEVICE, CommandStore(tmp_path_factory.mktemp("nonces")))
 
 
 @settings(max_examples=300, deadline=None, database=None)
-@given(st.one_of(_payloads, _commandish.map(lambda cmd: signed(cmd, key=_WRONG_KEY))), st.booleans())
-def test_the_gate_never_accepts_an_unsigned_or_broken_envelope(payload, retained):
+@given(payload=st.one_of(_payloads, _commandish.map(lambda cmd: signed(cmd, key=_WRONG_KEY))), retained=st.booleans())
+def test_the_gate_never_accepts_an_unsigned_or_broken_envelope(gate, payload, retained):
     try:
-        _GATE.admit(Received(payload, retained=retained), NOW)
+        gate.admit(Received(payload, retained=retained), NOW)
     except CommandError:
         return
     raise AssertionError(f"accepted without a valid signature: {payload[:80]!r}")
