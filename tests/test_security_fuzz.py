@@ -28,7 +28,8 @@ _payloads = st.one_of(
 )
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+# 8,000 parser examples + 2,000 gate examples: the 10,000 generated command payloads per CI run
+@settings(max_examples=8000, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(_payloads)
 def test_parse_command_refuses_or_returns_a_valid_command(payload):
     try:
@@ -49,7 +50,7 @@ def gate(tmp_path_factory):
     return Gate(settings_for(), DEVICE, CommandStore(tmp_path_factory.mktemp("nonces")))
 
 
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(payload=st.one_of(_payloads, _commandish.map(lambda cmd: signed(cmd, key=_WRONG_KEY))), retained=st.booleans())
 def test_the_gate_never_accepts_an_unsigned_or_broken_envelope(gate, payload, retained):
     try:
