@@ -17,8 +17,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.rows import emit  # noqa: E402
+from drivers.camera.scale import downscale  # noqa: E402
 from models.motion import MotionDetector, MotionSettings  # noqa: E402
-from models.scale import downscale  # noqa: E402
 
 DETECT_WIDTH = 320
 #: detection at 1280x720 must leave a Pi core (assumed 6-12x slower than this machine) 2x real time at 10 fps:

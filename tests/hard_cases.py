@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.scale import downscale
+from drivers.camera.scale import downscale
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from drivers.camera.scale import downscale
 from models.focus import edge_width
 from models.illumination import tone_curve
 from models.motion import MotionDetector, MotionSettings
-from models.scale import downscale
 from models.zones import ZoneSettings, privacy_mask
 
 FPS = 10.0

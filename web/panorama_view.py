@@ -57,7 +57,7 @@ class PanoramaPicture:
 
 def _shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A colour image at `size`: exact halvings first (a 2x2 box average either way, and ~5x cheaper than one
-    INTER_AREA from full size, as in models/scale.py), then one INTER_AREA to the size."""
+    INTER_AREA from full size, as in drivers/camera/scale.py), then one INTER_AREA to the size."""
     while image.shape[1] >= 2 * size[0] and image.shape[0] >= 2 * size[1]:
         image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_LINEAR)
     if (image.shape[1], image.shape[0]) == size:

@@ -94,7 +94,7 @@ def make_luma(image: np.ndarray, width: int) -> np.ndarray:
     """Downscale a BGR or grey image to a grey image `width` pixels wide (aspect kept), like a lores stream."""
     import cv2
 
-    from models.scale import downscale
+    from drivers.camera.scale import downscale
 
     grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     return downscale(grey, width)
