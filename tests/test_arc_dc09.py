@@ -3,8 +3,12 @@ pysiaalarm receiver (the one Home Assistant's SIA integration uses) on loopback,
 
 from __future__ import annotations
 
+import logging
+import re
+import socketserver
 import threading
 import time
+from typing import Callable
 
 import pytest
 from Crypto.Cipher import AES
@@ -12,7 +16,7 @@ from pysiaalarm import SIAAccount, SIAClient
 from pysiaalarm.event import SIAEvent
 
 from agent.arc import codes, dc09
-from agent.arc.link import Dc09Link
+from agent.arc.link import MAX_OFFSET_S, Dc09Link
 from agent.arc.reports import PathFailed, PathRestored, SignalRefused
 from agent.arc.settings import ArcSettings, Dc09Settings
 from agent.reactions import arc_message
@@ -68,6 +72,51 @@ class Receiver:
         with self._changed:
             self._changed.wait_for(lambda: len(self.events) >= count, timeout)
             return list(self.events)
+
+
+class HostileReceiver:
+    """A bare TCP peer on loopback that answers each connection's frame with what `reply(frame)` gives (None:
+    stays silent until the link hangs up): for answers no well-behaved receiver sends. Counts connections."""
+
+    def __init__(self, reply: Callable[[bytes], bytes | None]) -> None:
+        self.connections = 0
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                outer.connections += 1
+                frame = self.request.recv(4096)
+                answer = reply(frame)
+                if answer is None:
+                    self.request.recv(4096)  # returns when the link gives up and closes
+                else:
+                    self.request.sendall(answer)
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def seq_of(frame: bytes) -> str:
+    return re.search(rb'"\*?[A-Z-]+"(\d{4})', frame).group(1).decode()
+
+
+@pytest.fixture
+def hostile():
+    started = []
+
+    def make(reply: Callable[[bytes], bytes | None]) -> HostileReceiver:
+        started.append(HostileReceiver(reply))
+        return started[-1]
+
+    yield make
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture
@@ -187,6 +236,13 @@ def test_answers_are_checked():
     assert dc09.parse_answer(b"hello\r", None) is None
 
 
+def test_answer_with_impossible_timestamp_has_no_receiver_time(caplog):
+    caplog.set_level(logging.WARNING, logger="agent.arc.dc09")
+    nak = dc09.parse_answer(dc09.frame('"NAK"0000R0L0A0[]_99:99:99,13-45-2026'), None)
+    assert nak.kind == "NAK" and nak.receiver_time is None
+    assert "'99:99:99,13-45-2026' is no valid time" in caplog.text
+
+
 # ---- the link against a real receiver --------------------------------------------------------------------
 
 @pytest.mark.parametrize("key", [None, KEY], ids=["plain", "aes128"])
@@ -247,9 +303,13 @@ def test_receiver_down_60s_then_back_every_event_once_in_order(tmp_path, receive
     receiver.start()
     drain(link, box, clock)
     got = receiver.wait_for(5)
-    time.sleep(0.2)  # a duplicate would be in by now; this only widens the window for one to show up
-    assert [e.message for e in receiver.events] == ["005", "007", "001", "005", "007"]
-    assert [e.code for e in receiver.events] == ["BA"] * 5 and len(got) == 5
+    assert [e.message for e in got] == ["005", "007", "001", "005", "007"] and [e.code for e in got] == ["BA"] * 5
+    # every row ACKed once and gone from the queue; nothing is due, so a later poll opens no connection
+    assert box.link_depth("dc09") == 0 and link.delivered == 5 and link.status()["paths"] == {
+        f"127.0.0.1:{receiver.port}": True}
+    clock.advance(8.0)  # past the longest backoff, short of supervision
+    assert link.poll() is False and link.delivered == 5
+    assert [e.message for e in receiver.wait_for(5)] == ["005", "007", "001", "005", "007"]
     box.close()
 
 
@@ -396,3 +456,83 @@ def test_link_reports_become_typed_mqtt_events(report, expected):
     wire = arc_message(report, env).wire()
     assert {key: wire.get(key) for key in expected} == expected
     assert wire["seq"] == 7 and wire["device_id"] == IDENTITY["device_id"]
+
+
+# ---- hostile or broken receivers ---------------------------------------------------------------------------
+
+def test_nak_with_impossible_timestamp_is_a_path_failure_and_fails_over(tmp_path, receivers, hostile):
+    primary = hostile(lambda frame: dc09.frame('"NAK"0000R0L0A0[]_99:99:99,13-45-2026'))
+    backup = receivers(None)
+    clock = ReceiverClock()
+    box = Outbox(tmp_path / "data", 1 << 24, clock)
+    faults = []
+    link = Dc09Link(arc(primary, backup, key=None, retries_per_path=2), box, clock, IDENTITY, on_fault=faults.append)
+    box.put_message("event", alarm("ev1"), "event")
+    drain(link, box, clock)
+    assert [e.code for e in backup.wait_for(1)] == ["BA"] and primary.connections == 2
+    assert faults == [PathFailed(f"127.0.0.1:{primary.port}", "answer NAK")] and link.offset_s == 0.0
+    box.close()
+
+
+def test_oversized_answer_is_refused_with_a_reason(tmp_path, hostile, caplog):
+    caplog.set_level(logging.WARNING, logger="agent.arc.link")
+    # a well-formed ACK of the right sequence (CRC and length right), but 2 KiB long: no DC-09 answer is
+    padded = hostile(lambda frame: dc09.frame(f'"ACK"{seq_of(frame)}R0L0#{ACCOUNT}[{"x" * 2000}]'))
+    clock = ReceiverClock()
+    box = Outbox(tmp_path / "data", 1 << 24, clock)
+    link = Dc09Link(arc(padded, key=None), box, clock, IDENTITY)
+    box.put_message("event", alarm("ev1"), "event")
+    assert link.poll() is True
+    assert link.delivered == 0 and box.link_depth("dc09") == 1 and link.paths[0].failures == 1
+    assert link.last_reason == f"answer longer than {dc09.MAX_ANSWER_BYTES} bytes"
+    assert f"no valid answer (answer longer than {dc09.MAX_ANSWER_BYTES} bytes) (failure 1)" in caplog.text
+    box.close()
+
+
+def test_nak_time_more_than_a_day_off_is_refused_and_the_offset_kept(tmp_path, hostile, caplog):
+    caplog.set_level(logging.WARNING, logger="agent.arc.link")
+    far = dc09.timestamp(time.time() + 400 * 86_400.0)  # the receiver's clock is a year ahead
+    broken = hostile(lambda frame: dc09.frame(f'"NAK"0000R0L0A0[]{far}'))
+    clock = ReceiverClock()
+    box = Outbox(tmp_path / "data", 1 << 24, clock)
+    link = Dc09Link(arc(broken, key=None), box, clock, IDENTITY)
+    link.offset_s = 2.5  # learnt earlier from a sane NAK
+    box.put_message("event", alarm("ev1"), "event")
+    assert link.poll() is True
+    assert link.offset_s == 2.5 and broken.connections == 1  # not learnt, and no resend with it
+    assert box.link_depth("dc09") == 1 and link.paths[0].failures == 1
+    assert f"refused (beyond {MAX_OFFSET_S:.0f} s), clock offset stays +2.5 s" in caplog.text
+    box.close()
+
+
+def test_no_valid_answer_says_why(tmp_path, receivers, hostile, caplog):
+    caplog.set_level(logging.WARNING, logger="agent.arc.link")
+    closed = receivers(running=False)  # nothing listens: refused
+    silent = hostile(lambda frame: None)  # accepts, never answers: timed out
+    clock = ReceiverClock()
+    box = Outbox(tmp_path / "data", 1 << 24, clock)
+    for receiver, why in ((closed, "connection refused"), (silent, "timed out")):
+        link = Dc09Link(arc(receiver, timeout_s=0.3), box, clock, IDENTITY)
+        assert link.manual_test() is None and link.last_reason == why
+        assert f"127.0.0.1:{receiver.port}: no valid answer ({why}) (failure 1)" in caplog.text
+    box.close()
+
+
+def test_long_outage_backoff_stays_capped_and_never_overflows(tmp_path, receivers, caplog):
+    caplog.set_level(logging.ERROR, logger="agent.arc.link")  # 1100 failure lines are not the point here
+    receiver = receivers(running=False)
+    clock = ReceiverClock()
+    box = Outbox(tmp_path / "data", 1 << 24, clock)
+    link = Dc09Link(arc(receiver, backoff_min_s=1.0, backoff_max_s=8.0), box, clock, IDENTITY)
+    box.put_message("event", alarm("ev1"), "event")
+    for _ in range(1100):  # the old min_s * 2 ** (failures - 1) raised OverflowError at failure 1025
+        assert link.poll() is True and link.poll() is False  # one attempt, then waiting
+        clock.advance(8.0)
+    assert link.poll() is True and link.paths[0].failures == 1101
+    clock.advance(7.9)  # the wait after failure 1101 is still the 8 s cap
+
+    assert link.poll() is False
+    clock.advance(0.1)
+    receiver.start()
+    assert link.poll() is True and link.delivered == 1 and box.link_depth("dc09") == 0
+    box.close()

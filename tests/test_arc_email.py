@@ -7,9 +7,9 @@ import email
 import email.policy
 import hashlib
 import ipaddress
+import logging
 import ssl
 import threading
-import time
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -182,9 +182,11 @@ def test_server_down_then_up_email_arrives_once(tmp_path, smtp_server):
     assert link.poll() is False and box.link_depth("email") == 3
     clock.advance(1.0)
     drain(link, box, clock)
-    got = inbox.wait_for(1)
-    time.sleep(0.2)  # only widens the window for a duplicate to show up
-    assert len(inbox.messages) == 1 and attachments(got[0]) == files
+    got = inbox.wait_for(1)  # aiosmtpd stores a message before its 250, so what it has now is all it got
+    assert len(got) == 1 and attachments(got[0]) == files and link.sent == 1
+    assert box.link_depth("email") == 0  # start, snapshot and end all acknowledged
+    clock.advance(20.0)  # past the longest backoff: a later poll has nothing to send
+    assert link.poll() is False and link.sent == 1 and len(inbox.messages) == 1
     box.close()
 
 
@@ -217,4 +219,54 @@ def test_alarm_waits_for_its_snapshot_but_not_forever(tmp_path, smtp_server):
     assert link.poll() is True
     got = inbox.wait_for(1)
     assert len(got) == 1 and list(got[0].iter_attachments()) == [] and box.link_depth("email") == 0
+    box.close()
+
+
+def test_long_outage_backoff_stays_capped_and_never_overflows(tmp_path, smtp_server, caplog):
+    caplog.set_level(logging.ERROR, logger="agent.arc.email")  # 1100 failure lines are not the point here
+    port = free_port()
+    clock = ManualClock()
+    box = Outbox(tmp_path / "data", 1 << 24, clock)
+    link = EmailLink(settings(port), box, clock, IDENTITY)
+    box.put_message("event", {**IDENTITY, "event_id": "ev1", "kind": "intrusion", "phase": "start"}, "event")
+    clock.advance(30.0)  # no snapshot will come: mailed without one (a small email: 1100 of them to compose)
+    for _ in range(1100):  # the old min_s * 2 ** (failures - 1) raised OverflowError at failure 1025
+        assert link.poll() is False
+        clock.advance(20.0)
+    assert link.poll() is False  # failure 1101: the wait is still the 20 s cap
+    clock.advance(19.9)
+    inbox, _ = smtp_server(port)
+    assert link.poll() is False and inbox.messages == []  # still waiting: no attempt
+    clock.advance(0.1)
+    assert link.poll() is True and len(inbox.wait_for(1)) == 1
+    box.close()
+
+
+def test_backoff_min_above_max_is_refused():
+    with pytest.raises(ValueError, match="backoff_min_s must not exceed backoff_max_s"):
+        EmailSettings(backoff_min_s=600.0, backoff_max_s=60.0)
+
+
+def test_poll_that_keeps_raising_backs_off_and_logs_the_traceback_once(tmp_path, smtp_server, caplog):
+    caplog.set_level(logging.ERROR, logger="agent.arc.polling")
+    inbox, port = smtp_server()
+    clock = ManualClock()
+    box = Outbox(tmp_path / "data", 1 << 24, clock)
+    link = EmailLink(settings(port), box, clock, IDENTITY)
+    queue_alarm(box)
+    snapshot = box.media_dir / "ev1" / "snapshot.jpg"
+    kept = snapshot.read_bytes()
+    snapshot.unlink()  # a storage fault under a queued row: composing the email raises
+    waits = [link.step() for _ in range(8)]
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]  # not the 20 Hz idle poll
+    assert len(caplog.records) == 8  # one line per backoff step ...
+    assert caplog.records[0].exc_info is not None and all(r.exc_info is None for r in caplog.records[1:])
+    assert "same error again (8 in a row)" in caplog.records[-1].getMessage()  # ... the traceback once
+    snapshot.write_bytes(kept)
+    assert link.step() == 0.0 and len(inbox.wait_for(1)) == 1 and link.error_count == 0
+    queue_alarm(box, "ev2")
+    (box.media_dir / "ev2" / "snapshot.jpg").unlink()
+    caplog.clear()
+    assert link.step() == 1.0  # a new run of failures starts again at the shortest wait
+    assert caplog.records[0].exc_info is not None  # a fresh failure logs its traceback again
     box.close()

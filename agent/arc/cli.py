@@ -30,7 +30,8 @@ def cmd_arc_test(args: argparse.Namespace) -> int:
                 dc09 = Dc09Link(config.arc, box, clock, identity)
                 answer = dc09.manual_test()
                 target = dc09.paths[dc09.active].label
-                print(f"DC-09 {target}: " + (f"{answer.kind} ({answer.text})" if answer else "no valid answer"))
+                print(f"DC-09 {target}: " + (f"{answer.kind} ({answer.text})" if answer
+                                                   else f"no valid answer ({dc09.last_reason})"))
                 failed |= answer is None or answer.kind != "ACK"
             else:
                 print("DC-09: not enabled in [arc.dc09]")

@@ -9,6 +9,7 @@ different), through `cryptography`.
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 import socket
@@ -19,11 +20,20 @@ from datetime import datetime, timezone
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from common.errors import AgentError
+
+log = logging.getLogger(__name__)
+
 _PAD_CHARS = string.ascii_letters + string.digits  # never | [ ] (they delimit the data)
 _ZERO_IV = bytes(16)
 _TIME_FORMAT = "%H:%M:%S,%m-%d-%Y"
 _ANSWER = re.compile(r'^"(?P<enc>\*?)(?P<kind>ACK|NAK|DUH|RSP)"(?P<seq>\d{4})?')
 _ANSWER_TIME = re.compile(r"_(\d{2}:\d{2}:\d{2},\d{2}-\d{2}-\d{4})")
+MAX_ANSWER_BYTES = 1024  # an answer is one short line (an encrypted NAK is ~100 bytes); more is not an answer
+
+
+class NoAnswer(AgentError):
+    """The receiver gave no valid DC-09 answer; the message says why (connection refused, timed out...)."""
 
 
 def crc16_arc(data: bytes) -> int:
@@ -127,27 +137,43 @@ def parse_answer(raw: bytes, key: bytes | None) -> Answer | None:
         except ValueError:
             return None
     when = _ANSWER_TIME.search(clear)
-    receiver_time = None
-    if when:
-        moment = datetime.strptime(when.group(1), _TIME_FORMAT).replace(tzinfo=timezone.utc)
-        receiver_time = moment.timestamp()
+    receiver_time = _answer_time(when.group(1)) if when else None
     seq = int(match["seq"]) if match["seq"] and match["seq"] != "0000" else None
     return Answer(match["kind"], seq, receiver_time, body)
 
 
-def exchange(host: str, port: int, frame_bytes: bytes, timeout_s: float, key: bytes | None) -> Answer | None:
-    """Send one frame over a fresh TCP connection and wait for the answer; None on refusal, timeout or garbage."""
+def _answer_time(text: str) -> float | None:
+    """The answer's timestamp as epoch seconds; None (logged) when it has the shape but is no date."""
+    try:
+        moment = datetime.strptime(text, _TIME_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        log.warning("DC-09 answer's timestamp %r is no valid time; ignored", text)
+        return None
+    return moment.timestamp()
+
+
+def exchange(host: str, port: int, frame_bytes: bytes, timeout_s: float, key: bytes | None) -> Answer:
+    """Send one frame over a fresh TCP connection and wait for the answer. Raises NoAnswer saying why there is
+    none: connection refused, timed out, closed without answer, too long, or not a DC-09 answer."""
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as conn:
             conn.settimeout(timeout_s)
             conn.sendall(frame_bytes)
-            return parse_answer(_read_answer(conn, timeout_s), key)
-    except OSError:
-        return None
+            raw = _read_answer(conn, timeout_s)
+    except ConnectionRefusedError:
+        raise NoAnswer("connection refused") from None
+    except TimeoutError:
+        raise NoAnswer("timed out") from None
+    except OSError as exc:
+        raise NoAnswer(exc.strerror or str(exc) or type(exc).__name__) from None
+    answer = parse_answer(raw, key)
+    if answer is None:
+        raise NoAnswer(f"not a DC-09 answer: {raw[:40]!r}" if raw else "closed without an answer")
+    return answer
 
 
 def _read_answer(conn: socket.socket, timeout_s: float) -> bytes:
-    """Bytes up to the answer's CR (or a bare "ACK"-style answer, which has no CR)."""
+    """Bytes up to the answer's CR (or a bare "ACK"-style answer, which has no CR), at most MAX_ANSWER_BYTES."""
     buffer = b""
     deadline = time.monotonic() + timeout_s  # a network wait, not a timing decision: the real clock
     while b"\r" not in buffer and time.monotonic() < deadline:
@@ -155,6 +181,8 @@ def _read_answer(conn: socket.socket, timeout_s: float) -> bytes:
         if not chunk:
             break
         buffer += chunk
+        if len(buffer) > MAX_ANSWER_BYTES:
+            raise NoAnswer(f"answer longer than {MAX_ANSWER_BYTES} bytes")
         if re.fullmatch(rb'\s*"\*?[A-Z]{3}"', buffer):
             break
     return buffer

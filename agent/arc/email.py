@@ -20,6 +20,7 @@ from agent.arc import codes
 from agent.arc.polling import PollingLink
 from agent.arc.settings import ArcSettings
 from agent.storage.outbox import LinkMessage, Outbox
+from common.backoff import Backoff
 from common.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ class EmailLink(PollingLink):
         self._clock = clock
         self._identity = identity
         self._next_attempt = clock.monotonic()
-        self._failures = 0
+        self._backoff = Backoff(self.settings.backoff_min_s, self.settings.backoff_max_s)
         self._first_seen: dict[int, float] = {}      # start row id -> when it was first seen without a snapshot
         self._alarms: dict[str, dict] = {}           # event id -> start payload, for the clip's follow-up
         self.sent = 0
@@ -142,12 +143,11 @@ class EmailLink(PollingLink):
                     smtp.login(settings.username, settings.password or "")
                 smtp.send_message(mail)
         except (smtplib.SMTPException, OSError) as exc:
-            self._failures += 1
-            delay = min(settings.backoff_min_s * 2 ** (self._failures - 1), settings.backoff_max_s)
+            delay = self._backoff.next()
             log.warning("email to %s:%d failed (%s); retry in %.0f s", settings.host, settings.port, exc, delay)
             self._next_attempt = self._clock.monotonic() + delay
             return False
-        self._failures = 0
+        self._backoff.reset()
         self.sent += 1
         return True
 

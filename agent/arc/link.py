@@ -10,7 +10,7 @@ probed at the same interval and taken back once it answers.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from agent.arc import codes, dc09
@@ -18,17 +18,20 @@ from agent.arc.polling import PollingLink
 from agent.arc.reports import ArcReport, PathFailed, PathRestored, SignalRefused
 from agent.arc.settings import ArcSettings
 from agent.storage.outbox import LinkMessage, Outbox
+from common.backoff import Backoff
 from common.clock import Clock
 
 log = logging.getLogger(__name__)
 
 LINK_NAME = "dc09"
+MAX_OFFSET_S = 86_400.0  # a receiver time more than a day from ours is a broken receiver clock: not learnt
 
 
 @dataclass
 class PathState:
     host: str
     port: int
+    backoff: Backoff = field(repr=False)  # retry delays on this path; reset by an answer or a switch
     up: bool | None = None     # None until the first exchange
     failures: int = 0
 
@@ -51,7 +54,8 @@ class Dc09Link(PollingLink):
         self._on_fault = on_fault or (lambda report: None)
         self._who = dc09.Account(self.settings.receiver, self.settings.line, self.settings.account,
                                  self.settings.key)
-        self.paths = [PathState(host, port) for host, port in self.settings.paths()]
+        self.paths = [PathState(host, port, Backoff(self.settings.backoff_min_s, self.settings.backoff_max_s))
+                      for host, port in self.settings.paths()]
         self.active = 0                      # index into paths of the path in use
         self.offset_s = 0.0                  # receiver time minus our wall clock, learnt from NAKs
         self._next_attempt = clock.monotonic()
@@ -60,6 +64,7 @@ class Dc09Link(PollingLink):
         self._seq: tuple[int, int] | None = None   # (outbox row id, its DC-09 sequence), kept across retries
         self.delivered = 0
         self.last_answer: dc09.Answer | None = None
+        self.last_reason = ""                # why the last exchange had no usable answer ("" when it had)
         outbox.register_link(LINK_NAME, codes.EVENT_KINDS)
 
     # ---- one step --------------------------------------------------------------------------------------------
@@ -116,27 +121,41 @@ class Dc09Link(PollingLink):
     def _send(self, index: int, kind: str, seq: int, data: str, extended: tuple[str, ...]) -> dc09.Answer | None:
         """One frame to one path, resent once with the receiver's time after a timed NAK; updates path state."""
         path = self.paths[index]
-        answer = self._exchange(path, kind, seq, data, extended)
+        answer, why = self._exchange(path, kind, seq, data, extended)
         if answer is not None and answer.kind == "NAK" and answer.receiver_time is not None:
-            self.offset_s = answer.receiver_time - self._clock.wall()
-            log.warning("DC-09: %s NAKed seq %04d with its time; clock offset now %+.1f s, resending",
-                        path.label, seq, self.offset_s)
-            answer = self._exchange(path, kind, seq, data, extended)
-        self.last_answer = answer
+            why = self._learn_offset(path, seq, answer.receiver_time)
+            if not why:
+                answer, why = self._exchange(path, kind, seq, data, extended)
+        self.last_answer, self.last_reason = answer, why
         if answer is not None and answer.kind in ("ACK", "DUH"):
             self._path_ok(index)
         else:
-            self._path_failed(index, answer)
+            self._path_failed(index, answer, why)
         return answer
 
+    def _learn_offset(self, path: PathState, seq: int, receiver_time: float) -> str:
+        """Take the receiver's time from its NAK as our offset; returns why not ("" when learnt)."""
+        offset = receiver_time - self._clock.wall()
+        if abs(offset) > MAX_OFFSET_S:
+            log.warning("DC-09: %s NAKed seq %04d with a time %+.0f s from ours; refused (beyond %.0f s), "
+                        "clock offset stays %+.1f s", path.label, seq, offset, MAX_OFFSET_S, self.offset_s)
+            return f"receiver time {offset:+.0f} s off, refused"
+        self.offset_s = offset
+        log.warning("DC-09: %s NAKed seq %04d with its time; clock offset now %+.1f s, resending",
+                    path.label, seq, self.offset_s)
+        return ""
+
     def _exchange(self, path: PathState, kind: str, seq: int, data: str,
-                  extended: tuple[str, ...]) -> dc09.Answer | None:
+                  extended: tuple[str, ...]) -> tuple[dc09.Answer | None, str]:
+        """One frame, one answer; (None, why) when there is no valid one."""
         frame = dc09.message(self._who, seq, kind, data, extended, self._clock.wall() + self.offset_s)
-        answer = dc09.exchange(path.host, path.port, frame, self.settings.timeout_s, self._who.key)
-        if answer is not None and answer.seq is not None and answer.kind != "NAK" and answer.seq != seq:
-            log.warning("DC-09: %s answered seq %04d to seq %04d; ignored", path.label, answer.seq, seq)
-            return None
-        return answer
+        try:
+            answer = dc09.exchange(path.host, path.port, frame, self.settings.timeout_s, self._who.key)
+        except dc09.NoAnswer as exc:
+            return None, str(exc)
+        if answer.seq is not None and answer.kind != "NAK" and answer.seq != seq:
+            return None, f"answered seq {answer.seq:04d} to seq {seq:04d}"
+        return answer, ""
 
     # ---- path state ------------------------------------------------------------------------------------------
 
@@ -146,31 +165,33 @@ class Dc09Link(PollingLink):
             log.info("DC-09: path %s restored", path.label)
             self._on_fault(PathRestored(path.label))
         path.up, path.failures = True, 0
+        path.backoff.reset()
         now = self._clock.monotonic()
         self._next_attempt = now
         if index == self.active:
             self._next_supervision = now + self.settings.supervision_s
 
-    def _path_failed(self, index: int, answer: dc09.Answer | None) -> None:
+    def _path_failed(self, index: int, answer: dc09.Answer | None, detail: str) -> None:
         path = self.paths[index]
         path.failures += 1
-        why = "no valid answer" if answer is None else f"answer {answer.kind}"
-        log.warning("DC-09: %s: %s (failure %d)", path.label, why, path.failures)
+        what = "no valid answer" if answer is None else f"answer {answer.kind}"
+        log.warning("DC-09: %s: %s%s (failure %d)", path.label, what, f" ({detail})" if detail else "",
+                    path.failures)
         if path.up is not False and path.failures >= self.settings.retries_per_path:
             path.up = False
-            self._on_fault(PathFailed(path.label, why))
+            self._on_fault(PathFailed(path.label, what))
         now = self._clock.monotonic()
         if index != self.active:
             return  # a failed probe of the primary does not delay the queue on the backup
         if path.failures >= self.settings.retries_per_path and len(self.paths) > 1:
             self.active = 1 - index
             path.failures = 0
+            path.backoff.reset()
             self._next_primary_probe = now + self.settings.supervision_s
             log.warning("DC-09: switching to %s", self.paths[self.active].label)
             self._next_attempt = now
             return
-        delay = min(self.settings.backoff_min_s * 2 ** (path.failures - 1), self.settings.backoff_max_s)
-        self._next_attempt = now + delay
+        self._next_attempt = now + path.backoff.next()
 
     # ---- bench -----------------------------------------------------------------------------------------------
 

@@ -153,6 +153,8 @@ class EmailSettings(_Section):
     def _complete(self) -> "EmailSettings":
         if self.enabled and (not self.host or not self.sender or not self.to):
             raise ValueError("email.enabled needs host, sender and to")
+        if self.backoff_min_s > self.backoff_max_s:
+            raise ValueError("backoff_min_s must not exceed backoff_max_s")
         return self
 
 
