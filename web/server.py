@@ -48,7 +48,8 @@ class BodyTooLarge(Refused):
 
 
 class Sessions:
-    """Login tokens and when they end, on the unit's monotonic clock; at most MAX_SESSIONS, the oldest dropped."""
+    """Login tokens and when they end, on the unit's monotonic clock; at most MAX_SESSIONS, the oldest dropped.
+    Used only from the server's event loop (the check comes before a handler goes to the thread pool): no lock."""
 
     def __init__(self, monotonic: Callable[[], float]) -> None:
         self._monotonic = monotonic
@@ -65,9 +66,6 @@ class Sessions:
     def valid(self, token: str) -> bool:
         self._forget_ended()
         return token in self._ends
-
-    def __len__(self) -> int:
-        return len(self._ends)
 
     def _forget_ended(self) -> None:
         now = self._monotonic()
