@@ -110,7 +110,10 @@ class LoanBook:
         except OSError as exc:
             raise StorageError(f"loan book {self.path} cannot be read: {exc.strerror or exc}") from None
         try:
-            record = _BookRecord.model_validate(load_json(payload, MAX_BOOK_BYTES, "the file"))
+            data = load_json(payload, MAX_BOOK_BYTES, "the file")
+            if not isinstance(data, dict):
+                raise Refused("the file is not a JSON object")
+            record = _BookRecord.model_validate(data)
         except Refused as refusal:
             raise StorageError(f"loan book {self.path}: {refusal}") from None
         except ValidationError as exc:

@@ -172,7 +172,7 @@ BOOK = {"started": START, "extensions": [{"days": 5, "paid_until": None, "refere
 
 
 @pytest.mark.parametrize("book, named", [
-    (b"[1]", "(top level): Input should be a valid dictionary"),
+    (b"[1]", "the file is not a JSON object"),
     (json.dumps({**BOOK, "paused": True}).encode(), "paused: unknown key"),
     (json.dumps({**BOOK, "extensions": [{**BOOK["extensions"][0], "note": "x"}]}).encode(),
      "extensions.0.note: unknown key"),
@@ -199,3 +199,17 @@ def test_a_book_written_by_the_unit_reads_back_and_an_older_one_without_notices_
     assert LoanBook(LoanSettings(), tmp_path).check(START + 33 * DAY_S) == []  # ...and kept
     (tmp_path / "loan.json").write_text(json.dumps({"started": START}), encoding="utf-8")
     assert LoanBook(LoanSettings(), tmp_path).extensions == []
+
+
+def test_a_unit_with_a_damaged_loan_book_stops_with_the_reason_and_the_storage_exit_code(tmp_path, capsys):
+    from agent.cli import main
+    from evaluation.demo import write_demo
+
+    write_demo(tmp_path / "clip.mp4", seconds=1.0, width=160, height=90)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "loan.json").write_text(json.dumps({**BOOK, "warned": 7}), encoding="utf-8")
+    (tmp_path / "unit.toml").write_text(f'data_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
+    assert main(["replay", str(tmp_path / "clip.mp4"), "--config", str(tmp_path / "unit.toml"), "--offline",
+                 "--fast"]) == StorageError.exit_code
+    said = capsys.readouterr().err
+    assert f"loan book {tmp_path / 'data' / 'loan.json'}: warned: " in said and "Traceback" not in said
