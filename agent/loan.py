@@ -16,14 +16,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agent.security_parse import Refused, load_json
 from common.clock import iso_utc
 from common.errors import StorageError
-from common.settings import Section
+from common.settings import Section, describe_errors
 
 DAY_S = 86400.0
 FILE = "loan.json"
+MAX_BOOK_BYTES = 1 << 20  # a book is a few hundred bytes (one line per extension); far larger is not ours
 
 
 class LoanSettings(Section):
@@ -59,6 +61,33 @@ class _Book:
     ended_notice: bool = False
 
 
+class _ExtensionRecord(BaseModel):
+    """An extension as loan.json keeps it. Strict: the unit wrote these values itself, anything else is damage."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    days: int
+    paid_until: str | None
+    reference: str
+    at: float
+
+    @field_validator("paid_until")
+    @classmethod
+    def _a_date(cls, value: str | None) -> str | None:
+        if value is not None:
+            _date_end(value)  # a ValueError here becomes the key's validation error
+        return value
+
+
+class _BookRecord(BaseModel):
+    """loan.json: what `_Book` holds (asdict), every key checked; a key missing from an older book takes its default."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    started: float | None = None
+    extensions: list[_ExtensionRecord] = []
+    warned: list[int] = []
+    ended_notice: bool = False
+
+
 def _date_end(paid_until: str) -> float:
     """The end of a paid-until day (UTC), as wall time."""
     day = datetime.strptime(paid_until, "%Y-%m-%d").replace(tzinfo=timezone.utc)
@@ -72,14 +101,25 @@ class LoanBook:
         self._book = self._load()
 
     def _load(self) -> _Book:
+        """The book on disk, or a new one; a damaged book stops the unit with a StorageError naming file and key."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            with self.path.open("rb") as stream:
+                payload = stream.read(MAX_BOOK_BYTES + 1)  # one byte past the bound, so an oversized book is seen
         except FileNotFoundError:
             return _Book()
-        except (OSError, ValueError) as exc:
-            raise StorageError(f"loan book {self.path} cannot be read: {exc}") from None
-        return _Book(data.get("started"), [Extension(**item) for item in data.get("extensions", [])],
-                     list(data.get("warned", [])), bool(data.get("ended_notice", False)))
+        except OSError as exc:
+            raise StorageError(f"loan book {self.path} cannot be read: {exc.strerror or exc}") from None
+        try:
+            data = load_json(payload, MAX_BOOK_BYTES, "the file")
+            if not isinstance(data, dict):
+                raise Refused("the file is not a JSON object")
+            record = _BookRecord.model_validate(data)
+        except Refused as refusal:
+            raise StorageError(f"loan book {self.path}: {refusal}") from None
+        except ValidationError as exc:
+            raise StorageError(f"loan book {self.path}: {'; '.join(describe_errors(exc))}") from None
+        return _Book(record.started, [Extension(**item.model_dump()) for item in record.extensions],
+                     list(record.warned), record.ended_notice)
 
     def _save(self) -> None:
         part = self.path.with_name(FILE + ".part")

@@ -37,6 +37,7 @@ CAMERA_SECONDS = 2.0  # frames for this long at the configured rate: enough to m
 MIN_RATE_SHARE = 0.8  # a camera delivering less than this share of camera.fps fails
 MIN_FREE_BYTES = 256 << 20
 BROKER_TIMEOUT_S = 10.0
+TIMEDATECTL_TIMEOUT_S = 5.0  # systemd answers at once; a hung D-Bus must not stall the ladder check
 TIME_ERROR = 5  # adjtimex(2) returns this while the kernel clock is not synchronised
 SERVICE = "pid-agent.service"
 
@@ -202,21 +203,34 @@ def _broker_check(config: AgentConfig) -> Check:
 
 
 def clock_synchronised() -> tuple[bool | None, str]:
-    """systemd's view where it answers, else the kernel's (adjtimex), else unknown."""
-    try:
-        answer = subprocess.run(["timedatectl", "show", "--property=NTPSynchronized", "--value"],
-                                capture_output=True, text=True, timeout=5)
-        if answer.returncode == 0 and answer.stdout.strip() in ("yes", "no"):
-            return answer.stdout.strip() == "yes", f"timedatectl: NTPSynchronized={answer.stdout.strip()}"
-    except (OSError, subprocess.TimeoutExpired):
-        pass
+    """systemd's view where it answers, else the kernel's (adjtimex), else unknown. Why timedatectl gave no answer
+    is kept in the detail: the installer on the ladder needs it to tell a missing tool from a stuck one."""
+    answered, why = _timedatectl()
+    if answered is not None:
+        return answered
     libc_name = ctypes.util.find_library("c")
     if libc_name:
         timex = ctypes.create_string_buffer(512)  # struct timex, modes = 0: read only (208 bytes on 64-bit)
         state = ctypes.CDLL(libc_name, use_errno=True).adjtimex(timex)
         if state >= 0:
-            return state != TIME_ERROR, f"adjtimex: {'not ' if state == TIME_ERROR else ''}synchronised"
-    return None, "unknown (no timedatectl or adjtimex answer)"
+            return state != TIME_ERROR, f"adjtimex: {'not ' if state == TIME_ERROR else ''}synchronised ({why})"
+    return None, f"unknown (no adjtimex answer; {why})"
+
+
+def _timedatectl() -> tuple[tuple[bool, str] | None, str]:
+    """(ok, detail) when timedatectl answers yes or no, else None and the reason it did not."""
+    try:
+        answer = subprocess.run(["timedatectl", "show", "--property=NTPSynchronized", "--value"],
+                                capture_output=True, text=True, timeout=TIMEDATECTL_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return None, f"timedatectl gave no answer within {TIMEDATECTL_TIMEOUT_S:g} s"
+    except OSError as exc:
+        return None, f"timedatectl could not run: {exc.strerror or exc}"
+    value = answer.stdout.strip()
+    if answer.returncode == 0 and value in ("yes", "no"):
+        return (value == "yes", f"timedatectl: NTPSynchronized={value}"), ""
+    said = (answer.stderr.strip() or value or "no output").splitlines()[0][:160]
+    return None, f"timedatectl failed (exit {answer.returncode}): {said}"
 
 
 def _clock_check(time_sync: Callable[[], tuple[bool | None, str]]) -> Check:

@@ -12,27 +12,49 @@ from __future__ import annotations
 import collections
 import csv
 import json
+import logging
 import statistics
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from agent.security_parse import Refused, load_json
 from common.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 HOUR_S = 3600.0
 COLUMNS = ("site_ref", "device_id", "date", "hour", "alarms", "genuine", "false", "unknown", "police_dispatched",
            "tamper", "faults")
 FAULT_KINDS = ("fault", "detector_fault")
+# the monitor saves messages of at most 1 MiB (station/monitor.py MAX_MESSAGE_BYTES); a results line holds a command
+# and the unit's answer to it, so twice that is the most a line it wrote can be
+MAX_LINE_BYTES = 2 * 1024 * 1024
 
 
 def epoch(iso: str) -> float:
     return datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
 
-def _lines(path: Path) -> list[dict]:
+def _lines(path: Path, unreadable: list[str]) -> list[dict]:
+    """The file's records, one JSON object a line. A line that is not one (torn by a power cut on the station, or
+    damaged) is skipped and named in `unreadable`: the operator still gets the report, and is told what it lacks."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = load_json(line, MAX_LINE_BYTES, "line")
+            if not isinstance(record, dict):
+                raise Refused("line is not a JSON object")
+        except Refused as refusal:
+            unreadable.append(f"{path.name} line {number} unreadable: {refusal}")
+            log.warning("report: %s line %d unreadable, skipped: %s", path, number, refusal)
+            continue
+        records.append(record)
+    return records
 
 
 @dataclass
@@ -53,6 +75,7 @@ class Deployment:
     availability_by_day: dict[str, float] = field(default_factory=dict)  # share of the day heartbeats arrived
     camera_ok_by_day: dict[str, float] = field(default_factory=dict)     # share of heartbeats with camera ok
     hours: dict[tuple[str, int], dict] = field(default_factory=dict, repr=False)
+    unreadable: list[str] = field(default_factory=list)  # "events.jsonl line 7 unreadable: ...", skipped
 
 
 def _hour_row(unit: Deployment, iso: str) -> dict:
@@ -66,8 +89,9 @@ def _bump(table: dict, key: str) -> None:
 
 def read_unit(folder: Path) -> Deployment:
     unit = Deployment(folder.name)
-    events, beats = _lines(folder / "events.jsonl"), _lines(folder / "heartbeats.jsonl")
-    results = _lines(folder / "results.jsonl")
+    events = _lines(folder / "events.jsonl", unit.unreadable)
+    beats = _lines(folder / "heartbeats.jsonl", unit.unreadable)
+    results = _lines(folder / "results.jsonl", unit.unreadable)
     stamps = sorted([e["ts"] for e in events] + [b["ts"] for b in beats] + [r["result"]["ts"] for r in results])
     if stamps:
         unit.first, unit.last = stamps[0], stamps[-1]
@@ -221,6 +245,7 @@ def summary(units: list[Deployment], loan: dict) -> str:
                   f"  verdicts: {verdicts}; police dispatched {unit.police_dispatched}; median time from alarm to "
                   f"verdict {median}",
                   f"  tamper and faults: {unit.tamper_faults or 'none'}; mean availability {availability}"]
+        lines += [f"  {line} (skipped)" for line in unit.unreadable]
     if loan:
         lines.append(f"Client reference {loan['client_ref'] or '(none)'}; "
                      f"feedback survey {loan['survey_url'] or '(none)'}")

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.evidence.audit import GENESIS, canonical, line_hash
+from agent.evidence.audit import GENESIS, canonical, line_hash, read_entry
 from agent.evidence.keys import key_id, verify_signature
 from agent.evidence.manifest import SUFFIX
 
@@ -98,14 +98,16 @@ def verify_audit(path: Path, trusted_ids: set[str] | None = None, public_b64: st
     if public_b64 is not None:
         keys[_id_of(public_b64)] = public_b64
     previous, expected_n = GENESIS, 1
+    damaged: dict[int, int] = {}  # line number -> its place in problems, until an entry of the unit names it
     for number, line in enumerate(lines, start=1):
         try:
-            entry = json.loads(line)
-            n = int(entry["n"])
-        except (ValueError, KeyError, TypeError):
-            verdict.problems.append(f"line {number} is not an audit entry")
-            previous = line_hash(line)
+            entry, n = read_entry(line)
+        except ValueError as refusal:  # the line holds the place of one entry: the next is not called removed
+            damaged[number] = len(verdict.problems)
+            verdict.problems.append(f"line {number} is not an audit entry ({refusal})")
+            previous, expected_n = line_hash(line), expected_n + 1
             continue
+        _acknowledged(entry, damaged, verdict.problems)
         if n > expected_n:
             gone = f"entry {expected_n}" if n == expected_n + 1 else f"entries {expected_n}-{n - 1}"
             verdict.problems.append(f"{gone} removed")
@@ -119,6 +121,14 @@ def verify_audit(path: Path, trusted_ids: set[str] | None = None, public_b64: st
         verdict.problems += _entry_signature(entry, n, keys, trusted_ids)
         previous, expected_n = line_hash(line), n + 1
     return verdict
+
+
+def _acknowledged(entry: dict, damaged: dict[int, int], problems: list[str]) -> None:
+    """A damaged_entry the unit wrote at its next start names the line; the problem says so (it still counts)."""
+    data = entry.get("data")
+    line = data.get("line") if isinstance(data, dict) else None
+    if entry.get("kind") == "damaged_entry" and isinstance(line, int) and line in damaged:
+        problems[damaged.pop(line)] += f"; recorded by the unit in entry {entry['n']}"
 
 
 def _id_of(public_b64: str) -> str:

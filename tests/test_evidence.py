@@ -105,6 +105,33 @@ def test_a_torn_last_entry_is_set_aside_and_recorded(tmp_path):
     assert verify_audit(tmp_path / "audit.jsonl").ok
 
 
+@pytest.mark.parametrize("damaged, reason", [(b"\x00" * 48, "line is not JSON"),  # a block the card zeroed
+                                              (b'{"n": "three", "kind": "event"}', "no entry number")])
+def test_a_damaged_last_entry_is_logged_recorded_and_named_by_verify(tmp_path, caplog, damaged, reason):
+    key, clock = UnitKey.load_or_create(tmp_path), ManualClock()
+    log = AuditLog(tmp_path, key, clock)
+    log.append("start", {"public_key": key.public_b64()})
+    log.append("event", {"seq": 1})
+    with (tmp_path / "audit.jsonl").open("ab") as stream:
+        stream.write(damaged + b"\n")  # whole, with its end of line, but not an entry
+    with caplog.at_level("WARNING", logger="agent.evidence.audit"):
+        reopened = AuditLog(tmp_path, key, clock)
+    assert any("(line 3) is damaged" in r.getMessage() and reason in r.getMessage() for r in caplog.records)
+    assert reopened.head.count == 4  # the damaged line kept its place (3); the record of it is entry 4
+    lines = (tmp_path / "audit.jsonl").read_bytes().split(b"\n")
+    assert lines[2] == damaged  # left in place: entry 4 chains on from its bytes
+    record = json.loads(lines[3])
+    assert record["kind"] == "damaged_entry" and record["n"] == 4
+    assert record["data"]["line"] == 3 and record["data"]["bytes"] == len(damaged)
+    assert reason in record["data"]["reason"]
+    reopened.append("event", {"seq": 2})
+    assert AuditLog(tmp_path, key, clock).head.count == 5  # recorded once, not at every start
+    problems = verify_audit(tmp_path / "audit.jsonl").problems
+    assert len(problems) == 1, problems  # the damaged line only: nothing after it is called removed or unlinked
+    assert problems[0].startswith("line 3 is not an audit entry (") and reason in problems[0]
+    assert problems[0].endswith("recorded by the unit in entry 4")
+
+
 def test_verify_command_exit_codes(replayed, tmp_path, capsys):
     data_dir, _ = replayed
     clip, snapshot = media_of(data_dir)

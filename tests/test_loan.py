@@ -15,6 +15,7 @@ from agent.loan import DAY_S, LoanBook, LoanSettings
 from agent.pipeline import Agent
 from agent.security import public_key_text, sign
 from common.clock import ManualClock
+from common.errors import StorageError
 from drivers.camera.base import Camera, Frame, make_luma
 
 DEVICE = "pid-loan"
@@ -164,3 +165,51 @@ def test_no_report_is_made_from_a_log_that_does_not_verify(tmp_path):
     lines = (data_dir / "audit.jsonl").read_bytes().split(b"\n")
     (tmp_path / "cut.jsonl").write_bytes(b"\n".join(lines[:1] + lines[2:]))
     assert main(["loan-report", str(tmp_path / "cut.jsonl"), "--out", str(tmp_path / "r")]) == 1
+
+
+BOOK = {"started": START, "extensions": [{"days": 5, "paid_until": None, "reference": "R1", "at": START}],
+        "warned": [7], "ended_notice": False}
+
+
+@pytest.mark.parametrize("book, named", [
+    (b"[1]", "the file is not a JSON object"),
+    (json.dumps({**BOOK, "paused": True}).encode(), "paused: unknown key"),
+    (json.dumps({**BOOK, "extensions": [{**BOOK["extensions"][0], "note": "x"}]}).encode(),
+     "extensions.0.note: unknown key"),
+    (json.dumps({**BOOK, "extensions": [{**BOOK["extensions"][0], "days": "5"}]}).encode(),
+     "extensions.0.days: Input should be a valid integer"),
+    (json.dumps({**BOOK, "extensions": [{**BOOK["extensions"][0], "paid_until": "14/02/2027"}]}).encode(),
+     "extensions.0.paid_until: Value error"),
+    (json.dumps({**BOOK, "started": "yesterday"}).encode(), "started: Input should be a valid number"),
+    (b'{"started": 1800000000.0, "exten', "the file is not JSON"),  # torn
+    (b" " * (2 << 20), "the file too large"),
+])
+def test_a_damaged_loan_book_is_refused_naming_the_file_and_the_key(tmp_path, book, named):
+    (tmp_path / "loan.json").write_bytes(book)
+    with pytest.raises(StorageError) as refused:
+        LoanBook(LoanSettings(), tmp_path)
+    assert str(tmp_path / "loan.json") in str(refused.value) and named in str(refused.value)
+
+
+def test_a_book_written_by_the_unit_reads_back_and_an_older_one_without_notices_too(tmp_path):
+    (tmp_path / "loan.json").write_text(json.dumps(BOOK), encoding="utf-8")
+    book = LoanBook(LoanSettings(), tmp_path)
+    assert book.started == START and book.end_wall() == START + 35 * DAY_S
+    book.check(START + 33 * DAY_S)  # writes the book back: the 3-day warning is due
+    assert LoanBook(LoanSettings(), tmp_path).check(START + 33 * DAY_S) == []  # ...and kept
+    (tmp_path / "loan.json").write_text(json.dumps({"started": START}), encoding="utf-8")
+    assert LoanBook(LoanSettings(), tmp_path).extensions == []
+
+
+def test_a_unit_with_a_damaged_loan_book_stops_with_the_reason_and_the_storage_exit_code(tmp_path, capsys):
+    from agent.cli import main
+    from evaluation.demo import write_demo
+
+    write_demo(tmp_path / "clip.mp4", seconds=1.0, width=160, height=90)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "loan.json").write_text(json.dumps({**BOOK, "warned": 7}), encoding="utf-8")
+    (tmp_path / "unit.toml").write_text(f'data_dir = "{tmp_path / "data"}"\n', encoding="utf-8")
+    assert main(["replay", str(tmp_path / "clip.mp4"), "--config", str(tmp_path / "unit.toml"), "--offline",
+                 "--fast"]) == StorageError.exit_code
+    said = capsys.readouterr().err
+    assert f"loan book {tmp_path / 'data' / 'loan.json'}: warned: " in said and "Traceback" not in said

@@ -124,3 +124,29 @@ def test_the_report_from_saved_records(records, tmp_path):
 
 def test_a_folder_without_records_is_a_config_error(tmp_path):
     assert main(["report", str(tmp_path)]) == 2
+
+
+def test_a_torn_or_damaged_line_is_skipped_and_named_by_file_and_line(records, tmp_path):
+    unit = records / "unit-9"
+    events = unit / "events.jsonl"
+    with events.open("ab") as stream:
+        stream.write(b'{"kind": "intrusion", "phase": "sta')  # the station lost power while this was written
+    torn_at = len(events.read_bytes().split(b"\n"))
+    beats = (unit / "heartbeats.jsonl").read_bytes().split(b"\n")
+    beats[4] = b"\xff\xfe" + beats[4][2:]  # a damaged block in the middle of the file
+    beats.insert(6, b"[1, 2]")  # JSON, but not a record
+    (unit / "heartbeats.jsonl").write_bytes(b"\n".join(beats))
+    out = tmp_path / "report"
+    assert main(["report", str(records), "--out", str(out)]) == 0
+
+    report = json.loads((out / "report.json").read_text())
+    nine = next(u for u in report["units"] if u["device_id"] == "unit-9")
+    assert [line.split(":")[0] for line in nine["unreadable"]] == [
+        f"events.jsonl line {torn_at} unreadable", "heartbeats.jsonl line 5 unreadable",
+        "heartbeats.jsonl line 7 unreadable"]
+    assert "not JSON" in nine["unreadable"][0] and "not valid UTF-8" in nine["unreadable"][1]
+    assert "not a JSON object" in nine["unreadable"][2]
+    assert nine["alarms"] == 3 and nine["tamper_faults"] == {"tamper:video": 1, "fault:camera": 1}  # the rest counts
+    assert next(u for u in report["units"] if u["device_id"] == "unit-7")["unreadable"] == []
+    text = (out / "summary.txt").read_text()
+    assert f"events.jsonl line {torn_at} unreadable" in text and "heartbeats.jsonl line 7 unreadable" in text

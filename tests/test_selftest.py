@@ -80,6 +80,19 @@ def test_an_unsynchronised_clock_fails_and_an_unknown_one_does_not():
     assert ok in (True, False, None) and detail.split(":")[0].split(" ")[0] in ("timedatectl", "adjtimex", "unknown")
 
 
+def test_why_timedatectl_gave_no_answer_is_kept_in_the_clock_checks_detail(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no timedatectl on this PATH: it cannot even start
+    ok, detail = clock_synchronised()
+    assert "timedatectl could not run: No such file or directory" in detail
+    assert detail.split(":")[0].split(" ")[0] in ("adjtimex", "unknown")  # the answer still comes from elsewhere
+    tool = tmp_path / "timedatectl"  # a container without systemd: it runs, and says why it cannot tell
+    tool.write_text("#!/bin/sh\necho 'System has not been booted with systemd as init system (PID 1).' >&2\n"
+                    "exit 1\n")
+    tool.chmod(0o755)
+    ok, detail = clock_synchronised()
+    assert "timedatectl failed (exit 1): System has not been booted with systemd as init system (PID 1)." in detail
+
+
 def test_cli_prints_the_table_and_exits_non_zero_on_failure(tmp_path):
     config = tmp_path / "unit.toml"
     config.write_text(f'device_id = "pid-st"\ndata_dir = "{tmp_path / "data"}"\n'

@@ -122,6 +122,61 @@ def test_the_api_is_closed_without_the_password(tmp_path):
     assert client.get("/api/zones").json() == {"zones": [], "person_height": {"far": 0.03, "near": 0.45}}
 
 
+def _client(tmp_path, clock: ManualClock | None = None):
+    from starlette.testclient import TestClient
+
+    from web.server import build_app
+
+    config = tmp_path / "unit.toml"
+    config.write_text('device_id = "pid-web-01"\n', encoding="utf-8")
+    live = LiveState(CommissioningSettings(), clock or ManualClock())
+    return TestClient(build_app(live, config, "s3cret-pass", False))
+
+
+def test_a_malformed_or_oversized_body_is_refused_with_its_reason_and_the_page_keeps_serving(tmp_path):
+    from web.server import MAX_BODY_BYTES
+
+    client = _client(tmp_path)
+    for body, reason in ((b'{"password": "s3cr', "body is not JSON"), (b"\xff\xfe{}", "not valid UTF-8"),
+                         (b"[" * 40 + b"]" * 40, "nested too deeply"), (b'["s3cret-pass"]', "not a JSON object"),
+                         (b'{"password": "a", "password": "s3cret-pass"}', "duplicate key")):
+        answer = client.post("/api/login", content=body)  # no login needed to reach this one
+        assert answer.status_code == 400 and reason in answer.json()["error"], (body, answer.text)
+    big = b'{"password": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    assert client.post("/api/login", content=big).status_code == 413
+    streamed = client.post("/api/login", content=iter([big[:1000], big[1000:]]))  # no Content-Length: counted
+    assert streamed.status_code == 413 and "at most" not in streamed.json()["error"]
+    assert client.post("/api/login", json={"password": "s3cret-pass"}).status_code == 200  # still serving
+    for path in ("/api/zones", "/api/walk"):
+        answer = client.post(path, content=b'{"zones": [')
+        assert answer.status_code == 400 and "body is not JSON" in answer.json()["error"]
+    assert client.post("/api/walk", content=b"[true]").status_code == 400
+    assert client.post("/api/walk", json={"on": True}).json()["active"] is True
+
+
+def test_a_session_ends_after_twelve_hours_on_the_units_clock_and_at_most_sixteen_are_kept(tmp_path):
+    from web.server import COOKIE, MAX_SESSIONS, SESSION_S
+
+    clock = ManualClock()
+    client = _client(tmp_path, clock)
+    assert client.post("/api/login", json={"password": "s3cret-pass"}).status_code == 200
+    clock.advance(SESSION_S - 1)
+    assert client.get("/api/state").status_code == 200
+    clock.advance(1)
+    assert client.get("/api/state").status_code == 401  # the cookie is still sent; the server no longer takes it
+    tokens = []
+    for _ in range(MAX_SESSIONS + 1):
+        answer = client.post("/api/login", json={"password": "s3cret-pass"})
+        tokens.append(answer.cookies[COOKIE])
+        clock.advance(60)
+    answers = []
+    for token in tokens:
+        client.cookies.clear()
+        client.cookies.set(COOKIE, token)
+        answers.append(client.get("/api/state").status_code)
+    assert answers == [401] + [200] * MAX_SESSIONS  # the oldest login was dropped for the seventeenth
+
+
 def test_agent_config_does_not_pull_the_web_framework():
     code = "import sys, agent.config; sys.exit('starlette' in sys.modules or 'uvicorn' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -3,8 +3,9 @@
 One JSON object a line in data_dir/audit.jsonl: `n` (1, 2, ...), `ts`, `kind`, `data`, `prev` (SHA-256 of the
 previous line's bytes; 64 zeros for the first), `key` (signing key id) and `sig` (Ed25519 over the line without
 `sig`, canonical JSON). Each append is fsynced. A line torn by a power cut is never silently dropped: at the next
-open its bytes move to audit.torn-<n> and an entry says so, with their size and SHA-256. The head (hash of the last
-line) goes out in every heartbeat.
+open its bytes move to audit.torn-<n> and an entry says so, with their size and SHA-256. A last line that is whole
+but not an entry (damaged on the card) stays where it is, since the chain goes on from its bytes, and an entry says
+so, with the reason; verify names it too. The head (hash of the last line) goes out in every heartbeat.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.evidence.keys import UnitKey
+from agent.security_parse import Refused, excerpt, load_json
 from common.clock import Clock, iso_utc
 from common.errors import StorageError
 
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 FILE = "audit.jsonl"
 GENESIS = "0" * 64
+MAX_LINE_BYTES = 1 << 20  # an entry is an event or a command's answer, a few KiB at most; far larger is not one
 
 
 def canonical(entry: dict) -> bytes:
@@ -34,6 +37,17 @@ def canonical(entry: dict) -> bytes:
 
 def line_hash(line: bytes) -> str:
     return hashlib.sha256(line).hexdigest()
+
+
+def read_entry(line: bytes) -> tuple[dict, int]:
+    """One line as an entry and its number, parsed on the bounded path; Refused (a ValueError) says why not."""
+    entry = load_json(line, MAX_LINE_BYTES, "line")
+    if not isinstance(entry, dict):
+        raise Refused("line is not a JSON object")
+    number = entry.get("n")
+    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+        raise Refused(f"no entry number (n is {excerpt(repr(number), 40)})")
+    return entry, number
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,23 +65,32 @@ class AuditLog:
         self.head = self._open()
 
     def _open(self) -> Head:
-        """Find the head; a torn last line is moved aside and recorded."""
+        """Find the head; a torn last line is moved aside and recorded, a damaged one recorded."""
         try:
             data = self.path.read_bytes() if self.path.exists() else b""
         except OSError as exc:
             raise StorageError(f"audit log {self.path}: {exc.strerror or exc}") from None
         complete, _, torn = data.rpartition(b"\n") if not data.endswith(b"\n") else (data[:-1], b"", b"")
         lines = complete.split(b"\n") if complete else []
-        head = Head(len(lines), line_hash(lines[-1])) if lines else Head(0, GENESIS)
-        if lines:
-            try:
-                head = Head(int(json.loads(lines[-1])["n"]), head.sha256)
-            except (ValueError, KeyError, TypeError):
-                pass  # a damaged line is verify's to report; the chain goes on from its bytes
-        self.head = head
+        self.head, damage = self._last(lines)
         if torn:
             self._set_aside(torn, len(complete) + (1 if complete else 0))
+        if damage:
+            self.append("damaged_entry", damage)
         return self.head
+
+    def _last(self, lines: list[bytes]) -> tuple[Head, dict | None]:
+        """The head after these whole lines, and what is wrong with the last one when it is not an entry."""
+        if not lines:
+            return Head(0, GENESIS), None
+        sha256 = line_hash(lines[-1])
+        try:
+            return Head(read_entry(lines[-1])[1], sha256), None
+        except Refused as refusal:  # the chain goes on from its bytes, numbered as the line it is
+            log.warning("audit log %s: the last entry (line %d) is damaged, kept and recorded: %s", self.path,
+                        len(lines), refusal)
+            return Head(len(lines), sha256), {"line": len(lines), "bytes": len(lines[-1]), "sha256": sha256,
+                                              "reason": str(refusal)}
 
     def _set_aside(self, torn: bytes, keep: int) -> None:
         aside = self.path.with_name(f"audit.torn-{self.head.count + 1}")
