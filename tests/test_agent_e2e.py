@@ -176,16 +176,19 @@ def test_sigkill_while_writing_a_clip_leaves_a_consistent_outbox(mosquitto, tmp_
     again = pid_agent("run", "--config", quiet)
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0, err
-    assert "removed half-written file" in err and "incomplete" in err
+    assert "was being recorded when the agent stopped" in err and "incomplete" in err
 
     assert monitor.wait_for(lambda m: len(m.events) >= 2, timeout=30)
     start, end = monitor.events
     assert start["event_id"] == end["event_id"] and end["phase"] == "end"
-    assert end["incomplete"] is True and end["clip"] is None
+    # the clip is kept up to its last whole fragment, and said to be partial
+    assert end["incomplete"] is True and end["clip"]["partial"] is True and end["clip"]["name"] == "clip.partial.mp4"
+    assert end["clip"]["duration_s"] > 0 and end["snapshot"] == start["snapshot"] is not None
     assert end["seq"] > start["seq"]
     assert (start["event_id"], "clip.mp4") not in monitor.media  # nothing half-written announced as complete
-    assert monitor.wait_for(lambda m: (start["event_id"], "snapshot.jpg") in m.media, timeout=30), err
-    assert monitor.media[(start["event_id"], "snapshot.jpg")].verified
+    for name in ("snapshot.jpg", "clip.partial.mp4"):
+        assert monitor.wait_for(lambda m, name=name: (start["event_id"], name) in m.media, timeout=30), err
+        assert monitor.media[(start["event_id"], name)].verified
     assert not list((data_dir / "media").rglob("*.part"))
     outbox = Outbox(data_dir, 1 << 30, SystemClock())
     try:
@@ -217,7 +220,8 @@ def test_a_clip_finished_just_before_a_kill_is_sent_with_the_incomplete_end(tmp_
     summary = Agent(config, ReplayCamera(str(quiet), clock=clock), clock, upload=False).run()
     (end,) = [e for e in summary.events_published if e["kind"] == "intrusion"]
     assert end["event_id"] == "ev-killed" and end["incomplete"] is True
-    assert end["clip"] == {"name": "clip.mp4", "bytes": finished.size, "sha256": finished.sha256}
+    assert end["clip"] == {"name": "clip.mp4", "bytes": finished.size, "sha256": finished.sha256,
+                           "partial": False, "duration_s": 2.0}  # 20 frames at 10 fps
     outbox = Outbox(data_dir, 1 << 30, SystemClock())
     try:
         assert outbox.is_queued(finished.path) and outbox.open_alarms() == []
