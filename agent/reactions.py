@@ -254,22 +254,24 @@ class Reactions:
             self.publisher.event(lambda seq: messages.alarm_end(
                 self.identity, seq, event.event_id, moment.wall, frame=event.frame,
                 started_frame=event.started_frame, score=event.peak_score, reason=event.reason, duration_s=duration,
-                clip=clip_ref(clip), snapshot=media_ref(snapshot), confirmed_by=list(event.confirmed_by),
+                clip=clip, snapshot=media_ref(snapshot), confirmed_by=list(event.confirmed_by),
                 walk_test=event.event_id in self._walk_alarms, out_of_term=not self.in_term(moment.wall)))
             self._walk_alarms.discard(event.event_id)
             self.outbox.close_alarm(event.event_id)
         finally:
             self.signaller.alarm_ended(moment.ts)
 
-    def _finish_clip(self, event_id: str, moment: Moment) -> MediaFile | None:
-        """Close and queue the alarm's clip; None (and a storage fault) when it could not be kept."""
+    def _finish_clip(self, event_id: str, moment: Moment) -> ClipRef | None:
+        """Close and queue the alarm's clip; None (and a storage fault) when it could not be kept. Its duration is
+        read before it is queued: once queued, the uplink may send and delete it at any moment."""
         self._recording = None
         if not self.recorder.recording:
             return None
         try:
             clip = self.recorder.finish()
+            ref = clip_ref(clip)
             self._queue_media(event_id, clip)
-            return clip
+            return ref
         except StorageError as exc:
             self.storage_failed(event_id, exc, moment)
             return None

@@ -86,7 +86,8 @@ def _clip_file(folder: Path) -> Path | None:
 
 def _clip_of(outbox: Outbox, publisher: Publisher, notary: Notary | None, event_id: str,
              partial: PartialClip | None) -> ClipRef | None:
-    """The alarm's clip, queued with its manifest unless they already were (a kill may have come after)."""
+    """The alarm's clip, queued with its manifest unless they already were (a kill may have come after); read
+    before it is queued, as the uplink may send and delete it from then on."""
     path = _clip_file(outbox.media_dir / event_id)
     if path is None:
         return None
