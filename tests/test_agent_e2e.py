@@ -151,6 +151,14 @@ def test_broker_down_then_up_with_agent_restart_delivers_everything_in_order(mos
     monitor.stop()
 
 
+def whole_fragment_on_disk(data_dir: Path) -> bool:
+    """A clip is being written and holds at least one whole fragment (moof + mdat) of video."""
+    from agent.storage.fragments import top_level_boxes
+
+    parts = list((data_dir / "media").rglob("clip.mp4.part"))
+    return bool(parts) and "mdat" in [kind for kind, _, _ in top_level_boxes(parts[0])]
+
+
 @pytest.mark.broker
 @pytest.mark.slow
 def test_sigkill_while_writing_a_clip_leaves_a_consistent_outbox(mosquitto, tmp_path):
@@ -163,9 +171,9 @@ def test_sigkill_while_writing_a_clip_leaves_a_consistent_outbox(mosquitto, tmp_
     started = lambda m: any(e["kind"] == "intrusion" for e in m.events)
     assert monitor.wait_for(started, timeout=30), monitor.events
     deadline = time.monotonic() + 10  # waiting on a real process's file, not timing logic
-    while not list((data_dir / "media").rglob("clip.mp4.part")) and time.monotonic() < deadline:
+    while not whole_fragment_on_disk(data_dir) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert list((data_dir / "media").rglob("clip.mp4.part")), [(e["kind"], e.get("message")) for e in monitor.events]
+    assert whole_fragment_on_disk(data_dir), [(e["kind"], e.get("message")) for e in monitor.events]
     os.kill(agent.pid, signal.SIGKILL)
     agent.wait(timeout=10)
     assert monitor.wait_for(lambda m: m.statuses.get(DEVICE, {}).get("state") == "offline", timeout=60)

@@ -360,7 +360,7 @@ def incomplete_end(identity: Identity, seq: int, start: AlarmStart, wall_ts: flo
                    clip: ClipRef | None) -> AlarmEnd:
     """The end of an alarm left open by an abrupt stop: its snapshot is the one its start named."""
     if clip is None:
-        reason = "agent stopped abruptly; no frame of the clip had been written"
+        reason = "agent stopped abruptly; no clip was kept (not one whole fragment written, or it could not be stored)"
     elif clip.partial:
         reason = f"agent stopped abruptly; the clip is partial ({clip.duration_s} s, up to its last whole fragment)"
     else:

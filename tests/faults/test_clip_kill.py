@@ -84,19 +84,16 @@ def clip_frames(path: Path) -> list[tuple[float, np.ndarray]]:
                 for frame in container.decode(video=0)]
 
 
-def last_frame_in_recording(frames: list[tuple[float, np.ndarray]], recording: list[np.ndarray]) -> float | None:
-    """Where the clip's last frame lies on the recording's timeline (s), from the frames that match one recording
-    frame clearly (those with the figure: the yard alone looks alike from frame to frame); None if none does."""
+def clip_origin(frames: list[tuple[float, np.ndarray]], recording: list[np.ndarray]) -> int | None:
+    """The recording frame a clip starts at, from its frames that match one recording frame clearly (those with
+    the figure: the yard alone looks alike from frame to frame); None when none does (a clip of yard only)."""
     offsets = []
     for pts, picture in frames:
         errors = np.array([float(np.mean((picture - ref) ** 2)) for ref in recording])
         best, second = np.partition(errors, 1)[:2]
         if best < 0.5 * second:
             offsets.append(int(np.argmin(errors)) - round(pts * FPS))
-    if not offsets:
-        return None
-    origin, _ = Counter(offsets).most_common(1)[0]
-    return (origin + round(frames[-1][0] * FPS)) / FPS
+    return Counter(offsets).most_common(1)[0][0] if offsets else None
 
 
 def wait_for_start(events: Path, agent: subprocess.Popen, timeout: float) -> dict | None:
@@ -167,7 +164,7 @@ def test_alarms_killed_at_random_moments_keep_snapshot_and_a_clip_up_to_the_kill
 
     ends = {e["event_id"]: e for e in monitor.events if e.get("kind") == "intrusion" and e.get("phase") == "end"}
     starts = [e for e in monitor.events if e.get("kind") == "intrusion" and e.get("phase") == "start"]
-    gaps, playable, not_begun = [], 0, 0
+    partials, playable, not_begun = [], 0, 0
     for start in starts:
         event_id = start["event_id"]
         snapshot = monitor.media.get((event_id, "snapshot.jpg"))
@@ -202,14 +199,29 @@ def test_alarms_killed_at_random_moments_keep_snapshot_and_a_clip_up_to_the_kill
         if clip.get("duration_s") is None or abs(len(frames) / FPS - clip["duration_s"]) > 1.5 / FPS:
             problems.append(f"alarm {event_id}: {len(frames)} frames, the end says {clip['duration_s']} s")
         if kill_wall is not None and clip.get("partial"):
-            wall_at_first = epoch(start["ts"]) - start["frame"] / FPS  # a replay's ts: wall at frame 0 + frame time
-            last = last_frame_in_recording(frames, recording)
-            if last is None:
-                problems.append(f"alarm {event_id}: no frame of the clip matches the recording")
-                continue
-            gaps.append((kill_wall - wall_at_first) - last)
-            if gaps[-1] > KILL_GAP_S:
-                problems.append(f"alarm {event_id}: the clip ends {gaps[-1]:.2f} s before the kill")
+            partials.append((event_id, start, kill_wall, frames, clip_origin(frames, recording)))
+    # every life replays the same recording from its first frame, so every clip starts the same number of frames
+    # before its alarm's trigger: a clip of yard only (killed while its pre-roll was written) is placed by that
+    lead = Counter(start["frame"] - origin for _, start, _, _, origin in partials if origin is not None)
+    if len(lead) > 1:
+        problems.append(f"clips start at different distances before their trigger: {lead}")
+    gaps, pre_roll_gaps = [], []  # kill to the clip's last frame; those of kills while the pre-roll was written
+    for event_id, start, kill_wall, frames, origin in partials:
+        if origin is None and not lead:
+            problems.append(f"alarm {event_id}: no clip could be placed on the recording")
+            continue
+        origin = origin if origin is not None else start["frame"] - lead.most_common(1)[0][0]
+        last = origin + round(frames[-1][0] * FPS)
+        wall_at_first = epoch(start["ts"]) - start["frame"] / FPS  # a replay's ts: wall at frame 0 + frame time
+        gap = kill_wall - wall_at_first - last / FPS
+        if last < start["frame"]:
+            # killed while the pre-roll (seconds before the alarm, held as JPEG) was still being encoded: the
+            # clip reaches as far as the pre-roll written, not yet to the kill
+            pre_roll_gaps.append(gap)
+            continue
+        gaps.append(gap)
+        if gap > KILL_GAP_S:
+            problems.append(f"alarm {event_id}: the clip ends {gaps[-1]:.2f} s before the kill")
 
     public_key = UnitKey.load_or_create(data_dir).public_b64()
     files = sorted(str(p) for p in (tmp_path / "received").rglob("*") if p.is_file()
@@ -220,8 +232,11 @@ def test_alarms_killed_at_random_moments_keep_snapshot_and_a_clip_up_to_the_kill
         problems.append(f"verify failed on delivered files: {verify.stdout[-2000:]}{verify.stderr[-500:]}")
 
     note = (f"{len(starts)} alarms, {len(killed)} killed mid-alarm: {playable} playable clips, {not_begun} killed "
-            f"before a fragment was written, {len(gaps)} partial clips; kill to last frame "
+            f"before a fragment was written, {len(gaps) + len(pre_roll_gaps)} partial clips; kill to last frame "
             + (f"median {statistics.median(gaps):.2f} s, max {max(gaps):.2f} s" if gaps else "n/a")
+            + f"; {len(pre_roll_gaps)} killed while the pre-roll was written "
+            + (f"(clip ends {', '.join(f'{g:.2f}' for g in pre_roll_gaps)} s before the kill)" if pre_roll_gaps
+               else "")
             + f"; verify {len(files)} files rc={verify.returncode}")
     print(note)
     record(FaultResult("agent SIGKILL mid-alarm: clips", len(killed), len(killed) - len(problems), lost, duplicated,
