@@ -182,3 +182,36 @@ def test_recovery_announces_a_killed_clip_as_partial_with_its_manifest(recording
     assert outbox.is_queued(clip) and outbox.is_queued(folder / (PARTIAL_NAME + ".manifest.json"))
     assert outbox.open_alarms() == [] and not list(folder.glob("*.part"))
     outbox.close()
+
+
+def test_the_snapshot_is_on_disk_and_queued_before_the_alarm_start_that_names_it(tmp_path):
+    """An offline replay of the demo walk: in the outbox the snapshot (and its manifest) come before the start."""
+    import sqlite3
+
+    from agent.config import parse_config
+    from agent.pipeline import Agent
+    from drivers.camera.replay import ReplayCamera
+    from evaluation.demo import write_demo
+
+    walk = tmp_path / "walk.mp4"
+    write_demo(walk, seconds=14.0, width=320, height=180)
+    config = parse_config({"data_dir": str(tmp_path / "data"), "camera": {"backend": "replay", "source": str(walk)},
+                           "recorder": {"post_roll_s": 1.0}})
+    clock = ManualClock()
+    summary = Agent(config, ReplayCamera(walk, clock=clock, realtime=False), clock, upload=False).run()
+    start = next(e for e in summary.events_published if e["kind"] == "intrusion" and e["phase"] == "start")
+    db = sqlite3.connect(tmp_path / "data" / "outbox.sqlite")
+    try:
+        rows = db.execute("SELECT id, topic, payload FROM messages ORDER BY id").fetchall()
+    finally:
+        db.close()
+    order = [topic for _, topic, _ in rows]
+    base = f"media/{start['event_id']}"
+    start_at = next(i for i, (_, topic, payload) in enumerate(rows)
+                    if topic == "event" and json.loads(payload)["event_id"] == start["event_id"])
+    assert order.index(f"{base}/snapshot.jpg/manifest") < start_at
+    assert order.index(f"{base}/snapshot.jpg.manifest.json/manifest") < start_at
+    snapshot = tmp_path / "data" / "media" / start["event_id"] / "snapshot.jpg"
+    assert start["snapshot"] == {"name": "snapshot.jpg", "bytes": snapshot.stat().st_size,
+                                 "sha256": file_sha256(snapshot)}
+    assert verify_media(snapshot).ok
