@@ -85,10 +85,12 @@ def test_waving_trees_through_the_whole_agent(mosquitto, tmp_path):
     assert 242 <= start["frame"] <= 257 + 15  # raised while the person is in view
     assert end["reason"] == "motion stopped"
     assert start["seq"] < end["seq"]
-    # the start went out before any media of its event
-    first_media = next(i for i, line in enumerate(arrivals) if "clip.mp4" in line or "snapshot.jpg" in line)
-    first_start = next(i for i, line in enumerate(arrivals) if "start" in line and start["event_id"][:8] in line)
-    assert first_start < first_media
+    # the snapshot went out before the start that names it (an alarm never lacks its image), the clip after it
+    media_at = lambda name: next(i for i, line in enumerate(arrivals)
+                                 if f"MEDIA {start['event_id']}/{name} " in line)
+    first_start = next(i for i, line in enumerate(arrivals) if f"EVENT start {start['event_id']}" in line)
+    assert media_at("snapshot.jpg") < first_start < media_at("clip.mp4")
+    assert start["snapshot"]["sha256"] == monitor.media[(start["event_id"], "snapshot.jpg")].sha256
 
     clip = monitor.media[(start["event_id"], "clip.mp4")]
     snapshot = monitor.media[(start["event_id"], "snapshot.jpg")]
