@@ -100,11 +100,14 @@ def _clip_of(outbox: Outbox, publisher: Publisher, notary: Notary | None, event_
         if not outbox.is_queued(path):
             publisher.media(event_id, media)
             log.warning("queued clip %s, %s", path, "partial" if is_partial else "finished just before the stop")
-        manifest = path.with_name(path.name + SUFFIX)
-        if notary is not None and not outbox.is_queued(manifest):
-            facts = {"partial": True, "duration_s": ref.duration_s} if is_partial else None
-            publisher.media(event_id, notary.manifest(event_id, media, facts))
     except (OSError, StorageError) as exc:
         log.error("clip of alarm %s could not be queued: %s", event_id, exc)
         return None
+    manifest = path.with_name(path.name + SUFFIX)
+    try:
+        if notary is not None and not outbox.is_queued(manifest):
+            facts = {"partial": True, "duration_s": ref.duration_s} if is_partial else None
+            publisher.media(event_id, notary.manifest(event_id, media, facts))
+    except StorageError as exc:  # the clip is queued: the end still names it, its manifest is missing
+        log.error("manifest of clip %s could not be written or queued: %s", path, exc)
     return ref
