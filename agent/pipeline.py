@@ -108,7 +108,7 @@ class Agent:
         with contextlib.ExitStack() as stack:
             self._open_storage(stack)
             self._register_arc()
-            recover(self.outbox, self.publisher, self.identity, self.clock, self.config.broker.chunk_bytes)
+            recover(self.outbox, self.publisher, self.identity, self.clock, self.notary)
             self._start_uplink(stack)
             self._open_gpio(stack)
             self._build_unit()

@@ -23,11 +23,12 @@ from agent.loan import LoanNotice
 from agent.moment import Moment
 from agent.sensors import FrameInputs, PirEvent, PowerEvent, SensorEvent, TamperEvent, TriggerEvent
 from agent.signalling import Signaller
+from agent.storage.fragments import clip_duration
 from agent.storage.media import MediaFile
 from agent.storage.outbox import Outbox
 from agent.storage.recorder import Recorder
 from agent.uplink import messages
-from agent.uplink.messages import Identity, MediaRef
+from agent.uplink.messages import ClipRef, Identity, MediaRef
 from agent.uplink.publisher import Publisher
 from common.clock import iso_utc
 from common.errors import StorageError
@@ -41,6 +42,14 @@ log = logging.getLogger(__name__)
 
 def media_ref(media: MediaFile | None) -> MediaRef | None:
     return MediaRef(**media.describe()) if media is not None else None
+
+
+def clip_ref(media: MediaFile | None, partial: bool = False, duration_s: float | None = None) -> ClipRef | None:
+    """A clip named in an alarm end, with the seconds of video it holds (read from the file when not given)."""
+    if media is None:
+        return None
+    return ClipRef(**media.describe(), partial=partial,
+                   duration_s=duration_s if duration_s is not None else clip_duration(media.path))
 
 
 def sensor_message(event: SensorEvent, envelope: dict) -> messages.Event:
@@ -175,15 +184,17 @@ class Reactions:
         zone = next((box.zone for box in event.boxes if box.zone), None)
 
         def build(seq: int) -> messages.AlarmStart:
+            snapshot = self._snapshots.get(event.event_id)
             return messages.AlarmStart(
                 **messages.envelope(self.identity, seq, event.event_id, moment.wall, event.frame,
                                     not self.in_term(moment.wall)),
                 score=round(float(event.score), 5), boxes=[box.scaled(scale) for box in event.boxes],
                 image_size=[frame.image.shape[1], frame.image.shape[0]], zone=zone,
                 confirmed_by=list(event.confirmed_by), object_class=_object_class(event.boxes),
-                walk_test=True if self.walk_test() else None, **where)
+                walk_test=True if self.walk_test() else None, snapshot=media_ref(snapshot), **where)
 
-        payload = self.publisher.event(build)  # the start goes out before any media
+        failure = self._take_snapshot(event, frame)  # the snapshot is written and queued before the start goes out
+        payload = self.publisher.event(build)
         self.outbox.open_alarm(event.event_id, payload)
         self._started_wall[event.event_id] = moment.wall
         if payload.get("walk_test"):
@@ -194,16 +205,26 @@ class Reactions:
             self.signaller.alarm_started(moment.ts)
         self._active, self._last_update_wall = event.event_id, moment.wall
         self.on_alarm(event.event_id)
+        if failure is not None:
+            self.storage_failed(event.event_id, failure, moment)
         try:
-            # the snapshot is queued before the clip starts, so a crash mid-clip cannot strand it unqueued
-            snapshot = self.recorder.snapshot(event.event_id, frame, event.boxes)
-            self._queue_media(event.event_id, snapshot)
-            self._snapshots[event.event_id] = snapshot
             self.recorder.start(event.event_id, frame)
             self._recording = event.event_id
         except StorageError as exc:
             self.recorder.abandon()
             self.storage_failed(event.event_id, exc, moment)
+
+    def _take_snapshot(self, event: AlarmStarted, frame: Frame) -> StorageError | None:
+        """Write the alarm's snapshot and its manifest (fsynced, renamed) and queue them, so a kill after the start
+        was published cannot leave an alarm without its image; the error, reported after the start (which then
+        says there is no snapshot), when it could not be kept."""
+        try:
+            snapshot = self.recorder.snapshot(event.event_id, frame, event.boxes)
+            self._queue_media(event.event_id, snapshot)
+        except StorageError as exc:
+            return exc
+        self._snapshots[event.event_id] = snapshot
+        return None
 
     def update(self, moment: Moment, frame: Frame, analysis: Analysis) -> None:
         """While an alarm runs: where its objects are now, at most once per update_interval_s, on frames with boxes."""
@@ -232,22 +253,24 @@ class Reactions:
             self.publisher.event(lambda seq: messages.alarm_end(
                 self.identity, seq, event.event_id, moment.wall, frame=event.frame,
                 started_frame=event.started_frame, score=event.peak_score, reason=event.reason, duration_s=duration,
-                clip=media_ref(clip), snapshot=media_ref(snapshot), confirmed_by=list(event.confirmed_by),
+                clip=clip, snapshot=media_ref(snapshot), confirmed_by=list(event.confirmed_by),
                 walk_test=event.event_id in self._walk_alarms, out_of_term=not self.in_term(moment.wall)))
             self._walk_alarms.discard(event.event_id)
             self.outbox.close_alarm(event.event_id)
         finally:
             self.signaller.alarm_ended(moment.ts)
 
-    def _finish_clip(self, event_id: str, moment: Moment) -> MediaFile | None:
-        """Close and queue the alarm's clip; None (and a storage fault) when it could not be kept."""
+    def _finish_clip(self, event_id: str, moment: Moment) -> ClipRef | None:
+        """Close and queue the alarm's clip; None (and a storage fault) when it could not be kept. Its duration is
+        read before it is queued: once queued, the uplink may send and delete it at any moment."""
         self._recording = None
         if not self.recorder.recording:
             return None
         try:
             clip = self.recorder.finish()
+            ref = clip_ref(clip)
             self._queue_media(event_id, clip)
-            return clip
+            return ref
         except StorageError as exc:
             self.storage_failed(event_id, exc, moment)
             return None

@@ -349,6 +349,8 @@ class Monitor:
         for item in ("clip", "snapshot"):
             if isinstance(event.get(item), dict):
                 line += f" {item}={event[item].get('name')}({event[item].get('bytes')} B)"
+        if isinstance(event.get("clip"), dict) and event["clip"].get("partial"):
+            line += f" PARTIAL CLIP ({event['clip'].get('duration_s')} s)"
         if event.get("incomplete"):
             line += " INCOMPLETE"
         self._say("event", device, line + mark, payload=event)

@@ -85,10 +85,12 @@ def test_waving_trees_through_the_whole_agent(mosquitto, tmp_path):
     assert 242 <= start["frame"] <= 257 + 15  # raised while the person is in view
     assert end["reason"] == "motion stopped"
     assert start["seq"] < end["seq"]
-    # the start went out before any media of its event
-    first_media = next(i for i, line in enumerate(arrivals) if "clip.mp4" in line or "snapshot.jpg" in line)
-    first_start = next(i for i, line in enumerate(arrivals) if "start" in line and start["event_id"][:8] in line)
-    assert first_start < first_media
+    # the snapshot went out before the start that names it (an alarm never lacks its image), the clip after it
+    media_at = lambda name: next(i for i, line in enumerate(arrivals)
+                                 if f"MEDIA {start['event_id']}/{name} " in line)
+    first_start = next(i for i, line in enumerate(arrivals) if f"EVENT start {start['event_id']}" in line)
+    assert media_at("snapshot.jpg") < first_start < media_at("clip.mp4")
+    assert start["snapshot"]["sha256"] == monitor.media[(start["event_id"], "snapshot.jpg")].sha256
 
     clip = monitor.media[(start["event_id"], "clip.mp4")]
     snapshot = monitor.media[(start["event_id"], "snapshot.jpg")]
@@ -151,6 +153,14 @@ def test_broker_down_then_up_with_agent_restart_delivers_everything_in_order(mos
     monitor.stop()
 
 
+def whole_fragment_on_disk(data_dir: Path) -> bool:
+    """A clip is being written and holds at least one whole fragment (moof + mdat) of video."""
+    from agent.storage.fragments import top_level_boxes
+
+    parts = list((data_dir / "media").rglob("clip.mp4.part"))
+    return bool(parts) and "mdat" in [kind for kind, _, _ in top_level_boxes(parts[0])]
+
+
 @pytest.mark.broker
 @pytest.mark.slow
 def test_sigkill_while_writing_a_clip_leaves_a_consistent_outbox(mosquitto, tmp_path):
@@ -163,9 +173,9 @@ def test_sigkill_while_writing_a_clip_leaves_a_consistent_outbox(mosquitto, tmp_
     started = lambda m: any(e["kind"] == "intrusion" for e in m.events)
     assert monitor.wait_for(started, timeout=30), monitor.events
     deadline = time.monotonic() + 10  # waiting on a real process's file, not timing logic
-    while not list((data_dir / "media").rglob("clip.mp4.part")) and time.monotonic() < deadline:
+    while not whole_fragment_on_disk(data_dir) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert list((data_dir / "media").rglob("clip.mp4.part")), [(e["kind"], e.get("message")) for e in monitor.events]
+    assert whole_fragment_on_disk(data_dir), [(e["kind"], e.get("message")) for e in monitor.events]
     os.kill(agent.pid, signal.SIGKILL)
     agent.wait(timeout=10)
     assert monitor.wait_for(lambda m: m.statuses.get(DEVICE, {}).get("state") == "offline", timeout=60)
@@ -176,16 +186,19 @@ def test_sigkill_while_writing_a_clip_leaves_a_consistent_outbox(mosquitto, tmp_
     again = pid_agent("run", "--config", quiet)
     out, err = again.communicate(timeout=60)
     assert again.returncode == 0, err
-    assert "removed half-written file" in err and "incomplete" in err
+    assert "was being recorded when the agent stopped" in err and "incomplete" in err
 
     assert monitor.wait_for(lambda m: len(m.events) >= 2, timeout=30)
     start, end = monitor.events
     assert start["event_id"] == end["event_id"] and end["phase"] == "end"
-    assert end["incomplete"] is True and end["clip"] is None
+    # the clip is kept up to its last whole fragment, and said to be partial
+    assert end["incomplete"] is True and end["clip"]["partial"] is True and end["clip"]["name"] == "clip.partial.mp4"
+    assert end["clip"]["duration_s"] > 0 and end["snapshot"] == start["snapshot"] is not None
     assert end["seq"] > start["seq"]
     assert (start["event_id"], "clip.mp4") not in monitor.media  # nothing half-written announced as complete
-    assert monitor.wait_for(lambda m: (start["event_id"], "snapshot.jpg") in m.media, timeout=30), err
-    assert monitor.media[(start["event_id"], "snapshot.jpg")].verified
+    for name in ("snapshot.jpg", "clip.partial.mp4"):
+        assert monitor.wait_for(lambda m, name=name: (start["event_id"], name) in m.media, timeout=30), err
+        assert monitor.media[(start["event_id"], name)].verified
     assert not list((data_dir / "media").rglob("*.part"))
     outbox = Outbox(data_dir, 1 << 30, SystemClock())
     try:
@@ -217,7 +230,8 @@ def test_a_clip_finished_just_before_a_kill_is_sent_with_the_incomplete_end(tmp_
     summary = Agent(config, ReplayCamera(str(quiet), clock=clock), clock, upload=False).run()
     (end,) = [e for e in summary.events_published if e["kind"] == "intrusion"]
     assert end["event_id"] == "ev-killed" and end["incomplete"] is True
-    assert end["clip"] == {"name": "clip.mp4", "bytes": finished.size, "sha256": finished.sha256}
+    assert end["clip"] == {"name": "clip.mp4", "bytes": finished.size, "sha256": finished.sha256,
+                           "partial": False, "duration_s": 2.0}  # 20 frames at 10 fps
     outbox = Outbox(data_dir, 1 << 30, SystemClock())
     try:
         assert outbox.is_queued(finished.path) and outbox.open_alarms() == []

@@ -41,10 +41,11 @@ class Notary:
     def record(self, kind: str, data: dict) -> None:
         self.audit.append(kind, data)
 
-    def manifest(self, event_id: str, media: MediaFile) -> MediaFile:
-        """Write the signed manifest of a finished media file; returns it as a media file to queue beside it."""
+    def manifest(self, event_id: str, media: MediaFile, facts: dict | None = None) -> MediaFile:
+        """Write the signed manifest of a finished media file; returns it as a media file to queue beside it.
+        facts: more for the manifest to vouch for (a partial clip's `partial` and `duration_s`)."""
         path = write_manifest(media.path, sha256=media.sha256, size=media.size, content_type=media.content_type,
                               facts={**self.identity.model_dump(), "event_id": event_id,
                                      "created": iso_utc(self.clock.wall()), "software_version": __version__,
-                                     "config_sha256": self.config_hash}, key=self.key)
+                                     "config_sha256": self.config_hash, **(facts or {})}, key=self.key)
         return MediaFile(path.name, path, path.stat().st_size, file_sha256(path), CONTENT_TYPE)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from agent.config import RecorderSettings
-from agent.storage.media import MediaFile, finalize
+from agent.storage.media import MediaFile, finalize, fsync_dir
 from common.errors import ConfigError, StorageError
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,14 @@ PTS_PER_SECOND = 1000
 #: raw frames waiting for the encoder thread, in bytes of yuv420p (12 frames = 1.2 s at 1280x720 10 fps): what
 #: a clip may fall behind before its frames are dropped (and counted), never detection's
 CLIP_QUEUE_BYTES = 16 * 1024 * 1024
+#: a clip is a fragmented MP4 (a header, then one moof+mdat per fragment), so a kill or power cut leaves a file that
+#: plays up to its last whole fragment; fragments of at most FRAGMENT_S (and one at each keyframe, at least once a
+#: second) keep what a kill loses under a second, and each is flushed and fsynced as it is written
+FRAGMENT_S = 0.5
+KEYFRAME_S = 1.0
+MUXER_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof",
+                 "frag_duration": str(int(FRAGMENT_S * 1_000_000)),  # microseconds
+                 "flush_packets": "1"}  # each fragment reaches the file when written, not when a buffer fills
 
 
 def to_yuv420(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -40,6 +48,12 @@ def encoder_options(settings: RecorderSettings) -> dict[str, str]:
     if settings.codec != "libx264":
         return {}
     return {"crf": str(settings.crf), "preset": settings.preset, "tune": "zerolatency"}
+
+
+def keyframe_options(fps: float) -> dict[str, str]:
+    """A keyframe every KEYFRAME_S at the clip's rate, and only then: x264's scene-cut keyframes (frequent on a
+    noisy night image once keyframes are this close) would cost bits and add nothing a fragment needs."""
+    return {"g": str(max(1, int(fps * KEYFRAME_S))), "sc_threshold": "0"}
 
 
 def check_encoder(settings: RecorderSettings) -> None:
@@ -59,7 +73,8 @@ def check_encoder(settings: RecorderSettings) -> None:
 
 
 class ClipWriter:
-    """Encodes frames into an H.264 MP4 with PyAV; pts come from frame time, so gaps and jitter are kept honest."""
+    """Encodes frames into a fragmented H.264 MP4 with PyAV; pts come from frame time, so gaps and jitter are kept
+    honest. The file is fsynced each time a fragment lands in it (see MUXER_OPTIONS), never per frame."""
 
     def __init__(self, final_path: Path, settings: RecorderSettings, fps: float, width: int, height: int) -> None:
         import av
@@ -69,15 +84,17 @@ class ClipWriter:
         self._size = (width - width % 2, height - height % 2)
         self._first_ts: float | None = None
         self._last_pts = -1
+        self._synced_bytes = 0
+        self._sync_fd: int | None = None  # the .part file, opened once it exists, to fsync what the muxer wrote
         try:
-            self._container = av.open(str(self.part_path), mode="w", format="mp4")
+            self._container = av.open(str(self.part_path), mode="w", format="mp4", container_options=MUXER_OPTIONS)
             self._stream = self._container.add_stream(settings.codec, rate=Fraction(round(fps * 1000), 1000))
         except (av.error.FFmpegError, ValueError) as exc:
             raise StorageError(f"cannot start clip {self.part_path} with codec {settings.codec}: {exc}") from None
         self._stream.width, self._stream.height = self._size
         self._stream.pix_fmt = "yuv420p"
         self._stream.codec_context.time_base = Fraction(1, PTS_PER_SECOND)
-        self._stream.options = encoder_options(settings)
+        self._stream.options = {**encoder_options(settings), **keyframe_options(fps)}
 
     @property
     def size(self) -> tuple[int, int]:
@@ -110,6 +127,22 @@ class ClipWriter:
         self._last_pts = pts
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
+        self._sync_new_fragment()
+
+    def _sync_new_fragment(self) -> None:
+        """fsync the file when the muxer has written to it since the last sync (a fragment, or the header)."""
+        if self._sync_fd is None:
+            self._sync_fd = os.open(self.part_path, os.O_RDONLY)
+            fsync_dir(self.part_path.parent)  # the .part file's name survives a power cut too
+        size = os.fstat(self._sync_fd).st_size
+        if size != self._synced_bytes:
+            os.fsync(self._sync_fd)
+            self._synced_bytes = size
+
+    def _close_sync_fd(self) -> None:
+        if self._sync_fd is not None:
+            os.close(self._sync_fd)
+            self._sync_fd = None
 
     def close(self) -> MediaFile:
         import av
@@ -118,6 +151,7 @@ class ClipWriter:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
             self._container.close()
+            self._close_sync_fd()
             return finalize(self.part_path, self.final_path, "video/mp4")
         except (av.error.FFmpegError, OSError) as exc:
             raise StorageError(f"cannot finish clip {self.part_path}: {exc}") from None
@@ -130,6 +164,7 @@ class ClipWriter:
             self._container.close()
         except (av.error.FFmpegError, OSError) as exc:
             log.warning("closing abandoned clip %s: %s", self.part_path, exc)
+        self._close_sync_fd()
         self.part_path.unlink(missing_ok=True)
 
 

@@ -35,12 +35,22 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def fsync_dir(folder: Path) -> None:
+    """Make a file's creation or rename in `folder` durable (a power cut otherwise may forget the name)."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def finalize(part: Path, final: Path, content_type: str) -> MediaFile:
-    """fsync a finished .part file, rename it into place and fingerprint it."""
+    """fsync a finished .part file, rename it into place (durably) and fingerprint it."""
     try:
         with part.open("rb") as stream:
             os.fsync(stream.fileno())
         os.replace(part, final)
+        fsync_dir(final.parent)
         return MediaFile(final.name, final, final.stat().st_size, file_sha256(final), content_type)
     except OSError as exc:
         raise StorageError(f"cannot finish {final}: {exc.strerror or exc}") from None

@@ -37,6 +37,15 @@ class MediaRef(Message):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class ClipRef(MediaRef):
+    """An alarm's clip. partial: the agent stopped abruptly while recording it, and the restart kept what was
+    written up to the last whole fragment (file `clip.partial.mp4`); duration_s is the video it holds, read from
+    the file (None when that cannot be told, as for a raw H.264 clip)."""
+
+    partial: bool = False
+    duration_s: float | None = Field(None, ge=0)
+
+
 # --- events (`<root>/event`): one envelope, a body per kind --------------------------------------------------
 
 class Event(Identity):
@@ -69,6 +78,9 @@ class AlarmStart(Event):
     sectors: list[str] | None = None
 
     walk_test: bool | None = None  # raised during the installer's walk test: not sent to the ARC
+    # the snapshot, written and queued before this start was published; None: there is none (it could not be
+    # written), the storage fault that follows says why
+    snapshot: MediaRef | None = None
 
     # a unit without a panorama sends no bearing keys at all, rather than nulls
     OPTIONAL: ClassVar[tuple[str, ...]] = (*Event.OPTIONAL, "bearings_deg", "sectors", "walk_test")
@@ -100,7 +112,7 @@ class AlarmEnd(Event):
     boxes: list[list[int]] = []
     reason: str
     duration_s: float | None  # None when the agent stopped abruptly and the alarm's length is unknown
-    clip: MediaRef | None
+    clip: ClipRef | None
     snapshot: MediaRef | None
     confirmed_by: list[str]
     incomplete: bool = False
@@ -359,7 +371,7 @@ def envelope(identity: Identity, seq: int, event_id: str, wall_ts: float, frame:
 
 def alarm_end(identity: Identity, seq: int, event_id: str, wall_ts: float, *, frame: int | None,
               started_frame: int | None, score: float, reason: str, duration_s: float | None,
-              clip: MediaRef | None, snapshot: MediaRef | None, confirmed_by: list[str],
+              clip: ClipRef | None, snapshot: MediaRef | None, confirmed_by: list[str],
               incomplete: bool = False, walk_test: bool = False, out_of_term: bool = False) -> AlarmEnd:
     """The one builder of an alarm's end: a normal end, and the honest end of an alarm that was open when the
     agent stopped abruptly (incomplete=True: no frame, no duration, the clip only if it had been finished)."""
@@ -371,9 +383,14 @@ def alarm_end(identity: Identity, seq: int, event_id: str, wall_ts: float, *, fr
 
 
 def incomplete_end(identity: Identity, seq: int, start: AlarmStart, wall_ts: float,
-                   clip: MediaRef | None) -> AlarmEnd:
-    reason = ("agent stopped abruptly; the clip was finished and is sent" if clip else
-              "agent stopped abruptly; clip incomplete and discarded")
+                   clip: ClipRef | None) -> AlarmEnd:
+    """The end of an alarm left open by an abrupt stop: its snapshot is the one its start named."""
+    if clip is None:
+        reason = "agent stopped abruptly; no clip was kept (not one whole fragment written, or it could not be stored)"
+    elif clip.partial:
+        reason = f"agent stopped abruptly; the clip is partial ({clip.duration_s} s, up to its last whole fragment)"
+    else:
+        reason = "agent stopped abruptly; the clip was finished and is sent"
     return alarm_end(identity, seq, start.event_id, wall_ts, frame=None, started_frame=start.frame,
-                     score=start.score, reason=reason, duration_s=None, clip=clip, snapshot=None,
+                     score=start.score, reason=reason, duration_s=None, clip=clip, snapshot=start.snapshot,
                      confirmed_by=start.confirmed_by, incomplete=True, walk_test=bool(start.walk_test))

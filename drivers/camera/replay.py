@@ -90,7 +90,9 @@ class ReplayCamera(Camera):
             raise SourceError(f"cannot open video {path}: {exc}") from None
         if stream.average_rate:
             self.fps = float(stream.average_rate)
-        self.frame_count = stream.frames or None
+        # a fragmented MP4 (the agent's own clips) has no frame count in its header: told from its duration then
+        duration_s = float(stream.duration * stream.time_base) if stream.duration else None
+        self.frame_count = stream.frames or (round(duration_s * self.fps) if duration_s else None)
 
     def frames(self) -> Iterator[Frame]:
         decoded = self._image_frames(self._images) if self._images is not None else self._video_frames()
