@@ -48,7 +48,8 @@ def test_a_full_queue_drops_clip_frames_and_counts_them(tmp_path, caplog):
 
 
 def test_an_unhurried_clip_drops_nothing(tmp_path):
-    sink = SoftwareClipSink(RecorderSettings(pre_roll_s=0.5, preset="ultrafast"))
+    # room in the queue for all 10 frames offered at once (1.3 MiB each)
+    sink = SoftwareClipSink(RecorderSettings(pre_roll_s=0.5, preset="ultrafast", clip_queue_bytes=16 * 1024 * 1024))
     frames = textured_frames(16)
     for _ in range(6):
         sink.push(next(frames))

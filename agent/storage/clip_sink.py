@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from agent.config import RecorderSettings
-from agent.storage.encoding import CLIP_QUEUE_BYTES, ClipWriter, EncoderThread, check_encoder, decode_jpegs
+from agent.storage.encoding import ClipWriter, EncoderThread, check_encoder, decode_jpegs
 from agent.storage.media import CLIP_CONTENT_TYPES, MediaFile, finalize
 from common.errors import StorageError
 from drivers.camera.base import Camera, Frame, HardwareClips
@@ -29,6 +29,9 @@ CLIP_NAME = "clip.mp4"
 class ClipSink(abc.ABC):
     """Sees every frame the recorder is given; start() opens a clip that begins with the pre-roll, finish()
     closes it into a fingerprinted MediaFile, abandon() drops it (no .part file is left)."""
+
+    #: frames of the current (or last) clip left out because the encoder was behind; None: not counted here
+    dropped_frames: int | None = None
 
     @property
     @abc.abstractmethod
@@ -62,13 +65,17 @@ class ClipSink(abc.ABC):
 
 
 class PreRollBuffer:
-    """The last `seconds` of frames as JPEG bytes, so memory stays bounded whatever the resolution."""
+    """The last `seconds` of frames as JPEG bytes, and never more than `max_bytes` of them (the oldest go
+    first), so memory stays bounded whatever the resolution and however busy the scene."""
 
-    def __init__(self, seconds: float, jpeg_quality: int) -> None:
+    def __init__(self, seconds: float, jpeg_quality: int, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.seconds = seconds
+        self.max_bytes = max_bytes
         self._params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
         self._frames: collections.deque[tuple[float, bytes]] = collections.deque()
         self.bytes = 0
+        #: frames dropped from the ring's old end by the byte cap (the pre-roll is then shorter than `seconds`)
+        self.capped = 0
 
     def push(self, ts: float, image: np.ndarray) -> None:
         if self.seconds <= 0:
@@ -81,6 +88,12 @@ class PreRollBuffer:
         self.bytes += len(data)
         while self._frames and self._frames[0][0] < ts - self.seconds:
             self.bytes -= len(self._frames.popleft()[1])
+        while len(self._frames) > 1 and self.bytes > self.max_bytes:
+            self.bytes -= len(self._frames.popleft()[1])
+            if not self.capped:
+                log.warning("pre-roll ring full at %d bytes (recorder.pre_roll_max_bytes): it holds %.1f s, "
+                            "not %.1f s", self.max_bytes, ts - self._frames[0][0], self.seconds)
+            self.capped += 1
 
     def drain(self) -> Iterator[tuple[float, np.ndarray]]:
         """Hand over every buffered frame, oldest first, decoding one at a time so only one raw frame is alive."""
@@ -101,12 +114,12 @@ class SoftwareClipSink(ClipSink):
     way to record the pixels the agent has masked. Encoding (the pre-roll's too) runs in an EncoderThread, so
     an alarm's start costs the frame loop no more than opening a file."""
 
-    def __init__(self, settings: RecorderSettings, queue_bytes: int = CLIP_QUEUE_BYTES,
+    def __init__(self, settings: RecorderSettings, queue_bytes: int | None = None,
                  wait_when_full: bool = False) -> None:
         self.settings = settings
-        self.queue_bytes = queue_bytes
+        self.queue_bytes = settings.clip_queue_bytes if queue_bytes is None else queue_bytes
         self.wait_when_full = wait_when_full  # a recording (not live) never drops clip frames: it waits
-        self.pre_roll = PreRollBuffer(settings.pre_roll_s, settings.buffer_jpeg_quality)
+        self.pre_roll = PreRollBuffer(settings.pre_roll_s, settings.buffer_jpeg_quality, settings.pre_roll_max_bytes)
         self._encoder: EncoderThread | None = None
         #: frames of the current (or last) clip dropped because the encoder was behind
         self.dropped_frames = 0
