@@ -1,19 +1,23 @@
 """The clip encoder's speed, threads and quality come from [recorder] (issue 12), and reach x264 itself: x264
 writes the options it ran with into the stream (an SEI), which these tests read back from the MP4. The pre-roll
-ring is bounded in bytes as well as seconds."""
+ring is bounded in bytes as well as seconds; a run sets OpenCV's thread count itself."""
 
 from __future__ import annotations
 
 import logging
 import re
 
+import cv2
 import numpy as np
 import pytest
 
 from agent.config import RecorderSettings, parse_config
+from agent.pipeline import OPENCV_THREADS, Agent
 from agent.storage.clip_sink import PreRollBuffer, SoftwareClipSink
+from common.clock import ManualClock
 from common.errors import ConfigError
 from drivers.camera.base import Frame
+from drivers.camera.synthetic import SyntheticCamera
 
 SIZE = (320, 240)
 
@@ -74,3 +78,12 @@ def test_the_pre_roll_ring_never_holds_more_than_its_bytes(caplog):
 
 def test_the_clip_queue_comes_from_the_config():
     assert SoftwareClipSink(RecorderSettings(clip_queue_bytes=3 * 1024 * 1024)).queue_bytes == 3 * 1024 * 1024
+
+
+def test_a_run_sets_opencvs_threads_deliberately(tmp_path):
+    cv2.setNumThreads(4)
+    config = parse_config({"data_dir": str(tmp_path / "data")})
+    clock = ManualClock()
+    camera = SyntheticCamera(clock=clock, width=160, height=120, fps=10.0, duration_s=0.5)
+    Agent(config, camera, clock, upload=False).run()
+    assert cv2.getNumThreads() == OPENCV_THREADS == 1
