@@ -52,9 +52,9 @@ def test_preset_threads_and_crf_reach_x264(tmp_path):
     assert (slower["threads"], slower["crf"], slower["cabac"]) == ("2", "20.0", "1")
 
 
-def test_the_default_encoder_is_one_thread_at_superfast(tmp_path):
+def test_the_default_encoder_is_one_thread_at_ultrafast(tmp_path):
     used = x264_options(RecorderSettings(pre_roll_s=1.0), tmp_path)
-    assert (used["threads"], used["cabac"], used["subme"]) == ("1", "1", "1")   # superfast: CABAC, subme 1
+    assert (used["threads"], used["cabac"], used["subme"]) == ("1", "0", "0")   # ultrafast: no CABAC, subme 0
 
 
 @pytest.mark.parametrize(("key", "value"), [("preset", "fastest"), ("threads", -1), ("crf", 60),
