@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import collections
 import logging
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -80,10 +81,7 @@ class PreRollBuffer:
     def push(self, ts: float, image: np.ndarray) -> None:
         if self.seconds <= 0:
             return
-        ok, encoded = cv2.imencode(".jpg", image, self._params)
-        if not ok:
-            raise StorageError("JPEG encoding of a pre-roll frame failed")
-        data = encoded.tobytes()
+        data = self.encode(image)
         self._frames.append((ts, data))
         self.bytes += len(data)
         while self._frames and self._frames[0][0] < ts - self.seconds:
@@ -94,6 +92,12 @@ class PreRollBuffer:
                 log.warning("pre-roll ring full at %d bytes (recorder.pre_roll_max_bytes): it holds %.1f s, "
                             "not %.1f s", self.max_bytes, ts - self._frames[0][0], self.seconds)
             self.capped += 1
+
+    def encode(self, image: np.ndarray) -> bytes:
+        ok, encoded = cv2.imencode(".jpg", image, self._params)
+        if not ok:
+            raise StorageError("JPEG encoding of a pre-roll frame failed")
+        return encoded.tobytes()
 
     def drain(self) -> Iterator[tuple[float, np.ndarray]]:
         """Hand over every buffered frame, oldest first, decoding one at a time so only one raw frame is alive."""
@@ -107,6 +111,62 @@ class PreRollBuffer:
 
     def __len__(self) -> int:
         return len(self._frames)
+
+
+class CatchUp:
+    """The pre-roll as the encoder thread reads it, and every frame pushed while it is still reading: at an
+    alarm's start the encoder has seconds of pre-roll to encode, and the frames arriving meanwhile wait here as
+    JPEG (~90 kB at 720p) rather than raw in its queue (1.3 MiB each). Once the encoder finds this empty, it is
+    caught up, and later frames go to its queue raw (no JPEG round trip). At most `max_bytes` wait: beyond, a
+    frame is dropped from the clip and counted, or (wait=True, a recording) the pusher waits for room."""
+
+    def __init__(self, pre_roll: PreRollBuffer, max_bytes: int, wait: bool) -> None:
+        self._frames = pre_roll.take()
+        self._encode = pre_roll.encode
+        self._bytes = sum(len(data) for _, data in self._frames)
+        self.max_bytes = max(max_bytes, self._bytes)
+        self.wait = wait
+        self.done = False
+        self.dropped = 0
+        self._lock = threading.Condition()
+
+    def offer(self, ts: float, image) -> bool:
+        """Queue a frame here while the encoder is behind; False once it has caught up (use its queue)."""
+        if self.done:
+            return False    # checked again under the lock; this only spares a caught-up clip the JPEG encode
+        data = self._encode(image)
+        with self._lock:
+            while not self.done and self._bytes + len(data) > self.max_bytes:
+                if not self.wait:
+                    self.dropped += 1
+                    return True
+                self._lock.wait(0.5)
+            if self.done:
+                return False
+            self._frames.append((ts, data))
+            self._bytes += len(data)
+            return True
+
+    def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
+        """Run by the encoder thread: decode one frame at a time, oldest first, until none is waiting. Also done
+        when the encoder leaves off early (failure, abandon): the generator is closed, and no pusher waits on."""
+        try:
+            while True:
+                with self._lock:
+                    if not self._frames:
+                        return
+                    ts, data = self._frames.popleft()
+                    self._bytes -= len(data)
+                    self._lock.notify_all()
+                yield ts, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """The clip ends before the encoder caught up: nothing more waits here."""
+        with self._lock:
+            self.done = True
+            self._lock.notify_all()
 
 
 class SoftwareClipSink(ClipSink):
@@ -137,8 +197,9 @@ class SoftwareClipSink(ClipSink):
 
     def push(self, frame: Frame) -> None:
         if self._encoder is not None:
-            self._encoder.offer(frame.ts, frame.image)
-            self.dropped_frames = self._encoder.dropped
+            if not self._catch_up.offer(frame.ts, frame.image):
+                self._encoder.offer(frame.ts, frame.image)
+            self.dropped_frames = self._encoder.dropped + self._catch_up.dropped
         else:
             self.pre_roll.push(frame.ts, frame.image)
 
@@ -146,20 +207,23 @@ class SoftwareClipSink(ClipSink):
         height, width = frame.image.shape[:2]
         writer = ClipWriter(folder / CLIP_NAME, self.settings, fps, width, height)
         self.dropped_frames = 0
-        self._encoder = EncoderThread(writer, decode_jpegs(self.pre_roll.take()), self.queue_bytes,
-                                      self.wait_when_full)
-        self._encoder.offer(frame.ts, frame.image)
+        # the frames that arrive while the pre-roll is encoded wait as JPEG, in as many bytes as the ring may hold
+        self._catch_up = CatchUp(self.pre_roll, self.settings.pre_roll_max_bytes, self.wait_when_full)
+        self._encoder = EncoderThread(writer, self._catch_up, self.queue_bytes, self.wait_when_full)
+        self.push(frame)
 
     def finish(self) -> MediaFile:
         encoder, self._encoder = self._encoder, None
-        self.dropped_frames = encoder.dropped
-        if encoder.dropped:
+        self._catch_up.stop()
+        self.dropped_frames = encoder.dropped + self._catch_up.dropped
+        if self.dropped_frames:
             log.warning("clip %s: %d frames dropped, the encoder could not keep up", encoder.writer.final_path,
-                        encoder.dropped)
+                        self.dropped_frames)
         return encoder.close()
 
     def abandon(self) -> None:
         if self._encoder is not None:
+            self._catch_up.stop()
             self._encoder.abandon()
             self._encoder = None
 
