@@ -44,5 +44,7 @@ def format_figures(record: dict) -> str:
     if figures is None:
         return record["note"] or "skipped"
     if figures["reps"] == 1:
-        return f"{figures['median']:.1f} {record['unit']}"
-    return f"{figures['min']:.1f} / {figures['median']:.1f} / {figures['max']:.1f} {record['unit']}"
+        text = f"{figures['median']:.1f} {record['unit']}"
+    else:
+        text = f"{figures['min']:.1f} / {figures['median']:.1f} / {figures['max']:.1f} {record['unit']}"
+    return f"{text} ({record['note']})" if record["note"] else text
