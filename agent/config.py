@@ -98,9 +98,9 @@ class RecorderSettings(Section):
                     "logged). 1280x720 at 10 fps, quality 85 costs about 1 MiB per second.")
     clip_queue_bytes: int = Field(
         6 * 1024 * 1024, ge=2 * 1024 * 1024, le=256 * 1024 * 1024,
-        description="Raw (yuv420p) frames waiting for the clip's encoder once it has caught up with the pre-roll "
-                    "(until then they wait as JPEG, within pre_roll_max_bytes), 1.3 MiB each at 1280x720; beyond "
-                    "it, frames are dropped from the clip (and counted), never from detection.")
+        description="Frames waiting for the clip's encoder: as JPEG while it encodes the pre-roll (~90 kB each at "
+                    "1280x720), then raw yuv420p (1.3 MiB each); beyond it, frames are dropped from the clip (and "
+                    "counted), never from detection.")
     buffer_jpeg_quality: int = Field(85, ge=30, le=100, description="JPEG quality of frames held in the pre-roll ring.")
     snapshot_jpeg_quality: int = Field(90, ge=30, le=100, description="JPEG quality of the alarm snapshot.")
 

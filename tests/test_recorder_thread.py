@@ -111,21 +111,23 @@ def test_the_agent_chooses_waiting_for_recordings_and_dropping_for_live_cameras(
 
 def test_frames_arriving_while_the_pre_roll_is_encoded_wait_as_jpeg_not_dropped(tmp_path):
     """At an alarm's start the encoder has the whole pre-roll to encode; the frames pushed meanwhile wait as JPEG
-    (within pre_roll_max_bytes), so a raw queue of a few frames loses none of them."""
+    (as many bytes as the queue), so a queue of a few raw frames loses none of them."""
     size = (640, 360)
     rng = np.random.default_rng(4)
+    ramp = np.linspace(40, 200, size[0], dtype=np.float32)[None, :, None]
 
     def frame(index: int) -> Frame:
-        image = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        # a smooth yard with sensor noise and a moving block: ~30 kB as JPEG, 338 kB as yuv420p
+        image = np.clip(ramp + rng.normal(0, 2, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+        image[100:200, 10 * index % 500:10 * index % 500 + 80] = 30
         return Frame(ts=index / 10, index=index, image=image, luma=image[::4, ::4, 0].copy())
 
-    settings = RecorderSettings(pre_roll_s=3.0, preset="slower", crf=10, clip_queue_bytes=2 * 1024 * 1024,
-                                pre_roll_max_bytes=64 * 1024 * 1024)
+    settings = RecorderSettings(pre_roll_s=3.0, preset="slower", crf=10, clip_queue_bytes=2 * 1024 * 1024)
     sink = SoftwareClipSink(settings)
     for index in range(30):
-        sink.push(frame(index))        # 3 s of noisy pre-roll: seconds of work for x264 'slower'
+        sink.push(frame(index))        # 3 s of pre-roll: a second or more of work for x264 'slower'
     sink.start(tmp_path, frame(30), fps=10.0)
-    for index in range(31, 60):        # 29 more at once: six times what the 2 MiB raw queue holds
+    for index in range(31, 60):        # 29 more at once: 9.6 MiB raw, five times what the 2 MiB queue holds
         sink.push(frame(index))
     clip = sink.finish()
     assert (sink.dropped_frames, decoded_count(clip.path)) == (0, 60)

@@ -117,14 +117,16 @@ class CatchUp:
     """The pre-roll as the encoder thread reads it, and every frame pushed while it is still reading: at an
     alarm's start the encoder has seconds of pre-roll to encode, and the frames arriving meanwhile wait here as
     JPEG (~90 kB at 720p) rather than raw in its queue (1.3 MiB each). Once the encoder finds this empty, it is
-    caught up, and later frames go to its queue raw (no JPEG round trip). At most `max_bytes` wait: beyond, a
-    frame is dropped from the clip and counted, or (wait=True, a recording) the pusher waits for room."""
+    caught up, and later frames go to its queue raw (no JPEG round trip). Beyond the pre-roll, at most
+    `extra_bytes` wait (the clip queue's size, ~65 frames of 720p as JPEG), so the clip's finish(), which waits
+    for every waiting frame, stays bounded: beyond it a frame is dropped from the clip and counted, or
+    (wait=True, a recording) the pusher waits for room."""
 
-    def __init__(self, pre_roll: PreRollBuffer, max_bytes: int, wait: bool) -> None:
+    def __init__(self, pre_roll: PreRollBuffer, extra_bytes: int, wait: bool) -> None:
         self._frames = pre_roll.take()
         self._encode = pre_roll.encode
         self._bytes = sum(len(data) for _, data in self._frames)
-        self.max_bytes = max(max_bytes, self._bytes)
+        self.max_bytes = self._bytes + extra_bytes
         self.wait = wait
         self.done = False
         self.dropped = 0
@@ -207,8 +209,8 @@ class SoftwareClipSink(ClipSink):
         height, width = frame.image.shape[:2]
         writer = ClipWriter(folder / CLIP_NAME, self.settings, fps, width, height)
         self.dropped_frames = 0
-        # the frames that arrive while the pre-roll is encoded wait as JPEG, in as many bytes as the ring may hold
-        self._catch_up = CatchUp(self.pre_roll, self.settings.pre_roll_max_bytes, self.wait_when_full)
+        # the frames that arrive while the pre-roll is encoded wait as JPEG, in as many bytes as the raw queue
+        self._catch_up = CatchUp(self.pre_roll, self.queue_bytes, self.wait_when_full)
         self._encoder = EncoderThread(writer, self._catch_up, self.queue_bytes, self.wait_when_full)
         self.push(frame)
 
