@@ -46,15 +46,20 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> int:
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as work:
         rows_file = Path(work) / "rows.jsonl"
         rows_file.touch()
         failed = run_scripts(rows_file)
         rows = [json.loads(line) for line in rows_file.read_text().splitlines() if line.strip()]
-    print("\n" + table(rows) + "\n" + PI_ASSUMPTION + "; figures from a machine shared with other jobs are noisy")
+    # the machine's load says how far to trust the CPU and real-time rows: on a shared machine they are noisy
+    load = {"before": load_before, "after": os.getloadavg()[0], "cores": os.cpu_count()}
+    print("\n" + table(rows) + "\n" + PI_ASSUMPTION)
+    print(f"load average {load['before']:.1f} before, {load['after']:.1f} after, on {load['cores']} cores: "
+          "CPU and real-time rows taken under load are noisy")
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(json.dumps({"rows": rows, "pi_assumption": PI_ASSUMPTION, "failed_scripts": failed},
-                                 indent=2) + "\n")
+    OUTPUT.write_text(json.dumps({"rows": rows, "pi_assumption": PI_ASSUMPTION, "load_average": load,
+                                  "failed_scripts": failed}, indent=2) + "\n")
     print(f"\nwritten to {OUTPUT}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
