@@ -11,7 +11,7 @@ import av
 import numpy as np
 
 from agent.config import RecorderSettings
-from agent.storage.clip_sink import SoftwareClipSink
+from agent.storage.clip_sink import CatchUp, PreRollBuffer, SoftwareClipSink
 from drivers.camera.base import Frame
 
 SIZE = (1280, 720)
@@ -131,3 +131,27 @@ def test_frames_arriving_while_the_pre_roll_is_encoded_wait_as_jpeg_not_dropped(
         sink.push(frame(index))
     clip = sink.finish()
     assert (sink.dropped_frames, decoded_count(clip.path)) == (0, 60)
+
+
+def test_catch_up_hands_over_pre_roll_and_late_frames_in_order_then_sends_frames_raw():
+    ring = PreRollBuffer(seconds=5.0, jpeg_quality=85)
+    frames = textured_frames(5)
+    for _ in range(2):
+        frame = next(frames)
+        ring.push(frame.ts, frame.image)
+    catch_up = CatchUp(ring, extra_bytes=64 * 1024 * 1024, wait=False)
+    assert len(ring) == 0, "the ring starts empty again"
+    late = next(frames)
+    assert catch_up.offer(late.ts, late.image), "the encoder is still on the pre-roll: the frame waits as JPEG"
+    handed = [ts for ts, image in catch_up]
+    assert handed == [0.0, 0.1, 0.2] and catch_up.done
+    after = next(frames)
+    assert not catch_up.offer(after.ts, after.image), "caught up: later frames go to the encoder's queue raw"
+
+
+def test_catch_up_drops_and_counts_beyond_its_bytes_when_live():
+    ring = PreRollBuffer(seconds=5.0, jpeg_quality=85)
+    catch_up = CatchUp(ring, extra_bytes=1, wait=False)
+    frame = next(textured_frames(1))
+    assert catch_up.offer(frame.ts, frame.image) and catch_up.dropped == 1
+    assert [ts for ts, _ in catch_up] == []

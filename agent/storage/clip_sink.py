@@ -156,6 +156,8 @@ class CatchUp:
             while True:
                 with self._lock:
                     if not self._frames:
+                        self.done = True    # under the same lock as the check: no frame can slip in between
+                        self._lock.notify_all()
                         return
                     ts, data = self._frames.popleft()
                     self._bytes -= len(data)
