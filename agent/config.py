@@ -77,12 +77,30 @@ class EventSettings(Section):
         return self
 
 
+#: x264's speed presets, fastest first
+X264Preset = Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"]
+
+
 class RecorderSettings(Section):
     pre_roll_s: float = Field(5.0, ge=0, le=60, description="Seconds of video kept before the alarm is raised.")
     post_roll_s: float = Field(10.0, ge=0, le=120, description="Seconds recorded after the alarm's motion ends.")
     codec: str = Field("libx264", description="PyAV encoder; 'h264_v4l2m2m' uses a Pi 4's hardware encoder.")
     crf: int = Field(26, ge=0, le=51, description="x264 constant rate factor (lower = better quality, larger file).")
-    preset: str = Field("veryfast", description="x264 speed preset.")
+    preset: X264Preset = Field(
+        "ultrafast", description="x264 speed preset. 'ultrafast' keeps 1280x720 at 10 fps under 40 % of a Pi 4 "
+                                 "core even on a noisy night scene (cost per preset: README, Performance).")
+    threads: int = Field(
+        1, ge=0, le=16, description="x264 threads; 1 keeps the clip on one core beside the frame loop and costs "
+                                    "the least memory; 0 lets x264 choose (1.5 per core).")
+    pre_roll_max_bytes: int = Field(
+        16 * 1024 * 1024, ge=0, le=512 * 1024 * 1024,
+        description="Cap of the JPEG pre-roll ring; when full, its oldest frames go first (a shorter pre-roll, "
+                    "logged). 1280x720 at 10 fps, quality 85 costs about 1 MiB per second.")
+    clip_queue_bytes: int = Field(
+        6 * 1024 * 1024, ge=2 * 1024 * 1024, le=256 * 1024 * 1024,
+        description="Frames waiting for the clip's encoder: as JPEG while it encodes the pre-roll (~90 kB each at "
+                    "1280x720), then raw yuv420p (1.3 MiB each); beyond it, frames are dropped from the clip (and "
+                    "counted), never from detection.")
     buffer_jpeg_quality: int = Field(85, ge=30, le=100, description="JPEG quality of frames held in the pre-roll ring.")
     snapshot_jpeg_quality: int = Field(90, ge=30, le=100, description="JPEG quality of the alarm snapshot.")
 

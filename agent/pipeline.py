@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable, Sequence
 
+import cv2
+
 from agent import __version__
 from agent.analyzer import Analyzer
 from agent.arc.runner import ArcLinks
@@ -65,6 +67,13 @@ class RunSummary:
     delivered: bool = False
 
 
+#: OpenCV worker threads, set once as a run starts (issue 12). One: the loop's OpenCV work is small per call (the
+#: downscale, detection on a 320-wide image, a pre-roll JPEG), where splitting rows over a pool costs about what it
+#: saves, while the other cores belong to the clip's encoder thread, the uplink and the replay decoder; each pool
+#: thread would also hold its own stack and malloc arena, against the RSS budget.
+OPENCV_THREADS = 1
+
+
 class Agent:
     """Wires camera -> analyzer -> reactions (recorder, outbox) -> uplink for one run."""
 
@@ -105,6 +114,7 @@ class Agent:
 
     # lifecycle: start in order, stop in reverse --------------------------------------------------------------
     def run(self) -> RunSummary:
+        cv2.setNumThreads(OPENCV_THREADS)
         with contextlib.ExitStack() as stack:
             self._open_storage(stack)
             self._register_arc()

@@ -254,7 +254,8 @@ class Reactions:
                 self.identity, seq, event.event_id, moment.wall, frame=event.frame,
                 started_frame=event.started_frame, score=event.peak_score, reason=event.reason, duration_s=duration,
                 clip=clip, snapshot=media_ref(snapshot), confirmed_by=list(event.confirmed_by),
-                walk_test=event.event_id in self._walk_alarms, out_of_term=not self.in_term(moment.wall)))
+                walk_test=event.event_id in self._walk_alarms, out_of_term=not self.in_term(moment.wall),
+                clip_frames_dropped=self.recorder.dropped_frames))
             self._walk_alarms.discard(event.event_id)
             self.outbox.close_alarm(event.event_id)
         finally:

@@ -55,9 +55,10 @@ def main(runs: int = 5) -> None:
     millis = sorted(value * 1000 for value in latencies)
     p50 = statistics.median(millis)
     p95 = statistics.quantiles(millis, n=20, method="inclusive")[-1] if len(millis) > 1 else millis[0]
-    emit(f"alarm latency p50, first motion -> broker ({runs} alarms)", "n/a (p95 is the target)", [p50], "ms", None)
-    emit(f"alarm latency p95, first motion -> broker ({runs} alarms)", f"<= {TARGET_P95_MS:.0f} ms", [p95], "ms",
-         p95 <= TARGET_P95_MS)
+    emit(f"alarm latency, first motion -> broker ({runs} real-time alarms; median = p50)",
+         f"p95 <= {TARGET_P95_MS:.0f} ms", millis, "ms", p95 <= TARGET_P95_MS,
+         note=f"p50 {p50:.0f} ms, p95 {p95:.0f} ms",
+         pi="about the same: confirmation frames at 10 fps, not CPU (while the loop keeps 10 fps)")
 
 
 def one_run(broker: Broker, data_dir: Path) -> float:

@@ -9,15 +9,28 @@ from typing import Sequence
 
 #: run_all.py names the file each script appends its rows to; run alone, a script only prints
 ROWS_ENV = "BENCH_ROWS"
+#: the Pi column's one assumption, stated with the table
+PI_SLOWDOWN = (6, 12)
+PI_ASSUMPTION = (f"Pi estimate: a Pi 4 core is {PI_SLOWDOWN[0]}-{PI_SLOWDOWN[1]}x slower than one core of this "
+                 "machine (CPU figures scaled by that; memory unchanged)")
+
+
+def pi_estimate(value: float, unit: str, slower: bool = False) -> str:
+    """A rate (fps: divided) or a time/CPU cost (slower=True: multiplied) on a Pi 4 core, as a range."""
+    low, high = PI_SLOWDOWN
+    if slower:
+        return f"{value * low:.0f}-{value * high:.0f} {unit}"
+    return f"{value / high:.1f}-{value / low:.1f} {unit}"
 
 
 def emit(row: str, target: str, values: Sequence[float] | None, unit: str, met: bool | None,
-         note: str = "") -> None:
-    """Record a row: `values` are the repetitions (None: skipped), `met` the verdict (None: no target here)."""
+         note: str = "", pi: str = "") -> None:
+    """Record a row: `values` are the repetitions (None: skipped), `met` the verdict (None: no target here),
+    `pi` the Pi 4 estimate (see PI_ASSUMPTION)."""
     figures = None
     if values:
         figures = {"min": min(values), "median": statistics.median(values), "max": max(values), "reps": len(values)}
-    record = {"row": row, "target": target, "unit": unit, "figures": figures, "note": note,
+    record = {"row": row, "target": target, "unit": unit, "figures": figures, "note": note, "pi_estimate": pi,
               "verdict": "skipped" if values is None else ("n/a" if met is None else ("PASS" if met else "FAIL"))}
     print(f"  [{record['verdict']}] {row}: {format_figures(record)} (target {target})", flush=True)
     path = os.environ.get(ROWS_ENV)
@@ -31,5 +44,7 @@ def format_figures(record: dict) -> str:
     if figures is None:
         return record["note"] or "skipped"
     if figures["reps"] == 1:
-        return f"{figures['median']:.1f} {record['unit']}"
-    return f"{figures['min']:.1f} / {figures['median']:.1f} / {figures['max']:.1f} {record['unit']}"
+        text = f"{figures['median']:.1f} {record['unit']}"
+    else:
+        text = f"{figures['min']:.1f} / {figures['median']:.1f} / {figures['max']:.1f} {record['unit']}"
+    return f"{text} ({record['note']})" if record["note"] else text

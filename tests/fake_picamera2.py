@@ -63,9 +63,13 @@ class FakeRequest:
         self.released = False
 
     def make_array(self, name: str) -> np.ndarray:
+        """A fresh array, as picamera2's: CompletedRequest.make_buffer copies the mapped buffer (np.array), and
+        make_array shapes that copy, so it stays valid after release."""
         if self.released:
             raise RuntimeError("buffer already released")
-        return self._arrays[name]
+        array = np.array(self._arrays[name], copy=True)
+        self._camera.handed_out.append(array)
+        return array
 
     def get_metadata(self) -> dict:
         return dict(self._metadata)
@@ -93,6 +97,7 @@ class FakePicamera2:
         self.index = 0
         self.outstanding = 0
         self.fail_at: int | None = None
+        self.handed_out: collections.deque = collections.deque(maxlen=8)   # the last arrays make_array made
         FakePicamera2.instances.append(self)
 
     def create_video_configuration(self, main=None, lores=None, raw=None, transform=None, colour_space=None,

@@ -97,6 +97,7 @@ def test_waving_trees_through_the_whole_agent(mosquitto, tmp_path):
     assert clip.verified and snapshot.verified
     assert clip.sha256 == end["clip"]["sha256"] == hashlib.sha256(clip.path.read_bytes()).hexdigest()
     assert snapshot.sha256 == end["snapshot"]["sha256"]
+    assert end["clip_frames_dropped"] == 0     # a recording's clip waits for its encoder: nothing left out
     with av.open(str(clip.path)) as container:
         times = [frame.time for frame in container.decode(video=0)]
     alarm_s = (end["frame"] - start["frame"]) / 15.0
@@ -194,6 +195,7 @@ def test_sigkill_while_writing_a_clip_leaves_a_consistent_outbox(mosquitto, tmp_
     # the clip is kept up to its last whole fragment, and said to be partial
     assert end["incomplete"] is True and end["clip"]["partial"] is True and end["clip"]["name"] == "clip.partial.mp4"
     assert end["clip"]["duration_s"] > 0 and end["snapshot"] == start["snapshot"] is not None
+    assert "clip_frames_dropped" not in end
     assert end["seq"] > start["seq"]
     assert (start["event_id"], "clip.mp4") not in monitor.media  # nothing half-written announced as complete
     for name in ("snapshot.jpg", "clip.partial.mp4"):

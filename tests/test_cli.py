@@ -117,10 +117,16 @@ def test_events_file_in_a_missing_folder_is_reported(tmp_path, demo_clip):
 
 
 def test_unusable_encoder_is_a_config_error_at_start_up(tmp_path, demo_clip):
-    config = write_config(tmp_path / "c.toml", f"data_dir = '{tmp_path / 'data'}'\n[recorder]\npreset = 'superfastt'\n")
+    config = write_config(tmp_path / "c.toml", f"data_dir = '{tmp_path / 'data'}'\n[recorder]\ncodec = 'libx264x'\n")
     assert pid_agent("check-config", config).returncode == 0  # valid TOML and types; the encoder is this machine's
     result = pid_agent("replay", demo_clip, "--fast", "--offline", "--config", config)
     assert result.returncode == 2 and "recorder.codec / recorder.preset" in result.stderr
+
+
+def test_a_misspelt_preset_is_refused_by_check_config(tmp_path):
+    config = write_config(tmp_path / "c.toml", f"data_dir = '{tmp_path / 'data'}'\n[recorder]\npreset = 'superfastt'\n")
+    result = pid_agent("check-config", config)
+    assert result.returncode == 2 and "recorder.preset" in result.stderr and "ultrafast" in result.stderr
 
 
 def test_a_clip_the_outbox_cannot_hold_is_a_storage_fault_not_a_crash(tmp_path, demo_clip):

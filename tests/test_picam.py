@@ -92,6 +92,7 @@ def test_software_mode_frames_carry_main_image_lores_luma_and_sensor_time(fake_p
         assert device.camera_config["lores"] == {"format": "YUV420", "size": (160, 120), "stride": 192}
         assert device.camera_config["controls"]["FrameDurationLimits"] == (100000, 100000)
     assert device.closed and not device.started and device.outstanding == 0, "every request was released"
+    assert np.shares_memory(frames[-1].image, device.handed_out[-2]), "main: picamera2's own copy, not a second"
     for index, frame in enumerate(frames):
         assert frame.index == index
         np.testing.assert_array_equal(frame.image, scene(index, (320, 240)))   # intact after release

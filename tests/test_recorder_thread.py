@@ -11,7 +11,7 @@ import av
 import numpy as np
 
 from agent.config import RecorderSettings
-from agent.storage.clip_sink import SoftwareClipSink
+from agent.storage.clip_sink import CatchUp, PreRollBuffer, SoftwareClipSink
 from drivers.camera.base import Frame
 
 SIZE = (1280, 720)
@@ -48,7 +48,8 @@ def test_a_full_queue_drops_clip_frames_and_counts_them(tmp_path, caplog):
 
 
 def test_an_unhurried_clip_drops_nothing(tmp_path):
-    sink = SoftwareClipSink(RecorderSettings(pre_roll_s=0.5, preset="ultrafast"))
+    # room in the queue for all 10 frames offered at once (1.3 MiB each)
+    sink = SoftwareClipSink(RecorderSettings(pre_roll_s=0.5, preset="ultrafast", clip_queue_bytes=16 * 1024 * 1024))
     frames = textured_frames(16)
     for _ in range(6):
         sink.push(next(frames))
@@ -59,10 +60,17 @@ def test_an_unhurried_clip_drops_nothing(tmp_path):
     assert (sink.dropped_frames, decoded_count(clip.path)) == (0, 16)
 
 
-def test_the_agent_starts_without_importing_pyav():
-    probe = "import sys, agent.pipeline, agent.storage.recorder; print('av' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+#: libraries the agent loads only where their backend is used (RSS each, issue 12): PyAV for the software recorder
+#: and replay (21 MiB), cryptography for an encrypted DC-09 path (7), paho once uploading (11), the web extra for
+#: commissioning (15), matplotlib never (34)
+LAZY = ("av", "cryptography", "paho", "starlette", "uvicorn", "matplotlib")
+
+
+def test_the_agent_starts_without_importing_libraries_it_may_not_use():
+    probe = ("import sys, agent.cli, agent.pipeline, agent.storage.recorder; "
+             "print(sorted(set(sys.modules) & set(sys.argv[1:])))")
+    result = subprocess.run([sys.executable, "-c", probe, *LAZY], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
 
 
 def test_a_recordings_clip_waits_for_the_encoder_and_loses_no_frame(tmp_path):
@@ -99,3 +107,51 @@ def test_the_agent_chooses_waiting_for_recordings_and_dropping_for_live_cameras(
 
     assert clip_sink(RecorderSettings(), Recording(), allow_hardware=True).wait_when_full is True
     assert clip_sink(RecorderSettings(), Live(), allow_hardware=True).wait_when_full is False
+
+
+def test_frames_arriving_while_the_pre_roll_is_encoded_wait_as_jpeg_not_dropped(tmp_path):
+    """At an alarm's start the encoder has the whole pre-roll to encode; the frames pushed meanwhile wait as JPEG
+    (as many bytes as the queue), so a queue of a few raw frames loses none of them."""
+    size = (640, 360)
+    rng = np.random.default_rng(4)
+    ramp = np.linspace(40, 200, size[0], dtype=np.float32)[None, :, None]
+
+    def frame(index: int) -> Frame:
+        # a smooth yard with sensor noise and a moving block: ~30 kB as JPEG, 338 kB as yuv420p
+        image = np.clip(ramp + rng.normal(0, 2, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+        image[100:200, 10 * index % 500:10 * index % 500 + 80] = 30
+        return Frame(ts=index / 10, index=index, image=image, luma=image[::4, ::4, 0].copy())
+
+    settings = RecorderSettings(pre_roll_s=3.0, preset="slower", crf=10, clip_queue_bytes=2 * 1024 * 1024)
+    sink = SoftwareClipSink(settings)
+    for index in range(30):
+        sink.push(frame(index))        # 3 s of pre-roll: a second or more of work for x264 'slower'
+    sink.start(tmp_path, frame(30), fps=10.0)
+    for index in range(31, 60):        # 29 more at once: 9.6 MiB raw, five times what the 2 MiB queue holds
+        sink.push(frame(index))
+    clip = sink.finish()
+    assert (sink.dropped_frames, decoded_count(clip.path)) == (0, 60)
+
+
+def test_catch_up_hands_over_pre_roll_and_late_frames_in_order_then_sends_frames_raw():
+    ring = PreRollBuffer(seconds=5.0, jpeg_quality=85)
+    frames = textured_frames(5)
+    for _ in range(2):
+        frame = next(frames)
+        ring.push(frame.ts, frame.image)
+    catch_up = CatchUp(ring, extra_bytes=64 * 1024 * 1024, wait=False)
+    assert len(ring) == 0, "the ring starts empty again"
+    late = next(frames)
+    assert catch_up.offer(late.ts, late.image), "the encoder is still on the pre-roll: the frame waits as JPEG"
+    handed = [ts for ts, image in catch_up]
+    assert handed == [0.0, 0.1, 0.2] and catch_up.done
+    after = next(frames)
+    assert not catch_up.offer(after.ts, after.image), "caught up: later frames go to the encoder's queue raw"
+
+
+def test_catch_up_drops_and_counts_beyond_its_bytes_when_live():
+    ring = PreRollBuffer(seconds=5.0, jpeg_quality=85)
+    catch_up = CatchUp(ring, extra_bytes=1, wait=False)
+    frame = next(textured_frames(1))
+    assert catch_up.offer(frame.ts, frame.image) and catch_up.dropped == 1
+    assert [ts for ts, _ in catch_up] == []

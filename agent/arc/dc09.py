@@ -18,8 +18,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from common.errors import AgentError
 
 log = logging.getLogger(__name__)
@@ -58,6 +56,14 @@ def timestamp(epoch: float) -> str:
     return "_" + datetime.fromtimestamp(epoch, tz=timezone.utc).strftime(_TIME_FORMAT)
 
 
+def _aes_cbc(key: bytes):
+    """AES-CBC with the zero IV. `cryptography` is imported here, not at start-up: it costs 7 MiB of RSS and
+    only a unit with an encrypted DC-09 path uses it (issue 12's memory budget)."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    return Cipher(algorithms.AES(key), modes.CBC(_ZERO_IV))
+
+
 def encrypt(key: bytes, plain: str, pad: str | None = None) -> str:
     """`pad|plain` padded to whole AES blocks (1-16 random pad characters), AES-CBC, upper-case hex."""
     if pad is None:
@@ -66,12 +72,12 @@ def encrypt(key: bytes, plain: str, pad: str | None = None) -> str:
     data = (pad + "|" + plain).encode("ascii")
     if len(data) % 16:
         raise ValueError(f"pad of {len(pad)} characters does not fill the last AES block")
-    encryptor = Cipher(algorithms.AES(key), modes.CBC(_ZERO_IV)).encryptor()
+    encryptor = _aes_cbc(key).encryptor()
     return (encryptor.update(data) + encryptor.finalize()).hex().upper()
 
 
 def decrypt(key: bytes, hex_text: str) -> str:
-    decryptor = Cipher(algorithms.AES(key), modes.CBC(_ZERO_IV)).decryptor()
+    decryptor = _aes_cbc(key).decryptor()
     return (decryptor.update(bytes.fromhex(hex_text)) + decryptor.finalize()).decode("ascii", "replace")
 
 

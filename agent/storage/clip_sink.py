@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import collections
 import logging
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -16,7 +17,7 @@ import cv2
 import numpy as np
 
 from agent.config import RecorderSettings
-from agent.storage.encoding import CLIP_QUEUE_BYTES, ClipWriter, EncoderThread, check_encoder, decode_jpegs
+from agent.storage.encoding import ClipWriter, EncoderThread, check_encoder, decode_jpegs
 from agent.storage.media import CLIP_CONTENT_TYPES, MediaFile, finalize
 from common.errors import StorageError
 from drivers.camera.base import Camera, Frame, HardwareClips
@@ -29,6 +30,9 @@ CLIP_NAME = "clip.mp4"
 class ClipSink(abc.ABC):
     """Sees every frame the recorder is given; start() opens a clip that begins with the pre-roll, finish()
     closes it into a fingerprinted MediaFile, abandon() drops it (no .part file is left)."""
+
+    #: frames of the current (or last) clip left out because the encoder was behind; None: not counted here
+    dropped_frames: int | None = None
 
     @property
     @abc.abstractmethod
@@ -62,25 +66,38 @@ class ClipSink(abc.ABC):
 
 
 class PreRollBuffer:
-    """The last `seconds` of frames as JPEG bytes, so memory stays bounded whatever the resolution."""
+    """The last `seconds` of frames as JPEG bytes, and never more than `max_bytes` of them (the oldest go
+    first), so memory stays bounded whatever the resolution and however busy the scene."""
 
-    def __init__(self, seconds: float, jpeg_quality: int) -> None:
+    def __init__(self, seconds: float, jpeg_quality: int, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.seconds = seconds
+        self.max_bytes = max_bytes
         self._params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
         self._frames: collections.deque[tuple[float, bytes]] = collections.deque()
         self.bytes = 0
+        #: frames dropped from the ring's old end by the byte cap (the pre-roll is then shorter than `seconds`)
+        self.capped = 0
 
     def push(self, ts: float, image: np.ndarray) -> None:
         if self.seconds <= 0:
             return
-        ok, encoded = cv2.imencode(".jpg", image, self._params)
-        if not ok:
-            raise StorageError("JPEG encoding of a pre-roll frame failed")
-        data = encoded.tobytes()
+        data = self.encode(image)
         self._frames.append((ts, data))
         self.bytes += len(data)
         while self._frames and self._frames[0][0] < ts - self.seconds:
             self.bytes -= len(self._frames.popleft()[1])
+        while len(self._frames) > 1 and self.bytes > self.max_bytes:
+            self.bytes -= len(self._frames.popleft()[1])
+            if not self.capped:
+                log.warning("pre-roll ring full at %d bytes (recorder.pre_roll_max_bytes): it holds %.1f s, "
+                            "not %.1f s", self.max_bytes, ts - self._frames[0][0], self.seconds)
+            self.capped += 1
+
+    def encode(self, image: np.ndarray) -> bytes:
+        ok, encoded = cv2.imencode(".jpg", image, self._params)
+        if not ok:
+            raise StorageError("JPEG encoding of a pre-roll frame failed")
+        return encoded.tobytes()
 
     def drain(self) -> Iterator[tuple[float, np.ndarray]]:
         """Hand over every buffered frame, oldest first, decoding one at a time so only one raw frame is alive."""
@@ -96,17 +113,77 @@ class PreRollBuffer:
         return len(self._frames)
 
 
+class CatchUp:
+    """The pre-roll as the encoder thread reads it, and every frame pushed while it is still reading: at an
+    alarm's start the encoder has seconds of pre-roll to encode, and the frames arriving meanwhile wait here as
+    JPEG (~90 kB at 720p) rather than raw in its queue (1.3 MiB each). Once the encoder finds this empty, it is
+    caught up, and later frames go to its queue raw (no JPEG round trip). Beyond the pre-roll, at most
+    `extra_bytes` wait (the clip queue's size, ~65 frames of 720p as JPEG), so the clip's finish(), which waits
+    for every waiting frame, stays bounded: beyond it a frame is dropped from the clip and counted, or
+    (wait=True, a recording) the pusher waits for room."""
+
+    def __init__(self, pre_roll: PreRollBuffer, extra_bytes: int, wait: bool) -> None:
+        self._frames = pre_roll.take()
+        self._encode = pre_roll.encode
+        self._bytes = sum(len(data) for _, data in self._frames)
+        self.max_bytes = self._bytes + extra_bytes
+        self.wait = wait
+        self.done = False
+        self.dropped = 0
+        self._lock = threading.Condition()
+
+    def offer(self, ts: float, image) -> bool:
+        """Queue a frame here while the encoder is behind; False once it has caught up (use its queue)."""
+        if self.done:
+            return False    # checked again under the lock; this only spares a caught-up clip the JPEG encode
+        data = self._encode(image)
+        with self._lock:
+            while not self.done and self._bytes + len(data) > self.max_bytes:
+                if not self.wait:
+                    self.dropped += 1
+                    return True
+                self._lock.wait(0.5)
+            if self.done:
+                return False
+            self._frames.append((ts, data))
+            self._bytes += len(data)
+            return True
+
+    def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
+        """Run by the encoder thread: decode one frame at a time, oldest first, until none is waiting. Also done
+        when the encoder leaves off early (failure, abandon): the generator is closed, and no pusher waits on."""
+        try:
+            while True:
+                with self._lock:
+                    if not self._frames:
+                        self.done = True    # under the same lock as the check: no frame can slip in between
+                        self._lock.notify_all()
+                        return
+                    ts, data = self._frames.popleft()
+                    self._bytes -= len(data)
+                    self._lock.notify_all()
+                yield ts, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        """The clip ends before the encoder caught up: nothing more waits here."""
+        with self._lock:
+            self.done = True
+            self._lock.notify_all()
+
+
 class SoftwareClipSink(ClipSink):
     """Frames are buffered as JPEG and the clip is encoded with PyAV: works with any camera, and is the only
     way to record the pixels the agent has masked. Encoding (the pre-roll's too) runs in an EncoderThread, so
     an alarm's start costs the frame loop no more than opening a file."""
 
-    def __init__(self, settings: RecorderSettings, queue_bytes: int = CLIP_QUEUE_BYTES,
+    def __init__(self, settings: RecorderSettings, queue_bytes: int | None = None,
                  wait_when_full: bool = False) -> None:
         self.settings = settings
-        self.queue_bytes = queue_bytes
+        self.queue_bytes = settings.clip_queue_bytes if queue_bytes is None else queue_bytes
         self.wait_when_full = wait_when_full  # a recording (not live) never drops clip frames: it waits
-        self.pre_roll = PreRollBuffer(settings.pre_roll_s, settings.buffer_jpeg_quality)
+        self.pre_roll = PreRollBuffer(settings.pre_roll_s, settings.buffer_jpeg_quality, settings.pre_roll_max_bytes)
         self._encoder: EncoderThread | None = None
         #: frames of the current (or last) clip dropped because the encoder was behind
         self.dropped_frames = 0
@@ -124,8 +201,9 @@ class SoftwareClipSink(ClipSink):
 
     def push(self, frame: Frame) -> None:
         if self._encoder is not None:
-            self._encoder.offer(frame.ts, frame.image)
-            self.dropped_frames = self._encoder.dropped
+            if not self._catch_up.offer(frame.ts, frame.image):
+                self._encoder.offer(frame.ts, frame.image)
+            self.dropped_frames = self._encoder.dropped + self._catch_up.dropped
         else:
             self.pre_roll.push(frame.ts, frame.image)
 
@@ -133,20 +211,23 @@ class SoftwareClipSink(ClipSink):
         height, width = frame.image.shape[:2]
         writer = ClipWriter(folder / CLIP_NAME, self.settings, fps, width, height)
         self.dropped_frames = 0
-        self._encoder = EncoderThread(writer, decode_jpegs(self.pre_roll.take()), self.queue_bytes,
-                                      self.wait_when_full)
-        self._encoder.offer(frame.ts, frame.image)
+        # the frames that arrive while the pre-roll is encoded wait as JPEG, in as many bytes as the raw queue
+        self._catch_up = CatchUp(self.pre_roll, self.queue_bytes, self.wait_when_full)
+        self._encoder = EncoderThread(writer, self._catch_up, self.queue_bytes, self.wait_when_full)
+        self.push(frame)
 
     def finish(self) -> MediaFile:
         encoder, self._encoder = self._encoder, None
-        self.dropped_frames = encoder.dropped
-        if encoder.dropped:
+        self._catch_up.stop()
+        self.dropped_frames = encoder.dropped + self._catch_up.dropped
+        if self.dropped_frames:
             log.warning("clip %s: %d frames dropped, the encoder could not keep up", encoder.writer.final_path,
-                        encoder.dropped)
+                        self.dropped_frames)
         return encoder.close()
 
     def abandon(self) -> None:
         if self._encoder is not None:
+            self._catch_up.stop()
             self._encoder.abandon()
             self._encoder = None
 

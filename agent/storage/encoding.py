@@ -43,11 +43,12 @@ def to_yuv420(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def encoder_options(settings: RecorderSettings) -> dict[str, str]:
-    """x264's quality and speed; zerolatency: no lookahead or B-frame queue, so memory stays flat and a clip
-    closes promptly. Other encoders (a Pi 4's h264_v4l2m2m) take their defaults."""
+    """x264's quality, speed and threads (config); zerolatency: no lookahead or B-frame queue, so memory stays
+    flat and a clip closes promptly. Other encoders (a Pi 4's h264_v4l2m2m) take their defaults."""
     if settings.codec != "libx264":
         return {}
-    return {"crf": str(settings.crf), "preset": settings.preset, "tune": "zerolatency"}
+    return {"crf": str(settings.crf), "preset": settings.preset, "tune": "zerolatency",
+            "threads": str(settings.threads or "auto")}
 
 
 def keyframe_options(fps: float) -> dict[str, str]:

@@ -44,6 +44,12 @@ class Recorder:
     def recording(self) -> bool:
         return self.sink.recording
 
+    @property
+    def dropped_frames(self) -> int | None:
+        """Frames left out of the current (or last) clip because the encoder was behind; None when the camera
+        writes the clip."""
+        return self.sink.dropped_frames
+
     def check(self) -> None:
         """At start-up: a wrong codec or preset is a ConfigError now, not at the first alarm. Only the software
         sink opens an encoder, so a unit on its camera's encoder never imports PyAV for it."""

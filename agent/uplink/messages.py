@@ -113,12 +113,15 @@ class AlarmEnd(Event):
     reason: str
     duration_s: float | None  # None when the agent stopped abruptly and the alarm's length is unknown
     clip: ClipRef | None
+    #: frames left out of the software clip because its encoder could not keep up (detection saw them all);
+    #: absent without a clip or when the camera's own encoder wrote it
+    clip_frames_dropped: int | None = Field(None, ge=0)
     snapshot: MediaRef | None
     confirmed_by: list[str]
     incomplete: bool = False
     walk_test: bool | None = None  # the alarm was raised during the installer's walk test
 
-    OPTIONAL: ClassVar[tuple[str, ...]] = (*Event.OPTIONAL, "walk_test")
+    OPTIONAL: ClassVar[tuple[str, ...]] = (*Event.OPTIONAL, "walk_test", "clip_frames_dropped")
 
 
 class VideoTamper(Event):
@@ -372,12 +375,14 @@ def envelope(identity: Identity, seq: int, event_id: str, wall_ts: float, frame:
 def alarm_end(identity: Identity, seq: int, event_id: str, wall_ts: float, *, frame: int | None,
               started_frame: int | None, score: float, reason: str, duration_s: float | None,
               clip: ClipRef | None, snapshot: MediaRef | None, confirmed_by: list[str],
-              incomplete: bool = False, walk_test: bool = False, out_of_term: bool = False) -> AlarmEnd:
+              incomplete: bool = False, walk_test: bool = False, out_of_term: bool = False,
+              clip_frames_dropped: int | None = None) -> AlarmEnd:
     """The one builder of an alarm's end: a normal end, and the honest end of an alarm that was open when the
     agent stopped abruptly (incomplete=True: no frame, no duration, the clip only if it had been finished)."""
     return AlarmEnd(**envelope(identity, seq, event_id, wall_ts, frame, out_of_term), started_frame=started_frame,
                     score=round(float(score), 5), reason=reason,
                     duration_s=None if duration_s is None else round(duration_s, 3), clip=clip,
+                    clip_frames_dropped=clip_frames_dropped if clip is not None else None,
                     snapshot=snapshot, confirmed_by=confirmed_by, incomplete=incomplete,
                     walk_test=True if walk_test else None)
 

@@ -62,12 +62,14 @@ def yuv420_luma(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def frame_from_request(request, index: int, lores_size: tuple[int, int]) -> Frame:
-    """A completed picamera2 request -> Frame. Copies the pixels: the buffers return to the camera on release.
-    picamera2's 'RGB888' is stored B, G, R per pixel, i.e. OpenCV's BGR, so it needs no conversion."""
+    """A completed picamera2 request -> Frame, safe to keep after the request is released. picamera2's
+    make_array already copies the buffer (make_buffer is np.array of the mapping), so the main image is that
+    array as it is: copying it again cost 0.30 ms a frame at 720p and 0.68 ms at 1080p (issue 12); only a
+    stride-padded array is made contiguous. 'RGB888' is stored B, G, R per pixel, i.e. OpenCV's BGR."""
     metadata = request.get_metadata()
     if "SensorTimestamp" not in metadata:
         raise HardwareError("picamera2 request has no SensorTimestamp in its metadata")
-    image = np.array(request.make_array("main"), dtype=np.uint8, copy=True)
+    image = np.ascontiguousarray(request.make_array("main"), dtype=np.uint8)
     luma = yuv420_luma(request.make_array("lores"), lores_size)
     return Frame(ts=metadata["SensorTimestamp"] / 1e9, index=index, image=image, luma=luma)
 
