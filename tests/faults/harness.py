@@ -62,6 +62,7 @@ class FaultResult:
     duplicated: int      # the same (event_id, phase) delivered to the station twice after its dedup (must be 0)
     redelivered: int     # resends the station's dedup absorbed (at-least-once delivery; not a fault)
     note: str = ""
+    self_test: bool = False  # a run against a deliberately broken build: it passes when it reports a loss
 
 
 def record(result: FaultResult) -> None:
