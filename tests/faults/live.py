@@ -114,7 +114,7 @@ def camera_events(agent: Agent, kind: str, reason: str) -> int:
                if e.get("kind") == kind and e.get("source") == "camera" and e.get("reason") == reason)
 
 
-def run_live(broker_url: str, tmp_path: Path, walks: int, plan: dict[int, Fault],
+def run_live(broker_url: str, tmp_path: Path, walks: int, plan: dict[int, Fault], events: dict | None = None,
              wall_start: float = 1_800_000_000.0) -> LiveRun:
     """The agent on the scripted camera (ManualClock) against a real broker; what a QoS 1 station received."""
     clock = ManualClock(wall_start=wall_start)
@@ -124,7 +124,8 @@ def run_live(broker_url: str, tmp_path: Path, walks: int, plan: dict[int, Fault]
     assert monitor.wait_for(lambda m: m.subscribed, timeout=10)
     config = parse_config({"device_id": DEVICE, "data_dir": str(tmp_path / "data"),
                            "broker": {"url": broker_url, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
-                           "camera_watchdog": {"stall_after_s": 2.0, "restore_frames": 3}, **ALARM_SETTINGS})
+                           "camera_watchdog": {"stall_after_s": 2.0, "restore_frames": 3}, **ALARM_SETTINGS,
+                           "events": {**ALARM_SETTINGS["events"], **(events or {})}})
     agent = Agent(config, camera, clock, drain_timeout_s=60)
     camera.stalls_reported = lambda: camera_events(agent, "fault", "stalled")
     last = camera.frame_count_total - 1
