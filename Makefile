@@ -51,9 +51,10 @@ faults: install
 fleet: install
 	FLEET=1 $(BIN)/python -m pytest -q -m fleet tests
 
-# 500 simulated units (real MQTT connections) against a mosquitto on loopback; per-unit delivery, alarm latency
+# 500 simulated units (real MQTT connections) against a mosquitto on loopback, and with CLUSTER=1 also against a
+# 3-node RabbitMQ cluster (needs rabbitmq-server); per-unit delivery, loss, alarm latency: one table per broker
 fleet-load: install
-	$(BIN)/python bench/fleet_load.py
+	$(BIN)/python bench/fleet_load.py $(if $(CLUSTER),--cluster)
 
 # the demo replayed in a loop through one agent (offline, full speed) for SOAK_MINUTES (default 10); build/soak.png
 soak: install
