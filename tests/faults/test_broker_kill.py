@@ -31,6 +31,7 @@ def test_the_broker_kill_check_reports_the_loss_of_an_outbox_that_deletes_before
     run = run_broker_kills(mosquitto_persistent, tmp_path, walks=1, agent_type=AgentDeletingBeforePuback,
                            settle_s=10, label="self-test: outbox deleting before PUBACK")
     run.result.self_test = True
+    run.result.note += f"; the check caught it: {len(run.problems)} problem(s) reported"
     record(run.result)
     assert run.result.injected == 1 and run.alarms == 1
     assert run.result.lost > 0, f"the check missed the broken build's loss: {run.problems}"

@@ -35,7 +35,7 @@ def figure(output: str, name: str) -> str:
 @pytest.mark.slow
 def test_a_short_soak_sends_drains_and_plots(tmp_path):
     _require_mosquitto()
-    status, output, plot = run_soak(tmp_path, 0.25, "--every-s", "1", "--warmup-s", "3", "--heartbeat-s", "2")
+    status, output, plot = run_soak(tmp_path, 0.15, "--every-s", "1", "--warmup-s", "2", "--heartbeat-s", "1")
     depth_max, depth_end = re.match(r"(\d+) / (\d+)", figure(output, "outbox depth max / at the end")).groups()
     assert int(depth_end) == 0, output  # everything reached the broker
     received = int(re.search(r"\((\d+) received", figure(output, "heartbeats at the station")).group(1))
