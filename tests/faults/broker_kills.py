@@ -72,7 +72,7 @@ def run_broker_kills(broker, tmp_path: Path, walks: int, agent_type: type[Agent]
     broker.stop()
     sync_persistence(broker)
     broker.start()
-    recording = write_walks(tmp_path / "walks.mp4", walks)
+    recording = write_walks(tmp_path / "walks.mp4", walks, tail_s=8.0)  # the last kill is over before it ends
     # a station with a persistent QoS 1 session: what the broker acknowledged while it was away is queued for it
     monitor = Monitor(broker.url, DEVICE, tmp_path / "received", printer=lambda line: None, session="station-f")
     monitor.start()
@@ -88,7 +88,7 @@ def run_broker_kills(broker, tmp_path: Path, walks: int, agent_type: type[Agent]
     runner.start()
     chooser, seen = random.Random(17), set()  # seeded: a failure can be replayed
     kills = sum(_kill_during_alarm(broker, monitor, agent, seen, chooser) for _ in range(walks))
-    runner.join(timeout=walks * SEGMENT_S + 120)
+    runner.join(timeout=walks * SEGMENT_S + 130)
     assert not runner.is_alive(), "the agent did not finish its recording"
     summary = outcome["summary"]
     expected = list(summary.events_published)

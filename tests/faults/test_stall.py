@@ -16,6 +16,7 @@ from station.monitor import Monitor
 from tests.faults.harness import (
     ALARM_SETTINGS,
     DEVICE,
+    SEGMENT_S,
     FaultResult,
     delivery_problems,
     long_or_short,
@@ -43,7 +44,8 @@ def test_broker_frozen_mid_clip_then_the_clip_completes_verified(mosquitto, tmp_
     # must notice a silently dead connection (no RST from a frozen process) while it is still frozen, and reconnect
     stall_s = long_or_short(long=25, short=15)
     walks = long_or_short(long=2, short=1)
-    recording = write_walks(tmp_path / "walk.mp4", walks)
+    # the freeze begins ~7 s in, at the first alarm: the recording goes on past its end and the reconnect
+    recording = write_walks(tmp_path / "walk.mp4", walks, tail_s=max(0.0, 7.0 + stall_s + 8.0 - walks * SEGMENT_S))
     monitor = Monitor(mosquitto.url, DEVICE, tmp_path / "received", printer=lambda line: None, session="station-s")
     monitor.start()
     assert monitor.wait_for(lambda m: m.subscribed, timeout=10)
