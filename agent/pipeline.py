@@ -77,6 +77,9 @@ OPENCV_THREADS = 1
 class Agent:
     """Wires camera -> analyzer -> reactions (recorder, outbox) -> uplink for one run."""
 
+    #: the store-and-forward outbox a run uses; the fault suite's self-test (tests/faults) runs a broken one
+    outbox_type: type[Outbox] = Outbox
+
     def __init__(self, config: AgentConfig, camera: Camera, clock: Clock, *, upload: bool = True,
                  events_out: IO[str] | None = None, on_frame: Callable[[Frame], None] | None = None,
                  drain_timeout_s: float = 30.0, service: Service | None = None) -> None:
@@ -131,7 +134,7 @@ class Agent:
         return self.summary
 
     def _open_storage(self, stack: contextlib.ExitStack) -> None:
-        self.outbox = Outbox(self.config.data_dir, self.config.outbox.max_bytes, self.clock)
+        self.outbox = self.outbox_type(self.config.data_dir, self.config.outbox.max_bytes, self.clock)
         stack.callback(self.outbox.close)
         self.summary.outbox_path = self.config.data_dir
         key = UnitKey.load_or_create(self.config.data_dir)

@@ -91,11 +91,12 @@ class Reactions:
         self.signaller = signaller
         self.on_alarm = on_alarm  # told each new alarm's event id (health, run summary)
         self._snapshots: dict[str, MediaFile] = {}
-        self._started_wall: dict[str, float] = {}
+        # an alarm's start on the frame timeline: its length must not take in a wall-clock step made meanwhile
+        self._started_ts: dict[str, float] = {}
         self._recording: str | None = None  # event id of the clip being recorded
         self._walk_alarms: set[str] = set()  # alarms raised during a walk test: their end says so too
         self._active: str | None = None  # event id of the running alarm, and when its last start/update went out
-        self._last_update_wall = 0.0
+        self._last_update_ts = 0.0  # frame timeline: a wall-clock step back must not hold updates for an hour
         self.update_interval_s = update_interval_s  # 0: no updates; measured on the frame timeline's wall time
 
     # --- events of the unit ------------------------------------------------------------------------------------
@@ -196,14 +197,14 @@ class Reactions:
         failure = self._take_snapshot(event, frame)  # the snapshot is written and queued before the start goes out
         payload = self.publisher.event(build)
         self.outbox.open_alarm(event.event_id, payload)
-        self._started_wall[event.event_id] = moment.wall
+        self._started_ts[event.event_id] = moment.ts
         if payload.get("walk_test"):
             # the installer's own alarm: no strobe pattern and never the siren; the page blinks the strobe once
             # per detection instead (web/live.py), so a walk is seen on the unit without waking the street
             self._walk_alarms.add(event.event_id)
         else:
             self.signaller.alarm_started(moment.ts)
-        self._active, self._last_update_wall = event.event_id, moment.wall
+        self._active, self._last_update_ts = event.event_id, moment.ts
         self.on_alarm(event.event_id)
         if failure is not None:
             self.storage_failed(event.event_id, failure, moment)
@@ -231,9 +232,9 @@ class Reactions:
         boxes = analysis.result.boxes
         if not self.update_interval_s or self._active is None or not boxes:
             return
-        if moment.wall - self._last_update_wall < self.update_interval_s:
+        if moment.ts - self._last_update_ts < self.update_interval_s:
             return
-        self._last_update_wall = moment.wall
+        self._last_update_ts = moment.ts
         scale = frame.image.shape[1] / frame.luma.shape[1]
         where = alarm_fields(analysis.locations) if analysis.locations else {}
         alarm_id = self._active
@@ -249,7 +250,7 @@ class Reactions:
         try:
             clip = self._finish_clip(event.event_id, moment)
             snapshot = self._snapshots.pop(event.event_id, None)
-            duration = moment.wall - self._started_wall.pop(event.event_id, moment.wall)
+            duration = moment.ts - self._started_ts.pop(event.event_id, moment.ts)
             self.publisher.event(lambda seq: messages.alarm_end(
                 self.identity, seq, event.event_id, moment.wall, frame=event.frame,
                 started_frame=event.started_frame, score=event.peak_score, reason=event.reason, duration_s=duration,
@@ -279,12 +280,21 @@ class Reactions:
     def _queue_media(self, event_id: str, media: MediaFile) -> None:
         """Queue a finished file and its signed manifest; one the outbox cannot take is deleted, never left on disk
         unaccounted for."""
+        # the manifest is written (it reads the file) before the file is queued: once queued, the uplink may send
+        # it and the outbox delete it at once (a one-chunk snapshot on a fast link is acknowledged in a millisecond)
+        try:
+            manifest, unsigned = self.notary.manifest(event_id, media), None
+        except StorageError as exc:
+            manifest, unsigned = None, exc  # the evidence itself still goes out; the failure is reported
         try:
             self.publisher.media(event_id, media)
         except StorageError:
             media.path.unlink(missing_ok=True)
+            if manifest is not None:
+                manifest.path.unlink(missing_ok=True)
             raise
-        manifest = self.notary.manifest(event_id, media)
+        if unsigned is not None:
+            raise unsigned
         try:
             self.publisher.media(event_id, manifest)
         except StorageError:

@@ -8,8 +8,10 @@ and alarm latency (unit's `start` publish to the station holding its snapshot) p
 The units share one network thread (paho's external-loop API over a selector) rather than a thread each, so 500
 units fit on a small machine; the station runs paho's own loop thread.
 
-Run: .venv/bin/python bench/fleet_load.py [--units 500] [--seconds 60] [--url mqtt://host:port]
-(no --url: a mosquitto is started on loopback, like the tests' broker)
+Run: .venv/bin/python bench/fleet_load.py [--units 500] [--seconds 60] [--url mqtt://host:port] [--cluster]
+(no --url: a mosquitto is started on loopback, like the tests' broker; --cluster: then the same load against a
+3-node RabbitMQ cluster started on loopback (tests/rabbit_cluster.py), the units spread over its nodes and the
+station on one of them, so every alarm crosses the cluster; one table per broker)
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.conftest import Broker  # noqa: E402
+from tests.rabbit_cluster import RabbitCluster, available  # noqa: E402
 
 ROOT = "pids"
 SNAPSHOT_BYTES = 50 * 1024
@@ -104,7 +107,8 @@ class Station:
 class Fleet:
     """N units, each a paho client, driven by one thread through a selector (paho's external-loop API)."""
 
-    def __init__(self, host: str, port: int, units: int, heartbeat_s: float, alarm_every_s: float) -> None:
+    def __init__(self, addresses: list[tuple[str, int]], units: int, heartbeat_s: float,
+                 alarm_every_s: float) -> None:
         self.names = [f"fleet-{n:04d}" for n in range(units)]
         self.sent = {name: Sent() for name in self.names}
         self.heartbeat_s, self.alarm_every_s = heartbeat_s, alarm_every_s
@@ -112,9 +116,9 @@ class Fleet:
         self.selector = selectors.DefaultSelector()
         self.clients: dict[str, mqtt.Client] = {}
         self.refused = 0
-        for name in self.names:
+        for number, name in enumerate(self.names):
             client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"pid-agent-{name}", protocol=mqtt.MQTTv311)
-            client.connect(host, port, keepalive=60)
+            client.connect(*addresses[number % len(addresses)], keepalive=60)  # spread over a cluster's nodes
             self.selector.register(client.socket(), selectors.EVENT_READ, client)
             self.clients[name] = client
         deadline = time.monotonic() + 60
@@ -193,7 +197,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def report(fleet: Fleet, station: Station, seconds: float, wall_s: float) -> bool:
+def report(title: str, fleet: Fleet, station: Station, seconds: float, wall_s: float) -> bool:
     beats_sent = sum(s.heartbeats for s in fleet.sent.values())
     alarms_sent = sum(len(s.alarms) for s in fleet.sent.values())
     beats_got = alarms_got = dups = 0
@@ -220,7 +224,7 @@ def report(fleet: Fleet, station: Station, seconds: float, wall_s: float) -> boo
              " / ".join(f"{percentile(latencies, q):.0f}" for q in (0.5, 0.95, 0.99)) + " ms", ""),
             ("messages at station", f"{station.received} ({station.received / wall_s:.0f}/s)", "")]
     width = max(len(row[0]) for row in rows)
-    print(f"{'fleet load'.ljust(width)}  {'measured':<40} target")
+    print(f"{title.ljust(width)}  {'measured':<40} target")
     for name, value, target in rows:
         print(f"{name.ljust(width)}  {value:<40} {target}")
     return beats_sent == beats_got and alarms_sent == alarms_got
@@ -231,6 +235,51 @@ def raise_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def load(title: str, addresses: list[tuple[str, int]], station_at: tuple[str, int], args) -> bool:
+    """One fleet run against one broker (or cluster): connect, send for args.seconds, drain, print the table."""
+    station = Station(*station_at)
+    station.start()
+    station.subscribed.wait(30)
+    fleet = Fleet(addresses, args.units, args.heartbeat_s, args.alarm_every_s)
+    began = time.monotonic()
+    fleet.run(args.seconds)
+    fleet.drain(30)
+    deadline = time.monotonic() + 30
+    while not station.holds(fleet.sent) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    wall_s = time.monotonic() - began
+    fleet.close()
+    station.stop()
+    return report(title, fleet, station, args.seconds, wall_s)
+
+
+def against_mosquitto(args) -> bool:
+    broker = Broker(Path(tempfile.mkdtemp(prefix="fleet-load-")))
+    broker.config.write_text(broker.config.read_text() + "max_inflight_messages 0\n")
+    broker.start()
+    try:
+        return load("fleet load: mosquitto", [("127.0.0.1", broker.port)], ("127.0.0.1", broker.port), args)
+    finally:
+        broker.stop()
+
+
+def against_cluster(args) -> bool:
+    if not available():
+        print("fleet load: RabbitMQ cluster skipped: rabbitmq-server with rabbitmq_mqtt is not installed",
+              file=sys.stderr)
+        return False
+    cluster = RabbitCluster(Path(tempfile.mkdtemp(prefix="fleet-rabbit-")), size=3)
+    try:
+        began = time.monotonic()
+        cluster.start()
+        print(f"(3-node RabbitMQ cluster up in {time.monotonic() - began:.0f} s)", flush=True)
+        addresses = [("127.0.0.1", node.mqtt_port) for node in cluster.nodes]
+        # the station on the last node; a third of the units share it, the rest publish on the other two
+        return load("fleet load: RabbitMQ 3-node cluster", addresses, addresses[-1], args)
+    finally:
+        cluster.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--units", type=int, default=500)
@@ -239,35 +288,19 @@ def main() -> int:
     parser.add_argument("--alarm-every-s", type=float, default=120.0,
                         help="mean gap between one unit's alarms (about 2 an hour in the field, accelerated 60x)")
     parser.add_argument("--url", help="an existing broker (a RabbitMQ node, ...); default: a mosquitto on loopback")
+    parser.add_argument("--cluster", action="store_true",
+                        help="after mosquitto, the same load against a 3-node RabbitMQ cluster on loopback")
     args = parser.parse_args()
     raise_fd_limit()
-    broker = None
     if args.url:
         address = urlparse(args.url)
-        host, port = address.hostname, address.port or 1883
-    else:
-        broker = Broker(Path(tempfile.mkdtemp(prefix="fleet-load-")))
-        broker.config.write_text(broker.config.read_text() + "max_inflight_messages 0\n")
-        broker.start()
-        host, port = "127.0.0.1", broker.port
-    try:
-        station = Station(host, port)
-        station.start()
-        station.subscribed.wait(10)
-        fleet = Fleet(host, port, args.units, args.heartbeat_s, args.alarm_every_s)
-        began = time.monotonic()
-        fleet.run(args.seconds)
-        fleet.drain(30)
-        deadline = time.monotonic() + 30
-        while not station.holds(fleet.sent) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        wall_s = time.monotonic() - began
-        fleet.close()
-        station.stop()
-        return 0 if report(fleet, station, args.seconds, wall_s) else 1
-    finally:
-        if broker is not None:
-            broker.stop()
+        at = (address.hostname, address.port or 1883)
+        return 0 if load(f"fleet load: {args.url}", [at], at, args) else 1
+    ok = against_mosquitto(args)
+    if args.cluster:
+        print()
+        ok = against_cluster(args) and ok
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

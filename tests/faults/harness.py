@@ -25,15 +25,27 @@ def long_or_short(long: int, short: int) -> int:
     return long if LONG else short
 
 
-def write_walks(path: Path, walks: int, width: int = 320, height: int = 180, fps: float = 10.0) -> Path:
-    """An MP4 of `walks` demo segments back to back: one figure crossing the yard per segment."""
+def write_walks(path: Path, walks: int, width: int = 320, height: int = 180, fps: float = 10.0,
+                tail_s: float = 0.0) -> Path:
+    """An MP4 of `walks` demo segments back to back (one figure crossing the yard per segment), then `tail_s`
+    seconds of the empty yard: a replay that ends while the broker is down leaves the rest in the outbox for the
+    next run (by design), so a fault test's recording must outlast its fault and the reconnect."""
     path.parent.mkdir(parents=True, exist_ok=True)
     writer = ClipWriter(path, RecorderSettings(crf=20), fps, width, height)
     camera = SyntheticCamera(clock=ManualClock(), width=width, height=height, fps=fps, duration_s=SEGMENT_S)
-    with camera:
+    quiet = SyntheticCamera(clock=ManualClock(), width=width, height=height, fps=fps, duration_s=5.0)  # no figure
+    with camera, quiet:
         for walk in range(walks):
             for frame in camera.frames():
                 writer.add(walk * SEGMENT_S + frame.ts, frame.image)
+        start, frames = walks * SEGMENT_S, int(round(tail_s * fps))
+        while frames > 0:
+            for frame in quiet.frames():
+                if frames <= 0:
+                    break
+                writer.add(start + frame.ts, frame.image)
+                frames -= 1
+            start += 5.0
     writer.close()
     return path
 
@@ -62,6 +74,7 @@ class FaultResult:
     duplicated: int      # the same (event_id, phase) delivered to the station twice after its dedup (must be 0)
     redelivered: int     # resends the station's dedup absorbed (at-least-once delivery; not a fault)
     note: str = ""
+    self_test: bool = False  # a run against a deliberately broken build: it passes when it reports a loss
 
 
 def record(result: FaultResult) -> None:

@@ -19,6 +19,13 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def failed(row: dict) -> bool:
+    """A fault row fails on any loss, duplicate or casualty; a self-test row (a broken build) fails on no loss."""
+    if row.get("self_test"):
+        return not row["lost"]
+    return bool(row["lost"] or row["duplicated"] or row["survived"] < row["injected"])
+
+
 def main(argv: list[str]) -> int:
     path = Path(argv[1] if len(argv) > 1 else "build/faults.jsonl")
     if not path.is_file():
@@ -26,7 +33,7 @@ def main(argv: list[str]) -> int:
         return 1
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     print(table(rows))
-    bad = [row["fault"] for row in rows if row["lost"] or row["duplicated"] or row["survived"] < row["injected"]]
+    bad = [row["fault"] for row in rows if failed(row)]
     if bad:
         print(f"FAILED: {', '.join(bad)}")
     return 1 if bad else 0

@@ -79,7 +79,7 @@ def queued_events(folder: Path) -> list[dict]:
 @pytest.mark.broker
 @pytest.mark.slow
 def test_agent_sigkilled_at_random_moments_restarts_clean_and_loses_nothing(mosquitto, tmp_path):
-    kills = long_or_short(long=50, short=5)
+    kills = long_or_short(long=50, short=4)
     recording = write_walks(tmp_path / "walk.mp4", walks=1)
     data_dir = tmp_path / "data"
     config = write_config(tmp_path / "agent.toml", data_dir, mosquitto.url)
