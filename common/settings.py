@@ -22,9 +22,16 @@ def _excerpt(value: object, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
+def shown_key(part: object) -> str:
+    """A key as an error line names it: escaped when it holds a newline or other unprintable character, so one
+    hostile key can never split a message into lines that look like other errors."""
+    text = str(part)
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def _describe_error(error: dict) -> str:
     """One pydantic error as a line naming the key: 'camera.fps: Input should be greater than 0 (got -5)'."""
-    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    where = ".".join(shown_key(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key"
     got = error.get("input")

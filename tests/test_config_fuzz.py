@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import tempfile
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 
 from agent.config import AgentConfig, parse_config
 from common.errors import ConfigError
+from common.settings import shown_key
 
 # hypothesis caches Unicode tables under its home dir (./.hypothesis by default): keep them out of the checkout
 set_hypothesis_home_dir(tempfile.mkdtemp(prefix="pid-hypothesis-"))
@@ -80,7 +82,14 @@ def test_a_generated_config_is_valid_or_a_config_error_naming_a_key(generated):
         assert lines, message
         for line in lines:
             where = line.strip().split(":", 1)[0].split(" (")[0]
-            related = [key for key in chosen if where == key or where.startswith(key + ".")
+            named = [".".join(shown_key(part) for part in key.split(".")) for key in chosen]
+            related = [key for key in named if where == key or where.startswith(key + ".")
                        or key.startswith(where + ".")]
-            assert related or where == "(top level)", f"{line!r} names no key of {chosen}"
+            assert related or where == "(top level)", f"{line!r} names no key of {named}"
             assert len(line) < 400, f"an error line echoes too much: {line[:100]}..."
+
+
+def test_a_key_holding_a_newline_is_named_escaped_on_one_line():
+    with pytest.raises(ConfigError) as refused:
+        parse_config({"broker": {"\n": None, "a\u2028b": 1}}, origin="x.toml")
+    assert str(refused.value).split("\n")[1:] == ["  broker.\\n: unknown key", "  broker.a\\u2028b: unknown key"]
