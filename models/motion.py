@@ -93,7 +93,8 @@ class MotionSettings(Section):
                                                                 "this many of its own heights (at least the "
                                                                 "smallest person's), if that is less than travel.")
     patient_s: float = Field(1.5, gt=0, le=60, description="An object followed this long without breaking up "
-                                                           "needs only patient_travel of its travel (a far person "
+                                                           "needs only patient_travel of its travel, less the "
+                                                           "longer it is held (a far person "
                                                            "at night moves a pixel or two a second).")
     patient_travel: float = Field(0.5, gt=0, le=1, description="Share of the travel a patiently followed object "
                                                                "needs (see patient_s).")
@@ -221,6 +222,7 @@ class MotionDetector:
         self._frames = 0
         self._last_ts: float | None = None
         self._settle_until = 0.0  # fast learning (start-up, after a scene change)
+        self._blind = False
         self._blind_until = 0.0   # nothing counts (start-up only: nuisance levels are not learnt yet)
         self._freeze_until = 0.0
         self._previous: np.ndarray | None = None  # last frame (reference, no copy): steady pixels while settling
@@ -266,7 +268,8 @@ class MotionDetector:
             # up, a door swinging): whatever has come to rest since is taken in at once, what still moves stays
             # foreground and is tracked (start-up is not: there the first frame is no worse than the next)
             self._model.absorb_steady(smoothed, previous, raw)
-        if ts < self._blind_until:
+        self._blind = ts < self._blind_until
+        if self._blind:
             self._tracker.reset()
             self._learn(smoothed, diff, raw, dt, settling, ts < self._freeze_until, None)
             return MotionResult(False, 0.0, mask=mask, activity=changed, tamper=tamper)
@@ -373,8 +376,12 @@ class MotionDetector:
             self._nuisance_dt = 0.0
         elif settling or self._frames % NUISANCE_EVERY == 0:
             step, self._nuisance_dt = self._nuisance_dt, 0.0
+            # how often a pixel is foreground is learnt at the usual pace even at start-up: foreground there comes
+            # mostly from the background still converging (or a first frame from another moment), and learnt fast
+            # it marks the whole view busy for tens of seconds (every object then needs more travel)
+            busy_speed = 1.0 if self._blind else speed
             self._model.learn_nuisance(diff, raw, min(1.0, speed * step / s.activity_s),
-                                       min(1.0, speed * step / s.nuisance_s), objects)
+                                       min(1.0, busy_speed * step / s.nuisance_s), objects)
 
     # objects -----------------------------------------------------------------------------------------------
     def _blobs(self, mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:

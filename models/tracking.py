@@ -60,6 +60,16 @@ class TrackerParams:
     patient_share: float = 1.0       # ... needs only this share of its travel (slow, faint, coherent movers)
 
 
+def patience(followed_s: float, patient_s: float, share: float) -> float:
+    """Share of its travel a track followed `followed_s` without a restart needs: all of it before patient_s, then
+    `share`, falling with the square root of the time held (a steady drift stands out of the centroid's jitter
+    as more frames average it) to half of `share` at 4x patient_s. A far person at night moves a pixel or two a
+    second; a swaying or flickering thing breaks up, restarts or fails the straightness test long before."""
+    if followed_s < patient_s:
+        return 1.0
+    return max(0.5 * share, share * math.sqrt(patient_s / followed_s))
+
+
 class Tracker:
     """Greedy nearest-centroid tracker; cheap enough for every frame on a Pi."""
 
@@ -157,10 +167,10 @@ class Tracker:
         track.far = max(track.far, net)
         if math.hypot(centre[0] - track.anchor[0], centre[1] - track.anchor[1]) >= p.move_px:
             track.anchor, track.anchor_ts = centre, ts
-        # a far person at night crawls a pixel or two a second: a track held that long without breaking up is
-        # evidence in itself, so it needs less travel (still in a straight enough line)
-        patience = p.patient_share if ts - track.origin_ts >= p.patient_s else 1.0
-        travelled = net >= p.travel_px * demand * patience and net >= p.min_straightness * track.path
+        # a far person at night crawls a pixel or two a second: a track held long without breaking up is evidence
+        # in itself, so it needs less travel (still in a straight enough line)
+        held = patience(ts - track.origin_ts, p.patient_s, p.patient_share)
+        travelled = net >= p.travel_px * demand * held and net >= p.min_straightness * track.path
         # someone right in front of the camera fills much of the view and cannot travel far within it
         close = area >= p.large_px and demand <= p.large_max_demand
         if not track.confirmed and track.hits >= p.min_hits and (travelled or close):

@@ -31,6 +31,7 @@ def test_every_intrusion_detected_quickly(report):
     missed = {clip.id: clip.alarms.missed for clip in report.clips if clip.alarms.missed}
     assert report.intrusions >= 14 and report.detected == report.intrusions, f"missed: {missed}"
     assert report.median_latency_s <= 1.0, format_table(report)
+    assert max(report.latencies_s) <= 2.0, format_table(report)
 
 
 @pytest.mark.footage
@@ -78,9 +79,9 @@ def night_report():
 def test_night_person_far_away_detected(night_report):
     clip = night_report.clip("night-lane-people-far")
     assert clip.alarms.detected == clip.alarms.intrusions == 1, format_table(night_report)
-    # people ~20 px tall at 720 rows walking slowly towards the camera: 2.16 s (a track followed patient_s needs
-    # half the travel; issue 9 asks for <= 2 s)
-    assert clip.alarms.worst_latency_s <= 2.5, format_table(night_report)
+    # people ~20 px tall at 720 rows walking slowly towards the camera: 1.36 s (a track held patient_s needs
+    # half the travel, less the longer it is held; start-up convergence no longer marks the view busy)
+    assert clip.alarms.worst_latency_s <= 2.0, format_table(night_report)
 
 
 @pytest.mark.footage

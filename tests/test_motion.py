@@ -303,3 +303,18 @@ def test_object_walking_through_a_change_of_view_counts_within_the_settling_time
     moving = [i for i, r in enumerate(results) if r.motion]
     settle_frames = MotionSettings().settle_s * FPS
     assert moving and moving[0] < 60 + settle_frames, moving[:3]
+
+
+def test_start_up_convergence_is_not_learnt_as_busy():
+    # a unit starting on a stale view (frames from another moment, a cut-in): half the view differs when the live
+    # one arrives. The start-up converges on it within frames; how often those pixels were foreground meanwhile
+    # is no nuisance, and learnt at start-up speed it would ask every object there for more travel for tens of
+    # seconds (the busy map decays with nuisance_s)
+    walk = square_scene(start=60, frames=60, step=1)
+    stale = walk[0].copy()
+    stale[: H // 2] = 255 - stale[: H // 2]
+    detector = MotionDetector(MotionSettings())
+    results = [detector.process(frame, index / FPS) for index, frame in enumerate([stale] * 8 + walk[8:])]
+    assert results[8].activity > 0.3 and not results[8].scene_change
+    assert max(r.activity for r in results[12:]) < 0.01
+    assert float(detector._model.busy.mean()) / 255 < 0.004

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from models.tracking import Tracker, TrackerParams
+from models.tracking import Tracker, TrackerParams, patience
 
 PARAMS = TrackerParams(travel_px=8.0, move_px=2.0, gate_px=2.0, max_gap_s=0.5, still_s=2.0, min_hits=4,
                        min_straightness=0.3)
@@ -86,3 +86,18 @@ def test_patience_does_not_confirm_a_jittering_blob_that_gets_nowhere():
     for i in range(250):
         owner = tracker.update([blob(50 + 1.5 * math.sin(i * 0.7), 50, side=6)], i / 25)[0]
         assert not owner.confirmed
+
+
+def test_patience_needs_less_travel_the_longer_a_track_is_held():
+    assert patience(1.0, 1.5, 0.5) == 1.0
+    assert patience(1.5, 1.5, 0.5) == 0.5
+    assert 0.35 < patience(3.0, 1.5, 0.5) < 0.36  # 0.5 x sqrt(1/2)
+    assert patience(6.0, 1.5, 0.5) == patience(60.0, 1.5, 0.5) == 0.25
+
+
+def test_very_slow_steady_mover_confirms_sooner_than_with_half_travel_alone():
+    patient = TrackerParams(**{**{f: getattr(PARAMS, f) for f in PARAMS.__dataclass_fields__},
+                               "patient_s": 1.5, "patient_share": 0.5})
+    # 0.8 px/s (whole pixels, as blob boxes are): half the travel (4 px) is reached at 5.0 s; held 3.75 s, 3 px
+    # are more than the 0.5 x sqrt(1.5 / 3.75) x 8 = 2.5 px it then needs
+    assert 3.6 <= _confirmed_after(patient, 0.8, 8.0) <= 3.9
