@@ -12,7 +12,6 @@ import numpy as np
 
 from models.scale import downscale
 
-
 #: share of the light left in a dark room before its lights come on (frames(lights_on_s=...))
 DARK = 0.12
 
