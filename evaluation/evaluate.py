@@ -36,6 +36,7 @@ class ClipSpec(BaseModel):
     frames: int | None = Field(None, ge=1)
     intrusions: list[tuple[int, int]] = []
     dont_care: list[tuple[int, int]] = []
+    animals: list[tuple[int, int]] = []  # an animal in view and no person or vehicle (SCORING.md, "Animals")
     masks: str | None = None
     mask_encoding: str = ""
 
@@ -80,6 +81,10 @@ class EvalReport:
     @property
     def false_alarms(self) -> int:
         return sum(clip.alarms.false_alarms for clip in self.clips)
+
+    @property
+    def animal_alarms(self) -> int:
+        return sum(clip.alarms.animal_alarms for clip in self.clips)
 
     @property
     def latencies_s(self) -> list[float]:
@@ -199,7 +204,7 @@ def evaluate_clip(clip: ClipSpec, root: Path, config: AgentConfig) -> ClipReport
         raise SourceError(f"clip {clip.id}: manifest says {clip.frames} frames, source has {frames}")
     alarm_spans = spans.finish(frames - 1)
     score = score_alarms(alarm_spans, [tuple(r) for r in clip.intrusions], [tuple(r) for r in clip.dont_care],
-                         fps, frames)
+                         fps, frames, [tuple(r) for r in clip.animals])
     return ClipReport(clip.id, frames, fps, score, alarm_spans, pixels, list(clip.intrusions),
                       list(clip.dont_care), scene_changes, tamper_frames, **report_lists)
 
@@ -224,14 +229,14 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 
 def format_table(report: EvalReport) -> str:
     """Per-clip table and totals, fixed-width text."""
-    header = (f"{'clip':32s} {'frames':>6s} {'intr':>6s} {'FA':>3s} {'FA/h':>7s} {'lat med':>7s} {'lat max':>7s} "
-              f"{'P':>5s} {'R':>5s} {'F1':>5s} {'scene':>5s}")
+    header = (f"{'clip':32s} {'frames':>6s} {'intr':>6s} {'FA':>3s} {'AA':>3s} {'FA/h':>7s} {'lat med':>7s} "
+              f"{'lat max':>7s} {'P':>5s} {'R':>5s} {'F1':>5s} {'scene':>5s}")
     lines = [header, "-" * len(header)]
     for clip in report.clips:
         a, p = clip.alarms, clip.pixels
         lines.append(
             f"{clip.id:32s} {clip.frames:6d} {a.detected:>2d}/{a.intrusions:<3d} {a.false_alarms:3d} "
-            f"{_fmt(a.false_alarms_per_hour, '.1f'):>7s} {_fmt(a.median_latency_s):>7s} "
+            f"{a.animal_alarms:3d} {_fmt(a.false_alarms_per_hour, '.1f'):>7s} {_fmt(a.median_latency_s):>7s} "
             f"{_fmt(a.worst_latency_s):>7s} {_fmt(p and p.precision):>5s} {_fmt(p and p.recall):>5s} "
             f"{_fmt(p and p.f1):>5s} {clip.scene_changes:5d}")
     lines.append("-" * len(header))
@@ -239,7 +244,8 @@ def format_table(report: EvalReport) -> str:
     worst = max(report.latencies_s) if report.latencies_s else None
     lines.append(
         f"{'TOTAL':32s} {sum(c.frames for c in report.clips):6d} {report.detected:>2d}/{report.intrusions:<3d} "
-        f"{report.false_alarms:3d} {_fmt(report.false_alarms / hours if hours else None, '.1f'):>7s} "
+        f"{report.false_alarms:3d} {report.animal_alarms:3d} "
+        f"{_fmt(report.false_alarms / hours if hours else None, '.1f'):>7s} "
         f"{_fmt(report.median_latency_s):>7s} {_fmt(worst):>7s}")
     return "\n".join(lines)
 
@@ -255,6 +261,7 @@ def report_dict(report: EvalReport) -> dict:
             "latencies_s": a.latencies_s, "median_latency_s": a.median_latency_s,
             "worst_latency_s": a.worst_latency_s, "false_alarms": a.false_alarms,
             "false_alarm_frames": a.false_alarm_frames, "false_alarms_per_hour": a.false_alarms_per_hour,
+            "animal_alarms": a.animal_alarms,
             "scored_hours": a.scored_hours, "alarm_spans": [asdict(span) for span in clip.spans],
             "scene_changes": clip.scene_changes, "tamper_frames": clip.tamper_frames,
             "pixels": None if p is None else {"tp": p.tp, "fp": p.fp, "fn": p.fn, "frames": p.frames,
@@ -263,7 +270,8 @@ def report_dict(report: EvalReport) -> dict:
     hours = report.scored_hours
     return {"manifest": report.manifest, "clips": clips,
             "totals": {"intrusions": report.intrusions, "detected": report.detected,
-                       "false_alarms": report.false_alarms, "scored_hours": hours,
+                       "false_alarms": report.false_alarms, "animal_alarms": report.animal_alarms,
+                       "scored_hours": hours,
                        "false_alarms_per_hour": report.false_alarms / hours if hours else None,
                        "median_latency_s": report.median_latency_s,
                        "worst_latency_s": max(report.latencies_s) if report.latencies_s else None}}
