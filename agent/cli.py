@@ -275,7 +275,7 @@ def cmd_eval(args) -> int:
     if args.json:
         evaluate.write_json(report, args.json)
     if args.plot:
-        evaluate.write_plots(report, args.plot)
+        evaluate.write_plots(report, args.plot, config.detection)
     return 0
 
 
