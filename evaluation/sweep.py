@@ -56,6 +56,7 @@ class SweepRow:
     worst_onset_s: float | None
     passed: bool
     note: str = ""           # e.g. the value was held at its allowed bound
+    where: str = ""          # the clips behind a miss, a false alarm or the worst onset
 
 
 def scaled_config(config: AgentConfig, parameter: str, factor: float) -> tuple[AgentConfig, float | int, str]:
@@ -108,7 +109,23 @@ def _row(manifests: list[Path], config: AgentConfig, clip_ids: list[str] | None,
               and (median is None or median <= targets.median_onset_s)
               and (worst is None or worst <= targets.worst_onset_s))
     return SweepRow(parameter, factor, value, intrusions, detected, false_alarms, animal_alarms, median, worst,
-                    passed, note)
+                    passed, note, _where([clip for report in reports for clip in report.clips]))
+
+
+def _where(clips: list) -> str:
+    """'missed: id; false: id x2; slowest: id 2.16 s' for the clips that decide a row."""
+    parts = []
+    missed = [clip.id for clip in clips if clip.alarms.missed]
+    if missed:
+        parts.append("missed: " + ", ".join(missed))
+    false = [f"{clip.id} x{clip.alarms.false_alarms}" for clip in clips if clip.alarms.false_alarms]
+    if false:
+        parts.append("false: " + ", ".join(false))
+    timed = [clip for clip in clips if clip.alarms.latencies_s]
+    if timed:
+        slowest = max(timed, key=lambda clip: clip.alarms.worst_latency_s)
+        parts.append(f"slowest: {slowest.id} {slowest.alarms.worst_latency_s:.2f} s")
+    return "; ".join(parts)
 
 
 def _ids_in(manifest: Path, clip_ids: list[str] | None) -> list[str] | None:
@@ -154,7 +171,7 @@ def format_sweep(rows: list[SweepRow], targets: Targets = Targets()) -> str:
             f"{row.parameter or '(as configured)':30s} {row.factor:6.2f} {value:>8s} "
             f"{row.detected:>4d}/{row.intrusions:<3d} {row.false_alarms:3d} {row.animal_alarms:3d} "
             f"{_fmt(row.median_onset_s):>9s} {_fmt(row.worst_onset_s):>9s} {'yes' if row.passed else 'NO':>4s}"
-            + (f"  ({row.note})" if row.note else ""))
+            + (f"  ({row.note})" if row.note else "") + (f"  {row.where}" if row.where else ""))
     failed = [row for row in rows if not row.passed]
     lines.append("-" * len(header))
     lines.append(f"{len(rows) - len(failed)}/{len(rows)} rows meet the targets (every intrusion detected, no false "
