@@ -379,7 +379,8 @@ def _lanes(ax, clip: ClipReport) -> None:
         ax.text(first / fps, 1.45, "missed", fontsize=7, color=_ALARM, va="bottom")
     ax.set_yticks([0, 1], ["alarms", "truth"])
     ax.set_ylim(-0.6, 1.9)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
+    if ax.get_legend_handles_labels()[0]:  # a clip with nothing at all has no lane to name
+        ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
 
 
 def _summary_figure(plt, report: EvalReport):
