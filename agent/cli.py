@@ -118,11 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--id", default="station-1", help="new: the key id units will know it by")
 
     evaluate = commands.add_parser("eval", help="score detection on a manifest of recordings")
-    evaluate.add_argument("manifest", type=Path)
+    evaluate.add_argument("manifest", type=Path, nargs="+", help="clips.json manifest(s)")
     evaluate.add_argument("--config", type=Path)
     evaluate.add_argument("--clip", action="append", dest="clips", help="only this clip id (repeatable)")
-    evaluate.add_argument("--json", type=Path, help="write the report as JSON")
-    evaluate.add_argument("--plot", type=Path, help="write one PNG per clip into this folder")
+    evaluate.add_argument("--json", type=Path, help="write the report as JSON (one manifest)")
+    evaluate.add_argument("--plot", type=Path, help="write one PNG per clip and a summary into this folder")
+    evaluate.add_argument("--sweep", action="store_true",
+                          help="robustness sweep: the evaluation of all manifests with each main parameter "
+                               "scaled by 0.7 and 1.3 (one full evaluation per row: CPU heavy)")
+    evaluate.add_argument("--param", action="append", dest="params", metavar="SECTION.NAME",
+                          help="with --sweep: only this parameter (repeatable)")
+    evaluate.add_argument("--jobs", type=int, default=1, help="with --sweep: rows evaluated in parallel")
 
     commission = commands.add_parser("commission", help="serve the installer's page on a replay or synthetic camera")
     commission.add_argument("--config", required=True, type=Path, help="the unit's TOML config (zones are saved here)")
@@ -309,13 +315,44 @@ def cmd_eval(args) -> int:
               "(pip install matplotlib, or run without --plot)", file=sys.stderr)
         return EXIT_FAILED
     config = load_config(args.config)
-    report = evaluate.evaluate(args.manifest, config, args.clips)
-    print(evaluate.format_table(report))
+    if args.sweep:
+        return _eval_sweep(args, config)
+    if len(args.manifest) > 1 and (args.json or args.plot):
+        print("pid-agent: error: --json and --plot take one manifest at a time", file=sys.stderr)
+        return EXIT_USAGE
+    for manifest in args.manifest:
+        clips = args.clips if len(args.manifest) == 1 else _clips_in(manifest, args.clips, args.manifest)
+        if clips == []:
+            continue  # none of the chosen clips is in this manifest
+        report = evaluate.evaluate(manifest, config, clips)
+        print(evaluate.format_table(report))
     if args.json:
         evaluate.write_json(report, args.json)
     if args.plot:
-        evaluate.write_plots(report, args.plot)
+        evaluate.write_plots(report, args.plot, config.detection)
     return 0
+
+
+def _clips_in(manifest: Path, clips: list[str] | None, manifests: list[Path]) -> list[str] | None:
+    """The --clip ids that belong to `manifest`, one of several; an id in none of them is refused."""
+    from evaluation.evaluate import load_manifest
+
+    if clips is None:
+        return None
+    known = {path: {clip.id for clip in load_manifest(path).clips} for path in manifests}
+    unknown = [clip for clip in clips if not any(clip in ids for ids in known.values())]
+    if unknown:
+        raise ConfigError(f"unknown clip id(s) {', '.join(unknown)} in {', '.join(map(str, manifests))}")
+    return [clip for clip in clips if clip in known[manifest]]
+
+
+def _eval_sweep(args, config) -> int:
+    from evaluation import sweep
+
+    rows = sweep.sweep(args.manifest, config, tuple(args.params) if args.params else sweep.MAIN_PARAMETERS,
+                       clip_ids=args.clips, jobs=max(1, args.jobs))
+    print(sweep.format_sweep(rows))
+    return 0 if all(row.passed for row in rows) else EXIT_FAILED
 
 
 def _importable(module: str) -> bool:

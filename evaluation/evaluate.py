@@ -23,6 +23,7 @@ from common.clock import ManualClock
 from common.errors import ConfigError, SourceError
 from drivers.camera.replay import ReplayCamera, list_images
 from evaluation.scoring import AlarmScore, AlarmSpan, PixelCounts, pixel_counts, score_alarms
+from models.motion import MotionSettings, object_sizes
 
 
 class ClipSpec(BaseModel):
@@ -36,6 +37,7 @@ class ClipSpec(BaseModel):
     frames: int | None = Field(None, ge=1)
     intrusions: list[tuple[int, int]] = []
     dont_care: list[tuple[int, int]] = []
+    animals: list[tuple[int, int]] = []  # an animal in view and no person or vehicle (SCORING.md, "Animals")
     masks: str | None = None
     mask_encoding: str = ""
 
@@ -59,6 +61,8 @@ class ClipReport:
     dont_care: list[tuple[int, int]]
     scene_changes: int = 0
     tamper_frames: int = 0
+    animals: list[tuple[int, int]] = field(default_factory=list)
+    shape: tuple[int, int] | None = None  # detection image (rows, columns), for the plots' smallest-object line
     score: list[float] = field(default_factory=list, repr=False)     # per frame, for plots
     activity: list[float] = field(default_factory=list, repr=False)  # per frame, for plots
     motion: list[bool] = field(default_factory=list, repr=False)
@@ -80,6 +84,10 @@ class EvalReport:
     @property
     def false_alarms(self) -> int:
         return sum(clip.alarms.false_alarms for clip in self.clips)
+
+    @property
+    def animal_alarms(self) -> int:
+        return sum(clip.alarms.animal_alarms for clip in self.clips)
 
     @property
     def latencies_s(self) -> list[float]:
@@ -178,6 +186,7 @@ def evaluate_clip(clip: ClipSpec, root: Path, config: AgentConfig) -> ClipReport
     pixels = PixelCounts() if masks else None
     report_lists: dict[str, list] = {"score": [], "activity": [], "motion": []}
     scene_changes = tamper_frames = frames = 0
+    shape = None
     with camera:
         fps = camera.fps
         for frame in camera.frames():
@@ -188,6 +197,7 @@ def evaluate_clip(clip: ClipSpec, root: Path, config: AgentConfig) -> ClipReport
             report_lists["activity"].append(round(result.activity, 5))
             report_lists["motion"].append(result.motion)
             scene_changes += result.scene_change
+            shape = frame.luma.shape
             tamper_frames += analyzer.engine.tampered is not None  # debounced, as the unit reports it
             # (a panorama-unwrapped mask is not in the clip's geometry and cannot be compared)
             if frame.index in masks and result.mask is not None and result.mask.shape == frame.luma.shape:
@@ -199,9 +209,9 @@ def evaluate_clip(clip: ClipSpec, root: Path, config: AgentConfig) -> ClipReport
         raise SourceError(f"clip {clip.id}: manifest says {clip.frames} frames, source has {frames}")
     alarm_spans = spans.finish(frames - 1)
     score = score_alarms(alarm_spans, [tuple(r) for r in clip.intrusions], [tuple(r) for r in clip.dont_care],
-                         fps, frames)
+                         fps, frames, [tuple(r) for r in clip.animals])
     return ClipReport(clip.id, frames, fps, score, alarm_spans, pixels, list(clip.intrusions),
-                      list(clip.dont_care), scene_changes, tamper_frames, **report_lists)
+                      list(clip.dont_care), scene_changes, tamper_frames, list(clip.animals), shape, **report_lists)
 
 
 def evaluate(manifest: Path, config: AgentConfig, clip_ids: list[str] | None = None) -> EvalReport:
@@ -224,14 +234,14 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 
 def format_table(report: EvalReport) -> str:
     """Per-clip table and totals, fixed-width text."""
-    header = (f"{'clip':32s} {'frames':>6s} {'intr':>6s} {'FA':>3s} {'FA/h':>7s} {'lat med':>7s} {'lat max':>7s} "
-              f"{'P':>5s} {'R':>5s} {'F1':>5s} {'scene':>5s}")
+    header = (f"{'clip':32s} {'frames':>6s} {'intr':>6s} {'FA':>3s} {'AA':>3s} {'FA/h':>7s} {'lat med':>7s} "
+              f"{'lat max':>7s} {'P':>5s} {'R':>5s} {'F1':>5s} {'scene':>5s}")
     lines = [header, "-" * len(header)]
     for clip in report.clips:
         a, p = clip.alarms, clip.pixels
         lines.append(
             f"{clip.id:32s} {clip.frames:6d} {a.detected:>2d}/{a.intrusions:<3d} {a.false_alarms:3d} "
-            f"{_fmt(a.false_alarms_per_hour, '.1f'):>7s} {_fmt(a.median_latency_s):>7s} "
+            f"{a.animal_alarms:3d} {_fmt(a.false_alarms_per_hour, '.1f'):>7s} {_fmt(a.median_latency_s):>7s} "
             f"{_fmt(a.worst_latency_s):>7s} {_fmt(p and p.precision):>5s} {_fmt(p and p.recall):>5s} "
             f"{_fmt(p and p.f1):>5s} {clip.scene_changes:5d}")
     lines.append("-" * len(header))
@@ -239,7 +249,8 @@ def format_table(report: EvalReport) -> str:
     worst = max(report.latencies_s) if report.latencies_s else None
     lines.append(
         f"{'TOTAL':32s} {sum(c.frames for c in report.clips):6d} {report.detected:>2d}/{report.intrusions:<3d} "
-        f"{report.false_alarms:3d} {_fmt(report.false_alarms / hours if hours else None, '.1f'):>7s} "
+        f"{report.false_alarms:3d} {report.animal_alarms:3d} "
+        f"{_fmt(report.false_alarms / hours if hours else None, '.1f'):>7s} "
         f"{_fmt(report.median_latency_s):>7s} {_fmt(worst):>7s}")
     return "\n".join(lines)
 
@@ -255,6 +266,7 @@ def report_dict(report: EvalReport) -> dict:
             "latencies_s": a.latencies_s, "median_latency_s": a.median_latency_s,
             "worst_latency_s": a.worst_latency_s, "false_alarms": a.false_alarms,
             "false_alarm_frames": a.false_alarm_frames, "false_alarms_per_hour": a.false_alarms_per_hour,
+            "animal_alarms": a.animal_alarms,
             "scored_hours": a.scored_hours, "alarm_spans": [asdict(span) for span in clip.spans],
             "scene_changes": clip.scene_changes, "tamper_frames": clip.tamper_frames,
             "pixels": None if p is None else {"tp": p.tp, "fp": p.fp, "fn": p.fn, "frames": p.frames,
@@ -263,7 +275,8 @@ def report_dict(report: EvalReport) -> dict:
     hours = report.scored_hours
     return {"manifest": report.manifest, "clips": clips,
             "totals": {"intrusions": report.intrusions, "detected": report.detected,
-                       "false_alarms": report.false_alarms, "scored_hours": hours,
+                       "false_alarms": report.false_alarms, "animal_alarms": report.animal_alarms,
+                       "scored_hours": hours,
                        "false_alarms_per_hour": report.false_alarms / hours if hours else None,
                        "median_latency_s": report.median_latency_s,
                        "worst_latency_s": max(report.latencies_s) if report.latencies_s else None}}
@@ -276,40 +289,138 @@ def write_json(report: EvalReport, path: Path) -> None:
         raise SourceError(f"cannot write evaluation JSON {path}: {exc.strerror}") from None
 
 
-def write_plots(report: EvalReport, directory: Path) -> list[Path]:
-    """One PNG per clip: activity and score over time, alarm spans, intrusion and dont_care ranges shaded."""
+#: colours of the plots: alarm, intrusion (truth), dont_care, animal in view
+_ALARM, _TRUTH, _DONT_CARE, _ANIMAL = "tab:red", "tab:green", "0.8", "tab:brown"
+
+
+def write_plots(report: EvalReport, directory: Path, settings: MotionSettings | None = None) -> list[Path]:
+    """One PNG per clip (`<id>.png`) and a summary of the manifest (`summary.png`); returns their paths.
+
+    A clip's figure: on top the changed share and the motion score (log scale) against the thresholds they are
+    judged by (light and scene-change shares; the smallest object), below it the truth (intrusion, dont_care,
+    animal ranges) and the alarms, each intrusion's onset marked and false alarms crossed. Legends sit outside
+    the axes, never on the data."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    settings = settings or MotionSettings()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for clip in report.clips:
-        times = np.arange(clip.frames) / clip.fps
-        fig, ax = plt.subplots(figsize=(12, 3.2))
-        for first, last in clip.dont_care:
-            ax.axvspan(first / clip.fps, (last + 1) / clip.fps, color="0.85", label="dont care")
-        for first, last in clip.intrusions:
-            ax.axvspan(first / clip.fps, (last + 1) / clip.fps, color="tab:green", alpha=0.25, label="intrusion")
-        for span in clip.spans:
-            ax.axvspan(span.start / clip.fps, (span.end + 1) / clip.fps, ymin=0.9, ymax=1.0, color="tab:red",
-                       label="alarm")
-        ax.plot(times, clip.activity, lw=0.8, color="tab:gray", label="changed share")
-        ax.plot(times, clip.score, lw=1.0, color="tab:blue", label="motion score")
-        motion_t = times[np.asarray(clip.motion, bool)]
-        ax.plot(motion_t, np.full(motion_t.shape, -0.02), "|", color="tab:orange", ms=4, label="motion frame")
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles, strict=True))
-        ax.legend(unique.values(), unique.keys(), loc="upper left", fontsize=7, ncol=3)
-        a = clip.alarms
-        ax.set_title(f"{clip.id}: {a.detected}/{a.intrusions} detected, {a.false_alarms} false alarms", fontsize=9)
-        ax.set_xlabel("seconds")
-        ax.set_ylim(-0.05, 1.0)
-        fig.tight_layout()
+        fig = _clip_figure(plt, clip, settings)
         path = directory / f"{clip.id}.png"
         fig.savefig(path, dpi=90)
         plt.close(fig)
         written.append(path)
+    fig = _summary_figure(plt, report)
+    path = directory / "summary.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    written.append(path)
     return written
+
+
+def _clip_figure(plt, clip: ClipReport, settings: MotionSettings):
+    fps = clip.fps
+    times = np.arange(clip.frames) / fps
+    fig, (top, lanes) = plt.subplots(2, 1, figsize=(12, 4.6), sharex=True, height_ratios=(3, 1.3),
+                                     layout="constrained")
+    floor = 1e-5  # log scale: zero is drawn at the floor
+    top.plot(times, np.maximum(clip.activity, floor), lw=0.8, color="tab:gray", label="changed share")
+    top.plot(times, np.maximum(clip.score, floor), lw=1.0, color="tab:blue", label="motion score (counted objects)")
+    top.axhline(settings.light_share, color="tab:gray", ls=":", lw=1, label=f"light share ({settings.light_share:g})")
+    top.axhline(settings.scene_change_share, color="black", ls=":", lw=1,
+                label=f"scene change share ({settings.scene_change_share:g})")
+    if clip.shape is not None:
+        smallest = object_sizes(settings, clip.shape)[0] / (clip.shape[0] * clip.shape[1])
+        top.axhline(smallest, color="tab:blue", ls="--", lw=1, label=f"smallest object ({smallest:.1e})")
+    motion_t = times[np.asarray(clip.motion, bool)]
+    top.plot(motion_t, np.full(motion_t.shape, 1.6 * floor), "|", color="tab:orange", ms=5, label="motion frame")
+    top.set_yscale("log")
+    top.set_ylim(floor, 1.5)
+    top.set_ylabel("share of the image")
+    a = clip.alarms
+    onset = f", onset median {a.median_latency_s:.2f} s, worst {a.worst_latency_s:.2f} s" if a.latencies_s else ""
+    top.set_title(f"{clip.id}: {a.detected}/{a.intrusions} intrusions detected, {a.false_alarms} false alarms "
+                  f"({a.animal_alarms} animal){onset}", fontsize=9)
+    top.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
+    _lanes(lanes, clip)
+    lanes.set_xlabel("time in the clip (s)")
+    lanes.set_xlim(0, clip.frames / fps)
+    return fig
+
+
+def _lanes(ax, clip: ClipReport) -> None:
+    """Truth (row 1) and alarms (row 0) as bars; onsets marked, false alarms crossed."""
+    fps = clip.fps
+
+    def bars(ranges, row, colour, label):
+        spans = [(first / fps, (last + 1 - first) / fps) for first, last in ranges]
+        if spans:
+            ax.broken_barh(spans, (row - 0.35, 0.7), color=colour, label=label)
+
+    bars(clip.dont_care, 1, _DONT_CARE, "dont care")
+    bars(clip.animals, 1, _ANIMAL, "animal in view")
+    bars(clip.intrusions, 1, _TRUTH, "intrusion")
+    bars([(span.start, span.end) for span in clip.spans], 0, _ALARM, "alarm")
+    detected = [tuple(r) for r in clip.intrusions if tuple(r) not in clip.alarms.missed]
+    for (first, _last), latency in zip(detected, clip.alarms.latencies_s, strict=True):
+        frame = first + round(latency * fps)
+        ax.annotate("", xy=(frame / fps, 0.5), xytext=(first / fps, 0.5),
+                    arrowprops={"arrowstyle": "->", "color": "black", "lw": 1})
+        ax.text(frame / fps, 0.55, f" onset {(frame - first) / fps:.2f} s", fontsize=7, va="bottom")
+    if clip.alarms.false_alarm_frames:
+        ax.plot([frame / fps for frame in clip.alarms.false_alarm_frames], [0] * len(clip.alarms.false_alarm_frames),
+                "x", color="black", ms=8, mew=2, label="false alarm")
+    for first, _last in clip.alarms.missed:
+        ax.text(first / fps, 1.45, "missed", fontsize=7, color=_ALARM, va="bottom")
+    ax.set_yticks([0, 1], ["alarms", "truth"])
+    ax.set_ylim(-0.6, 1.9)
+    if ax.get_legend_handles_labels()[0]:  # a clip with nothing at all has no lane to name
+        ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
+
+
+def _summary_figure(plt, report: EvalReport):
+    """Every clip's onsets against the targets (median 1 s, worst 2 s) and its false / animal alarms."""
+    clips = report.clips
+    rows = np.arange(len(clips))
+    fig, (onsets, alarms) = plt.subplots(1, 2, figsize=(12, 2.2 + 0.3 * len(clips)), sharey=True,
+                                         width_ratios=(3, 1), layout="constrained")
+    for row, clip in zip(rows, clips, strict=True):
+        lat = clip.alarms.latencies_s
+        if not clip.alarms.intrusions:
+            onsets.text(0.0, row, "no intrusion (nuisance clip)", fontsize=7, color="0.4", va="center")
+        onsets.plot(lat, [row] * len(lat), "o", color="tab:blue", ms=5, label="onset of an intrusion")
+        if clip.alarms.missed:
+            onsets.plot([0] * len(clip.alarms.missed), [row] * len(clip.alarms.missed), "x", color=_ALARM, ms=9,
+                        mew=2, label="missed intrusion")
+    onsets.axvline(1.0, color="tab:orange", ls="--", lw=1, label="median target (1 s)")
+    onsets.axvline(2.0, color=_ALARM, ls="--", lw=1, label="worst target (2 s)")
+    worst = max(report.latencies_s, default=0.0)
+    onsets.set_xlim(-0.1, max(2.5, worst * 1.1))
+    onsets.set_yticks(rows, [clip.id for clip in clips], fontsize=8)
+    onsets.invert_yaxis()
+    onsets.set_xlabel("onset latency (s)")
+    onsets.grid(axis="x", alpha=0.3)
+    false = [clip.alarms.false_alarms for clip in clips]
+    animal = [clip.alarms.animal_alarms for clip in clips]
+    alarms.barh(rows, false, color=_ALARM, label="false alarms")
+    alarms.barh(rows, animal, color=_ANIMAL, label="of which animal")
+    alarms.set_xlabel("alarms")
+    alarms.set_xlim(0, max(3, max(false, default=0) + 1))
+    alarms.xaxis.get_major_locator().set_params(integer=True)
+    handles, labels = [], []
+    for ax in (onsets, alarms):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8, frameon=False)
+    median = report.median_latency_s
+    fig.suptitle(f"{Path(report.manifest).name}: {report.detected}/{report.intrusions} intrusions detected, "
+                 f"{report.false_alarms} false alarms ({report.animal_alarms} animal), onset median "
+                 f"{_fmt(median)} s, worst {_fmt(worst if report.latencies_s else None)} s", fontsize=10)
+    return fig

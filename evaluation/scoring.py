@@ -35,6 +35,7 @@ class AlarmScore:
     false_alarms: int = 0
     false_alarm_frames: list[int] = field(default_factory=list)
     scored_hours: float = 0.0                                 # time that is neither intrusion nor dont_care
+    animal_alarms: int = 0                                    # false alarms raised while only an animal is in view
 
     @property
     def false_alarms_per_hour(self) -> float | None:
@@ -62,12 +63,14 @@ def _inside(frame: int, ranges: list[Range]) -> bool:
 
 
 def score_alarms(spans: list[AlarmSpan], intrusions: list[Range], dont_care: list[Range], fps: float,
-                 frames: int) -> AlarmScore:
-    """Detected intrusion ranges, onset latencies and false alarms of one clip's alarm spans."""
+                 frames: int, animals: list[Range] = ()) -> AlarmScore:
+    """Detected intrusion ranges, onset latencies and false alarms of one clip's alarm spans; a false alarm
+    raised inside an `animals` range (an animal in view, no person or vehicle) is also counted as an animal alarm."""
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     _validate(intrusions, frames, "intrusion")
     _validate(dont_care, frames, "dont_care")
+    _validate(list(animals), frames, "animals")
     score = AlarmScore(intrusions=len(intrusions))
     for first, last in intrusions:
         active = [max(first, span.start) for span in spans if span.start <= last and span.end >= first]
@@ -80,6 +83,7 @@ def score_alarms(spans: list[AlarmSpan], intrusions: list[Range], dont_care: lis
         if span.raised and _is_false(span.start, intrusions, dont_care, fps):
             score.false_alarms += 1
             score.false_alarm_frames.append(span.start)
+            score.animal_alarms += _inside(span.start, list(animals))
     scored = np.ones(frames, bool)
     for first, last in [*intrusions, *dont_care]:
         scored[first:last + 1] = False

@@ -70,6 +70,15 @@ class BackgroundModel:
         cv2.accumulateWeighted(foreground, self.busy, busy_rate, mask=learn)
         self.limit = self._limit()
 
+    def absorb_steady(self, smoothed: np.ndarray, previous: np.ndarray, foreground: np.ndarray) -> None:
+        """Take foreground pixels that did not change since the previous frame (within their threshold) into the
+        background at once: used while a fresh background settles, where the difference is the view having moved
+        on since it was taken, not an object passing (which does not stand still from frame to frame)."""
+        steady = cv2.bitwise_and(cv2.compare(cv2.absdiff(smoothed, previous), self.limit, cv2.CMP_LE), foreground)
+        if cv2.countNonZero(steady):
+            cv2.copyTo(smoothed.astype(np.float32), steady, self.mean)
+            cv2.copyTo(smoothed, steady, self.mean8)
+
     def relearn(self, smoothed: np.ndarray) -> None:
         """Forget the old background after a scene change (lights, camera moved): start from this frame."""
         self.mean[...] = smoothed

@@ -2,9 +2,10 @@
 
 Stages: blur -> difference from a per-pixel background -> adaptive threshold (per-pixel nuisance activity) ->
 clean-up -> blobs -> tracking. A frame counts as intrusion motion only when a tracked object has *travelled*
-(foliage and flicker stay in place), is big enough and lies in a detection zone. Whole-frame changes (lights,
-exposure, camera knocked) re-learn the background and are reported as `scene_change`, never as motion; stationary
-changes (moved chair, parked car) are absorbed into the background.
+(foliage and flicker stay in place), is big enough and lies in a detection zone. A change of light is compared
+through a fitted tone curve (models/illumination.py); a change of view no light explains (camera knocked, lights
+switched on in a dark room) re-learns the background and is reported as `scene_change` (the tracker starts afresh,
+nothing goes blind); stationary changes (moved chair, parked car) are absorbed into the background.
 
 Pure: arrays and frame times in, results out. No clocks, no I/O.
 """
@@ -57,8 +58,9 @@ class MotionSettings(Section):
                                                             "after this many seconds (moved chair, parked car).")
     startup_s: float = Field(3.0, ge=0, le=600, description="Seconds of fast learning, without alarms, after "
                                                             "start-up (learns the scene and where nuisance is).")
-    settle_s: float = Field(1.5, ge=0, le=60, description="Seconds of fast background learning, without alarms, "
-                                                          "after a scene change.")
+    settle_s: float = Field(1.5, ge=0, le=60, description="Seconds of fast background learning after a scene "
+                                                          "change (what comes to rest is taken in at once); "
+                                                          "objects are tracked and count meanwhile.")
     light_change: float = Field(0.25, gt=0, le=5, description="Relative change of mean brightness from the "
                                                               "background that may mean the light changed.")
     light_share: float = Field(0.2, gt=0, le=1, description="Changed share of the image from which a light "
@@ -91,7 +93,8 @@ class MotionSettings(Section):
                                                                 "this many of its own heights (at least the "
                                                                 "smallest person's), if that is less than travel.")
     patient_s: float = Field(1.5, gt=0, le=60, description="An object followed this long without breaking up "
-                                                           "needs only patient_travel of its travel (a far person "
+                                                           "needs only patient_travel of its travel, less the "
+                                                           "longer it is held (a far person "
                                                            "at night moves a pixel or two a second).")
     patient_travel: float = Field(0.5, gt=0, le=1, description="Share of the travel a patiently followed object "
                                                                "needs (see patient_s).")
@@ -218,8 +221,11 @@ class MotionDetector:
         self._tracker: Tracker | None = None
         self._frames = 0
         self._last_ts: float | None = None
-        self._settle_until = 0.0
+        self._settle_until = 0.0  # fast learning (start-up, after a scene change)
+        self._blind = False
+        self._blind_until = 0.0   # nothing counts (start-up only: nuisance levels are not learnt yet)
         self._freeze_until = 0.0
+        self._previous: np.ndarray | None = None  # last frame (reference, no copy): steady pixels while settling
         self._bg_dt = self._nuisance_dt = 0.0
         self._last_raw: np.ndarray | None = None
         self._relighting = False  # the light changed and the background has not learnt it yet
@@ -249,6 +255,7 @@ class MotionDetector:
             self._rebase(smoothed, ts)
             return MotionResult(False, 0.0, mask=raw, activity=changed, scene_change=True, tamper=tamper)
         settling = ts < self._settle_until
+        previous, self._previous = self._previous, smoothed
         # erode 3x3 removes speckle; dilating 5x5 undoes it and restores edges the threshold nibbled off
         # (a quiet frame has nothing left after the erode: skip the rest of the object stages)
         eroded = cv2.erode(raw, self._open)
@@ -256,7 +263,13 @@ class MotionDetector:
         mask = cv2.dilate(eroded, self._restore) if anything else eroded
         if self._zones.masks_anything:
             mask = cv2.bitwise_and(mask, self._zones.keep)
-        if settling:
+        if ts < self._freeze_until and previous is not None:
+            # the frame re-learnt at a scene change is often caught mid-change (a light warming up, exposure catching
+            # up, a door swinging): whatever has come to rest since is taken in at once, what still moves stays
+            # foreground and is tracked (start-up is not: there the first frame is no worse than the next)
+            self._model.absorb_steady(smoothed, previous, raw)
+        self._blind = ts < self._blind_until
+        if self._blind:
             self._tracker.reset()
             self._learn(smoothed, diff, raw, dt, settling, ts < self._freeze_until, None)
             return MotionResult(False, 0.0, mask=mask, activity=changed, tamper=tamper)
@@ -319,14 +332,18 @@ class MotionDetector:
             max_gap_s=s.track_gap_s, still_s=s.still_s, min_hits=s.min_track_frames,
             min_straightness=s.straightness, large_px=s.large_object * height * width, box_margin=RESTORE_MARGIN,
             patient_s=s.patient_s, patient_share=s.patient_travel))
-        self._settle_until = ts + s.startup_s
+        self._settle_until = self._blind_until = ts + s.startup_s
+        self._previous = None
         self._last_raw = None
         self._relighting = False
 
     def _rebase(self, smoothed: np.ndarray, ts: float) -> None:
+        # not blind afterwards: the tracker starts afresh on the new view and a person walking in during the change
+        # counts as soon as they have travelled; the exposure may still be catching up, so the next frames are
+        # compared through the light first
         self._model.relearn(smoothed)
         self._last_raw = None
-        self._relighting = False
+        self._relighting = True
         self._tracker.reset()
         self._settle_until = self._freeze_until = ts + self.settings.settle_s
 
@@ -359,8 +376,12 @@ class MotionDetector:
             self._nuisance_dt = 0.0
         elif settling or self._frames % NUISANCE_EVERY == 0:
             step, self._nuisance_dt = self._nuisance_dt, 0.0
+            # how often a pixel is foreground is learnt at the usual pace even at start-up: foreground there comes
+            # mostly from the background still converging (or a first frame from another moment), and learnt fast
+            # it marks the whole view busy for tens of seconds (every object then needs more travel)
+            busy_speed = 1.0 if self._blind else speed
             self._model.learn_nuisance(diff, raw, min(1.0, speed * step / s.activity_s),
-                                       min(1.0, speed * step / s.nuisance_s), objects)
+                                       min(1.0, busy_speed * step / s.nuisance_s), objects)
 
     # objects -----------------------------------------------------------------------------------------------
     def _blobs(self, mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:

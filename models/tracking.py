@@ -37,6 +37,7 @@ class Track:
     aspect: float = 0.0         # width / height of the object, smoothed (0 = not yet known); for classification
     origin_ts: float = 0.0      # when travel started being counted (start, or the last restart)
     edge: float = 0.0           # edge width in px, smoothed (0 = not yet measured); out of focus = near the lens
+    smooth: tuple[float, float] | None = None  # centroid smoothed over frames: travel is measured on it
 
     def moving(self, ts: float, still_s: float) -> bool:
         return ts - self.anchor_ts <= still_s
@@ -58,6 +59,20 @@ class TrackerParams:
     box_margin: int = 0          # pixels the blob boxes are larger than the object (clean-up dilation)
     patient_s: float = float("inf")  # a track followed this long without a restart ...
     patient_share: float = 1.0       # ... needs only this share of its travel (slow, faint, coherent movers)
+
+
+#: weight of a frame's centroid in the smoothed one (about 2 frames of lag)
+SMOOTHING = 0.4
+
+
+def patience(followed_s: float, patient_s: float, share: float) -> float:
+    """Share of its travel a track followed `followed_s` without a restart needs: all of it before patient_s, then
+    `share`, falling with the square root of the time held (a steady drift stands out of the centroid's jitter
+    as more frames average it) to half of `share` at 4x patient_s. A far person at night moves a pixel or two a
+    second; a swaying or flickering thing breaks up, restarts or fails the straightness test long before."""
+    if followed_s < patient_s:
+        return 1.0
+    return max(0.5 * share, share * math.sqrt(patient_s / followed_s))
 
 
 class Tracker:
@@ -142,7 +157,13 @@ class Tracker:
             track.origin, track.path, track.far, track.hits = centre, 0.0, 0.0, 1
             track.origin_size = math.sqrt(area)
             track.origin_ts = ts
-            step = 0.0
+            track.smooth = centre
+        # travel and path on the smoothed centroid: a box moves in whole pixels and its edges flicker by one, which
+        # for an object a few pixels tall is most of a second's travel and lengthens the path with jitter
+        before = track.smooth or track.origin
+        track.smooth = (before[0] + SMOOTHING * (centre[0] - before[0]),
+                        before[1] + SMOOTHING * (centre[1] - before[1]))
+        step = math.hypot(track.smooth[0] - before[0], track.smooth[1] - before[1])
         track.path += step
         track.pos = centre
         track.size = math.sqrt(area)
@@ -153,14 +174,14 @@ class Tracker:
         aspect = max(1, w - p.box_margin) / max(1, h - p.box_margin)
         # smoothed over ~5 frames: a gait or a fragment merging changes one frame's box, not the object's shape
         track.aspect = aspect if track.aspect == 0 else 0.8 * track.aspect + 0.2 * aspect
-        net = math.hypot(centre[0] - track.origin[0], centre[1] - track.origin[1])
+        net = math.hypot(track.smooth[0] - track.origin[0], track.smooth[1] - track.origin[1])
         track.far = max(track.far, net)
         if math.hypot(centre[0] - track.anchor[0], centre[1] - track.anchor[1]) >= p.move_px:
             track.anchor, track.anchor_ts = centre, ts
-        # a far person at night crawls a pixel or two a second: a track held that long without breaking up is
-        # evidence in itself, so it needs less travel (still in a straight enough line)
-        patience = p.patient_share if ts - track.origin_ts >= p.patient_s else 1.0
-        travelled = net >= p.travel_px * demand * patience and net >= p.min_straightness * track.path
+        # a far person at night crawls a pixel or two a second: a track held long without breaking up is evidence
+        # in itself, so it needs less travel (still in a straight enough line)
+        held = patience(ts - track.origin_ts, p.patient_s, p.patient_share)
+        travelled = net >= p.travel_px * demand * held and net >= p.min_straightness * track.path
         # someone right in front of the camera fills much of the view and cannot travel far within it
         close = area >= p.large_px and demand <= p.large_max_demand
         if not track.confirmed and track.hits >= p.min_hits and (travelled or close):

@@ -12,6 +12,9 @@ import numpy as np
 
 from drivers.camera.scale import downscale
 
+#: share of the light left in a dark room before its lights come on (frames(lights_on_s=...))
+DARK = 0.12
+
 
 @dataclass(frozen=True)
 class Walker:
@@ -111,10 +114,12 @@ def _draw_rain(image: np.ndarray, rain: Rain, rng: np.random.Generator) -> None:
 
 def frames(still: np.ndarray, seconds: float, fps: float = 10.0, walkers: tuple[Walker, ...] = (),
            ramp: tuple[float, float, float] | None = None, ir_switch_s: float | None = None, noise: float = 0.0,
-           seed: int = 0, insect: Insect | None = None, rain: Rain | None = None) -> list[tuple[float, np.ndarray]]:
+           seed: int = 0, insect: Insect | None = None, rain: Rain | None = None,
+           lights_on_s: float | None = None) -> list[tuple[float, np.ndarray]]:
     """(time, luma) pairs. ramp = (start_s, duration_s, relative change, e.g. -0.4); ir_switch_s: the image turns
     mono-IR (contrast-flattened and brighter) at that time; noise: sensor noise sigma in grey levels; insect and
-    rain: drawn over the scene (and the walkers) from the start (rain) or insect.start_s."""
+    rain: drawn over the scene (and the walkers) from the start (rain) or insect.start_s; lights_on_s: the scene is
+    a dark room (DARK of its light, walkers lit alike) until the lights come on at that time."""
     rng = np.random.default_rng(seed)
     base = still.astype(np.float32)
     ir = cv2.GaussianBlur(base, (0, 0), 1.0) * 0.6 + 70.0
@@ -132,6 +137,8 @@ def frames(still: np.ndarray, seconds: float, fps: float = 10.0, walkers: tuple[
             _draw_insect(image, insect, flutter.step(1.0 / fps))
         if rain is not None:
             _draw_rain(image, rain, rng)
+        if lights_on_s is not None and t < lights_on_s:
+            image *= DARK
         if ramp is not None:
             start, duration, change = ramp
             image *= 1.0 + change * min(1.0, max(0.0, (t - start) / duration))

@@ -31,6 +31,7 @@ def test_every_intrusion_detected_quickly(report):
     missed = {clip.id: clip.alarms.missed for clip in report.clips if clip.alarms.missed}
     assert report.intrusions >= 14 and report.detected == report.intrusions, f"missed: {missed}"
     assert report.median_latency_s <= 1.0, format_table(report)
+    assert max(report.latencies_s) <= 2.0, format_table(report)
 
 
 @pytest.mark.footage
@@ -62,7 +63,7 @@ def test_report_writers(report, tmp_path):
     assert {clip["id"] for clip in data["clips"]} == {clip.id for clip in report.clips}
     assert report_dict(report)["clips"][0]["alarm_spans"] == data["clips"][0]["alarm_spans"]
     plots = write_plots(report, tmp_path / "plots")
-    assert len(plots) == len(report.clips)
+    assert [path.stem for path in plots] == [clip.id for clip in report.clips] + ["summary"]
     image = cv2.imread(str(plots[0]))
     assert image is not None and image.shape[1] > 500
 
@@ -78,9 +79,9 @@ def night_report():
 def test_night_person_far_away_detected(night_report):
     clip = night_report.clip("night-lane-people-far")
     assert clip.alarms.detected == clip.alarms.intrusions == 1, format_table(night_report)
-    # people ~20 px tall at 720 rows walking slowly towards the camera: 2.16 s (a track followed patient_s needs
-    # half the travel; issue 9 asks for <= 2 s)
-    assert clip.alarms.worst_latency_s <= 2.5, format_table(night_report)
+    # people ~20 px tall at 720 rows walking slowly towards the camera: 1.48 s (a track held patient_s needs
+    # half the travel, less the longer it is held; start-up convergence no longer marks the view busy)
+    assert clip.alarms.worst_latency_s <= 2.0, format_table(night_report)
 
 
 @pytest.mark.footage
@@ -115,6 +116,16 @@ def test_evaluate_small_manifest_end_to_end(tmp_path):
     clip = report.clip("tiny")
     assert clip.frames == 70 and clip.alarms.detected == 1 and clip.alarms.false_alarms == 0
     assert clip.spans and clip.spans[0].start >= 50
+
+
+def test_plots_of_a_small_manifest(tmp_path):
+    report = evaluate(_tiny_manifest(tmp_path), AgentConfig())
+    plots = write_plots(report, tmp_path / "plots")
+    assert [path.name for path in plots] == ["tiny.png", "summary.png"]
+    for path in plots:
+        image = cv2.imread(str(path))
+        assert image is not None and image.shape[1] >= 1000 and image.shape[0] >= 150
+        assert image.std() > 10  # drawn, not blank
 
 
 def test_manifest_errors_are_clear(tmp_path):

@@ -1,5 +1,6 @@
 """Generated hard cases (tests/hard_cases.py) on a real night still: a far person with sensor noise, a small
-animal, a person walking through a 40 % light ramp and through an IR switch, an insect near the lens, rain."""
+animal, a person walking through a 40 % light ramp, through an IR switch and in as the lights come on, an insect near
+the lens, rain."""
 
 from __future__ import annotations
 
@@ -104,4 +105,15 @@ def test_rain_streaks_raise_no_motion(night_still, seed):
 def test_person_seen_through_rain(night_still):
     walker = Walker(height=30, x=60, foot_y=160, speed=25, start_s=ENTRY_S)
     onset = _onset(frames(night_still, 12, walkers=(walker,), rain=Rain(count=80), noise=2.0))
+    assert onset is not None and onset <= 2.0, onset
+
+
+@pytest.mark.footage
+@pytest.mark.parametrize("after_s", [0.3, 0.8])
+def test_person_walking_in_as_the_lights_come_on(night_still, after_s):
+    # a dark room lit at once as someone walks in: no change of light explains it (the dark frame holds too
+    # little of the scene), the view is re-learnt, and the walker must still count within the onset target
+    walker = Walker(height=30, x=60, foot_y=160, speed=25, start_s=ENTRY_S)
+    sequence = frames(night_still, 12, walkers=(walker,), lights_on_s=ENTRY_S + after_s, noise=2.0)
+    onset = _onset(sequence)
     assert onset is not None and onset <= 2.0, onset

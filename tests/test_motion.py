@@ -265,3 +265,56 @@ def test_far_tiny_walker_is_detected():
     assert not any(r.motion for r in results[:50])
     first = next(i for i, r in enumerate(results) if r.motion)
     assert first - 50 <= 20, f"onset {first - 50} frames"
+
+
+def _other_view() -> np.ndarray:
+    rows, cols = np.indices((H, W))
+    return np.where(((rows // 6) + (cols // 6)) % 2 == 0, 30.0, 210.0)
+
+
+def test_view_caught_mid_change_settles_without_motion():
+    # another view that takes two frames to arrive (a door swinging shut as the light comes on): the background
+    # re-learnt on the first of them must take in the part that changed once more, not leave it foreground for
+    # good (where it would count as an object right at the camera)
+    rng = np.random.default_rng(4)
+    bg, other = background(), _other_view()
+    caught = other.copy()
+    caught[:, :64] = 240 - other[:, :64]  # 40 % of the view still on its way
+    frames = [noisy(bg if index < 60 else caught if index == 60 else other, rng) for index in range(130)]
+    results = run(frames)
+    assert results[60].scene_change
+    assert not any(r.motion for r in results), [i for i, r in enumerate(results) if r.motion][:5]
+    assert max(r.activity for r in results[65:]) < 0.05
+
+
+def test_object_walking_through_a_change_of_view_counts_within_the_settling_time():
+    # a view no change of light explains (the scene re-learnt): the detector is not blind for settle_s after it
+    rng = np.random.default_rng(5)
+    bg, other = background(), _other_view()
+    frames = []
+    for index in range(120):
+        image = (bg if index < 60 else other).copy()
+        if index >= 55:
+            x = 10 + 3 * (index - 55)
+            image[60:100, x:x + 14] = 120
+        frames.append(noisy(image, rng))
+    results = run(frames)
+    assert results[60].scene_change
+    moving = [i for i, r in enumerate(results) if r.motion]
+    settle_frames = MotionSettings().settle_s * FPS
+    assert moving and moving[0] < 60 + settle_frames, moving[:3]
+
+
+def test_start_up_convergence_is_not_learnt_as_busy():
+    # a unit starting on a stale view (frames from another moment, a cut-in): half the view differs when the live
+    # one arrives. The start-up converges on it within frames; how often those pixels were foreground meanwhile
+    # is no nuisance, and learnt at start-up speed it would ask every object there for more travel for tens of
+    # seconds (the busy map decays with nuisance_s)
+    walk = square_scene(start=60, frames=60, step=1)
+    stale = walk[0].copy()
+    stale[: H // 2] = 255 - stale[: H // 2]
+    detector = MotionDetector(MotionSettings())
+    results = [detector.process(frame, index / FPS) for index, frame in enumerate([stale] * 8 + walk[8:])]
+    assert results[8].activity > 0.3 and not results[8].scene_change
+    assert max(r.activity for r in results[12:]) < 0.01
+    assert float(detector._model.busy.mean()) / 255 < 0.004

@@ -40,6 +40,14 @@ def test_pure_nuisance_clip_counts_every_alarm():
     assert score.false_alarms == 1 and score.median_latency_s is None
 
 
+def test_false_alarm_while_an_animal_is_in_view_is_also_an_animal_alarm():
+    spans = [AlarmSpan(45, 50), AlarmSpan(120, 130)]
+    score = score_alarms(spans, [], [], 10.0, 200, animals=[(40, 69)])
+    assert score.false_alarms == 2 and score.animal_alarms == 1
+    with pytest.raises(ValueError, match="animals"):
+        score_alarms([], [], [], 10.0, 200, animals=[(150, 250)])
+
+
 def test_bad_ranges_are_rejected():
     with pytest.raises(ValueError, match="intrusion range"):
         score_alarms([], [(50, 10)], [], FPS, 100)
