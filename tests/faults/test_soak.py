@@ -1,5 +1,5 @@
-"""The soak (bench/soak.py) as tests: the long one is a marked run (`SOAK_MINUTES=10 pytest -m soak`, CI's ten
-minutes; `make soak SOAK_MINUTES=120` for the two hours), the default suite runs a few seconds of it to show the
+"""The soak (bench/soak.py) as tests: the long one runs ten minutes under CI=true (SOAK_MINUTES=N sets it
+elsewhere; `make soak SOAK_MINUTES=120` for the two hours), the default suite runs a few seconds of it to show the
 machinery holds: the agent sends to a real broker, a station process receives, the outbox drains, a plot is drawn."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import _require_mosquitto
+from tests.footage import under_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +49,8 @@ def test_a_short_soak_sends_drains_and_plots(tmp_path):
 @pytest.mark.broker
 @pytest.mark.slow
 def test_soak_meets_its_targets(tmp_path):
-    minutes = os.environ.get("SOAK_MINUTES")
+    # CI runs the issue's ten minutes; elsewhere it waits for SOAK_MINUTES (`make soak` for the two hours)
+    minutes = os.environ.get("SOAK_MINUTES") or ("10" if under_ci() else None)
     if not minutes:
         pytest.skip("the soak runs for SOAK_MINUTES (CI: 10): SOAK_MINUTES=10 pytest -m soak")
     _require_mosquitto()
