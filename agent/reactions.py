@@ -96,6 +96,13 @@ class Reactions:
         return self.publisher.event(
             lambda seq: build(messages.envelope(self.identity, seq, event_id, wall, frame, out_of_term)))
 
+    def publish_strict(self, build: Callable[[dict], messages.Event], wall: float) -> dict:
+        """publish(), raising StorageError when the outbox cannot store the event (the caller retries)."""
+        event_id = new_event_id()
+        return self.publisher.event(
+            lambda seq: build(messages.envelope(self.identity, seq, event_id, wall, None, not self.in_term(wall))),
+            strict=True)
+
     def camera_events(self, events: list[CameraFault | CameraRestored]) -> None:
         for event in events:
             if isinstance(event, CameraFault):
@@ -188,7 +195,7 @@ class Reactions:
                 walk_test=True if self.walk_test() else None, **where)
 
         payload = self.publisher.event(build)  # the start goes out before any media
-        self.outbox.open_alarm(event.event_id, payload)
+        self._journal(self.outbox.open_alarm, event.event_id, payload)
         self.signaller.alarm_started(moment.ts)
         self._started_wall[event.event_id] = moment.wall
         if payload.get("walk_test"):
@@ -236,9 +243,18 @@ class Reactions:
                 clip=media_ref(clip), snapshot=media_ref(snapshot), confirmed_by=list(event.confirmed_by),
                 walk_test=event.event_id in self._walk_alarms, out_of_term=not self.in_term(moment.wall)))
             self._walk_alarms.discard(event.event_id)
-            self.outbox.close_alarm(event.event_id)
+            self._journal(self.outbox.close_alarm, event.event_id)
         finally:
             self.signaller.alarm_ended(moment.ts)
+
+    @staticmethod
+    def _journal(write: Callable[..., None], *args) -> None:
+        """The journal of open alarms on a full disk: the alarm goes on (outputs, events); recovery at the next
+        start may then miss or repeat an honest end, which is what the storage fault already says."""
+        try:
+            write(*args)
+        except StorageError as exc:
+            log.error("alarm journal not updated: %s", exc)
 
     def _finish_clip(self, event_id: str, moment: Moment) -> MediaFile | None:
         """Close and queue the alarm's clip; None (and a storage fault) when it could not be kept."""

@@ -24,7 +24,8 @@ PAYLOADS = [
     (messages.CameraHealth, "heartbeat `camera`"), (messages.InputStates, "heartbeat `inputs`"),
     (messages.SignallingState, "heartbeat `signalling`"),
     *[(model, "<root>/event") for model in messages.AnyEvent.__args__],
-    (messages.MediaRef, "an end's `clip` / `snapshot`"), (messages.MediaManifest, "<root>/media/.../manifest"),
+    (messages.MediaRef, "an end's `clip` / `snapshot`"),
+    (messages.EvictedItem, "an evicted event's `items`"), (messages.MediaManifest, "<root>/media/.../manifest"),
     (messages.CommandResult, "<root>/cmd/result"),
 ]
 

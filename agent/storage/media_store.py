@@ -50,8 +50,10 @@ class MediaStore:
             # fit in the bound as a whole, so the other media make room for it
             if not self._make_room(len(body) + chunks * CHUNK_ROW_BYTES, ("heartbeat", "media"), f"media {path}",
                                    False, incoming_file=total):
-                raise StorageFull(f"media file {path} ({total} bytes) does not fit in the outbox "
-                                  f"(max_bytes={self.max_bytes})")
+                full = StorageFull(f"media file {path} ({total} bytes) does not fit in the outbox "
+                                   f"(max_bytes={self.max_bytes})")
+                self._note_full(full)
+                raise full
             self._retrying(lambda: self._insert_media(event_id, name, path, total, digest, chunks, chunk_bytes,
                                                       body), ("heartbeat", "media"), False, f"media {path}")
         return manifest

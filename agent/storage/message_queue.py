@@ -59,8 +59,10 @@ class MessageQueue:
                 if kind == "heartbeat":
                     log.warning("outbox full of alarms/media: heartbeat dropped (%d bytes)", len(body))
                     return 0
-                raise StorageFull(f"{kind} message of {len(body)} bytes does not fit in the outbox "
-                                  f"(max_bytes={self.max_bytes}) at {self.db_path}")
+                full = StorageFull(f"{kind} message of {len(body)} bytes does not fit in the outbox "
+                                   f"(max_bytes={self.max_bytes}) at {self.db_path}")
+                self._note_full(full)
+                raise full
             try:
                 return self._retrying(lambda: self._insert(topic, kind, qos, body, payload, keep), allowed, keep,
                                       what)
