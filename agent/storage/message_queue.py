@@ -13,7 +13,7 @@ from common.errors import StorageError, StorageFull
 
 log = logging.getLogger(__name__)
 
-#: event kinds kept like alarms: evicted last (after every other event), and only by each other
+#: event kinds kept like alarms (and storage faults): evicted last, after every other event, only by each other
 KEEP_KINDS = frozenset({"intrusion", "evicted"})
 
 
@@ -51,7 +51,8 @@ class MessageQueue:
         if qos not in (0, 1):
             raise ValueError(f"qos must be 0 or 1, got {qos!r}")
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        keep = kind == "event" and payload.get("kind") in KEEP_KINDS
+        keep = kind == "event" and (payload.get("kind") in KEEP_KINDS or (
+            payload.get("kind") == "fault" and payload.get("source") == "storage"))  # a station must hear of it
         allowed = ("heartbeat",) if kind == "heartbeat" else ("heartbeat", "media", "event")
         what = f"{kind} on {topic}"
         with self._lock:
