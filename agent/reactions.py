@@ -3,7 +3,9 @@ else the unit notices (tamper, scene change, inputs, camera and storage faults) 
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from typing import Callable
 
 from agent.analyzer import Analysis
@@ -29,7 +31,7 @@ from agent.uplink import messages
 from agent.uplink.messages import Identity, MediaRef
 from agent.uplink.publisher import Publisher
 from common.clock import iso_utc
-from common.errors import StorageError
+from common.errors import StorageError, StorageFull
 from drivers.camera.base import Frame
 from drivers.camera.watchdog import CameraFault, CameraRestored
 from models.fusion import FaultReport
@@ -146,6 +148,8 @@ class Reactions:
     def storage_failed(self, event_id: str | None, error: StorageError, moment: Moment) -> None:
         """A clip or snapshot could not be written or queued: say so upstream and keep guarding the site."""
         log.error("storage: %s", error)
+        if isinstance(error, StorageFull) or os.strerror(errno.ENOSPC) in str(error):
+            self.outbox.note_full(error)  # the media writers report ENOSPC by its text: the storage check sees it
         self.publish(lambda env: messages.StorageFault(**env, message=str(error), alarm_event_id=event_id),
                      moment.wall, moment.frame)
 
@@ -174,6 +178,8 @@ class Reactions:
     def record(self, frame: Frame, moment: Moment) -> None:
         """Feed a frame to the recorder (pre-roll, or the clip of the running alarm)."""
         try:
+            if self.recorder.recording:
+                self.outbox.keep_headroom()  # the clip grows each frame: older media make room before it fails
             self.recorder.push(frame)
         except StorageError as exc:
             recording = self._recording if self.recorder.recording else None
@@ -203,6 +209,7 @@ class Reactions:
         self._active, self._last_update_wall = event.event_id, moment.wall
         self.on_alarm(event.event_id)
         try:
+            self.outbox.make_headroom()  # room for this alarm's snapshot and clip: older media go first
             # the snapshot is queued before the clip starts, so a crash mid-clip cannot strand it unqueued
             snapshot = self.recorder.snapshot(event.event_id, frame, event.boxes)
             self._queue_media(event.event_id, snapshot)

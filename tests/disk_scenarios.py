@@ -120,7 +120,131 @@ def write_sites(mount: Path) -> dict:
     return found
 
 
-SCENARIOS = {"write_sites": write_sites}
+class DiskSampler:
+    """The filesystem's peak use, sampled while the agent runs (what df would say)."""
+
+    def __init__(self, mount: Path) -> None:
+        import threading
+
+        self.mount, self.peak, self._done = mount, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import os
+
+        while not self._done.wait(0.05):  # sampling a real process's disk, not timing logic
+            fs = os.statvfs(self.mount)
+            self.peak = max(self.peak, (fs.f_blocks - fs.f_bfree) * fs.f_frsize)
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return self.peak
+
+
+def _agent(recording: str, data: Path, broker_url: str, max_bytes: int, realtime: bool, clock):
+    from agent.config import parse_config
+    from agent.pipeline import Agent
+    from drivers.camera.replay import ReplayCamera
+    from tests.faults.harness import ALARM_SETTINGS, DEVICE
+
+    # near-lossless clips (crf 6): a unit's ~1 MB clips from a small, cheap recording
+    settings = {**ALARM_SETTINGS, "recorder": {**ALARM_SETTINGS["recorder"], "crf": 6, "preset": "ultrafast"}}
+    config = parse_config({"device_id": DEVICE, "data_dir": str(data), "outbox": {"max_bytes": max_bytes},
+                           "heartbeat": {"interval_s": 5},
+                           "broker": {"url": broker_url, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},
+                           "camera": {"backend": "replay", "source": recording, "realtime": realtime},
+                           **settings})
+    return Agent(config, ReplayCamera(recording, clock=clock, realtime=realtime), clock, drain_timeout_s=5)
+
+
+def agent_replay(mount: Path, walks_path: str, short_path: str, work: str, max_bytes: str) -> dict:
+    """The agent replays many alarms with the broker down on the small disk, then restarts with the broker up:
+    no crash, the backlog drains, storage fault / evicted / restore events reach a station."""
+    from common.clock import SystemClock
+    from station.monitor import Monitor
+    from tests.conftest import Broker
+    from tests.faults.harness import DEVICE
+    from tests.net import free_port
+
+    clock, data, work_dir = SystemClock(), mount / "data", Path(work)
+    found: dict = {"fs_bytes": _fs_size(mount), "max_bytes": int(max_bytes)}
+    sampler = DiskSampler(mount)
+    first = _agent(walks_path, data, f"mqtt://127.0.0.1:{free_port()}", int(max_bytes), False, clock)
+    summary = first.run()  # the broker is down the whole run
+    found["peak_fs_used_run1"] = sampler.stop()
+    published = list(summary.events_published)
+    found["alarms_raised"] = summary.alarms
+    found["starts"] = sum(1 for e in published if e["kind"] == "intrusion" and e.get("phase") == "start")
+    found["ends"] = sum(1 for e in published if e["kind"] == "intrusion" and e.get("phase") == "end")
+    found["storage_faults_run1"] = [e.get("reason") for e in published
+                                    if e["kind"] == "fault" and e.get("source") == "storage"]
+    box = Outbox(data, int(max_bytes), clock, reserve_bytes=first.outbox.reserve_bytes)
+    use = box.disk_use()
+    found["outbox_committed_after_run1"], found["outbox_total_after_run1"] = use.committed, use.total
+    found["fs_free_after_run1"] = use.fs_free
+    found["unreported_evictions_after_run1"] = len(box.unreported_evictions(100_000))
+    box.close()
+
+    broker = Broker(work_dir)
+    broker.start()
+    received = work_dir / "received"
+    monitor = Monitor(broker.url, DEVICE, received, printer=lambda line: None)
+    monitor.start()
+    monitor.wait_for(lambda m: m.subscribed, timeout=10)
+    sampler = DiskSampler(mount)
+    began = time.monotonic()
+    second = _agent(short_path, data, broker.url, int(max_bytes), True, clock)
+    restart = {}
+    import threading
+
+    runner = threading.Thread(target=lambda: restart.update(summary=second.run()), daemon=True)
+    runner.start()
+
+    def restored(m) -> bool:
+        return any(e["kind"] == "restore" and e.get("source") == "storage" for e in m.events)
+
+    found["restore_received"] = monitor.wait_for(restored, timeout=120)
+    found["time_to_recover_s"] = round(time.monotonic() - began, 1)
+    runner.join(timeout=120)
+    found["peak_fs_used_run2"] = sampler.stop()
+    found["second_run_finished"] = "summary" in restart
+    monitor.stop()
+    broker.stop()
+    events = monitor.events
+    found["received_storage_faults"] = [e.get("reason") for e in events
+                                        if e["kind"] == "fault" and e.get("source") == "storage"]
+    evicted = [item for e in events if e["kind"] == "evicted" for item in e["items"]]
+    found["evicted_items"] = len(evicted)
+    found["evicted_reasons"] = sorted({item["reason"] for item in evicted})
+    found["evicted_names"] = sorted({item["name"] for item in evicted if item["what"] == "media"})
+    # every media file an alarm end names has either arrived or been reported evicted
+    ends = [e for e in events if e["kind"] == "intrusion" and e.get("phase") == "end"]
+    named = {(e["event_id"], ref["name"], ref["sha256"]) for e in ends for ref in (e.get("clip"), e.get("snapshot"))
+             if ref}
+    arrived = {(media.event_id, media.name) for media in monitor.media.values() if media.verified}
+    gone = {(item["event_id"], item["name"], item["sha256"]) for item in evicted if item["what"] == "media"}
+    found["named_media"] = len(named)
+    found["named_arrived"] = sum(1 for n in named if n[:2] in arrived)
+    found["named_evicted"] = sum(1 for n in named if n in gone)
+    found["named_unaccounted"] = sorted(f"{n[0]}/{n[1]}" for n in named if n[:2] not in arrived and n not in gone)
+    found["received_starts"] = sum(1 for e in events if e["kind"] == "intrusion" and e.get("phase") == "start")
+    box = Outbox(data, int(max_bytes), clock)
+    found["depth_after"] = box.depth()
+    found["outbox_committed_after"] = box.disk_use().committed
+    box.close()
+    return found
+
+
+def _fs_size(mount: Path) -> int:
+    import os
+
+    fs = os.statvfs(mount)
+    return fs.f_blocks * fs.f_frsize
+
+
+SCENARIOS = {"write_sites": write_sites, "agent_replay": agent_replay}
 
 if __name__ == "__main__":
     name, mount_point, *rest = sys.argv[1:]

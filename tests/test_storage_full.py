@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
+from tests.conftest import _require_mosquitto
+from tests.faults.harness import write_walks
 from tests.small_fs import run_in_tmpfs
+
+WALKS = 12  # the issue's 8 MiB disk crashed at the 7th alarm
 
 
 def test_every_write_site_survives_a_full_disk_and_recovers_when_space_returns():
@@ -22,3 +30,26 @@ def test_every_write_site_survives_a_full_disk_and_recovers_when_space_returns()
     assert found["reserve_back"] > 0 and found["event_after"] == "ok" and found["audit_after"] == "ok", found
     assert found["audit_gap"] == {"missed": {"event": 1}}, found
     assert found["audit_kinds"][-2:] == ["gap", "event"] and found["audit_verifies"], found
+
+
+@pytest.mark.broker
+@pytest.mark.faults
+@pytest.mark.slow
+@pytest.mark.parametrize("max_bytes", [2 * 1024**3, 4 * 1024**2], ids=["disk-limited", "bound-4MiB"])
+def test_agent_on_an_8mib_disk_with_the_broker_down_goes_on_raising_alarms_and_recovers(tmp_path, max_bytes):
+    """The issue's case: 8 MiB filesystem, broker down, many alarms. Then a restart with the broker up."""
+    _require_mosquitto()
+    walks = write_walks(tmp_path / "walks.mp4", WALKS)
+    short = write_walks(tmp_path / "short.mp4", 1)
+    found = run_in_tmpfs("8m", "agent_replay", str(walks), str(short), str(tmp_path), str(max_bytes), timeout=420)
+    print(json.dumps(found))
+    assert found["alarms_raised"] == WALKS and found["starts"] == WALKS and found["ends"] == WALKS, found
+    if max_bytes < found["fs_bytes"]:
+        assert found["outbox_committed_after_run1"] <= max_bytes, found
+    assert found["storage_faults_run1"] and found["storage_faults_run1"][0] in ("disk_full", "outbox_full"), found
+    assert found["restore_received"] and found["second_run_finished"], found
+    assert found["received_storage_faults"] and found["evicted_items"] > 0, found
+    assert found["received_starts"] == WALKS + 1, found  # every alarm start arrived (run 1's and the restart's)
+    assert found["named_unaccounted"] == [], found  # each named clip/snapshot arrived or was reported evicted
+    assert "snapshot.jpg" not in found["evicted_names"] or "clip.mp4" in found["evicted_names"], found
+    assert found["depth_after"] == 0, found

@@ -217,9 +217,7 @@ class Bound:
         than the reserve) or outbox_full (items were evicted, or the reserve is spent); a fault clears once
         writes succeed, the reserve is back and the outbox has drained below DRAINED_FRACTION of its bound."""
         with self._lock:
-            for victim in ("heartbeat", "media"):  # room for the reserve, evicting what a put would evict
-                while self._over_bound() and self._evict_one(victim, "outbox_full", "the reserve"):
-                    pass
+            self.make_headroom()  # room for the reserve and the clip, evicting what a put would evict
             reserve_ok = self._restore_reserve()
             use = self.disk_use()
             failed, self._full_errors = self._full_errors, 0
@@ -228,8 +226,9 @@ class Bound:
                 problem = "disk_full"
                 detail = self._last_full if failed else f"filesystem has {use.fs_free} bytes free"
             elif evicted or not reserve_ok or (
-                    self._problem == "outbox_full" and use.committed > DRAINED_FRACTION * self.max_bytes):
-                problem = "outbox_full"
+                    self._problem is not None and use.committed > DRAINED_FRACTION * self._limit(use)):
+                # evicting because the filesystem is smaller than the bound is a full disk too
+                problem = "disk_full" if self._limit(use) < self.max_bytes else "outbox_full"
                 detail = (f"outbox holds {use.committed} of max_bytes={self.max_bytes}; "
                           f"{evicted} item(s) evicted since the last check")
             else:
@@ -237,9 +236,35 @@ class Bound:
             self._problem = problem
             return StorageState(problem, detail, use, self.max_bytes)
 
+    def _limit(self, use: DiskUse) -> int:
+        """The outbox's real bound: max_bytes, or less when the filesystem cannot hold that much."""
+        return min(self.max_bytes, use.committed + use.fs_free)
+
     def _over_bound(self) -> bool:
+        """Whether the reserve (if it is out) and the headroom do not fit, in the bound or on the filesystem.
+        The headroom (reserve_bytes again) is room for the clip being recorded to grow until the next check."""
         use = self.disk_use()
-        return use.committed + (0 if use.reserve else self.reserve_bytes) > self.max_bytes
+        wanted = (0 if use.reserve else self.reserve_bytes) + self.reserve_bytes
+        return use.committed + wanted > self.max_bytes or use.fs_free < wanted + DISK_MARGIN
+
+    def make_headroom(self) -> None:
+        """Before an alarm's media are written: evict heartbeats, then media, until the headroom is free."""
+        with self._lock:
+            for victim in ("heartbeat", "media"):
+                while self._over_bound() and self._evict_one(victim, "outbox_full", "the alarm's media"):
+                    pass
+
+    def keep_headroom(self) -> None:
+        """Per frame while a clip is recorded: one statvfs, and make_headroom() only when the filesystem is
+        short of it (the bound itself is kept by the storage check each second)."""
+        fs = os.statvfs(self.data_dir)
+        if fs.f_bavail * fs.f_frsize < 2 * self.reserve_bytes + DISK_MARGIN:
+            self.make_headroom()
+
+    def note_full(self, exc: StorageError) -> None:
+        """A write outside the outbox (the recorder's clip or snapshot) failed for lack of space."""
+        with self._lock:
+            self._note_full(exc)
 
     # ---- what was dropped, until an `evicted` event has said so ----------------------------------------------
 
