@@ -27,8 +27,8 @@ class StorageWatch:
                  retention_days: float) -> None:
         self.outbox, self.reactions, self.notary, self.clock = outbox, reactions, notary, clock
         self.retention_s = retention_days * 86400.0
-        self.problem: str | None = None
-        self._since = 0.0
+        self.problem: str | None = outbox.storage_problem  # a fault raised before a restart is still in force
+        self._since = clock.monotonic()
         self._next_retention: float | None = None
 
     def tick(self) -> None:

@@ -4,6 +4,7 @@ MOUNT_POINT ...`); each prints what it found as one JSON line for the test to as
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import sys
 import time
@@ -14,6 +15,7 @@ import numpy as np
 from agent.config import RecorderSettings
 from agent.evidence.audit import AuditLog
 from agent.evidence.keys import UnitKey
+from agent.logsetup import DiskSafeHandler
 from agent.storage.outbox import Outbox
 from agent.storage.recorder import Recorder
 from agent.storage.transaction import Transaction
@@ -93,6 +95,14 @@ def write_sites(mount: Path) -> dict:
     found["raw_usable_after"] = raw.execute("SELECT 1").fetchone() == (1,)
     state = box.check_storage()
     found["problem_when_full"] = state.problem
+    log_stream = open(mount / "agent.log", "w", buffering=1, encoding="utf-8")  # stderr redirected to the disk
+    handler = DiskSafeHandler(log_stream)
+    logger = logging.getLogger("full-disk-test")
+    logger.addHandler(handler)
+    logger.propagate = False
+    for n in range(50):
+        logger.warning("line %d on a full disk %s", n, "x" * 200)
+    found["log_lost"] = handler.lost
     box.close()
     reopened = Outbox(data, 2 * GIB, clock, reserve_bytes=512 * 1024)  # a restart on the full disk
     found["reopened_open_alarms"] = len(reopened.open_alarms())
@@ -108,6 +118,9 @@ def write_sites(mount: Path) -> dict:
     found["reserve_back"] = reopened.disk_use().reserve
     found["event_after"] = outcome(lambda: reopened.put_message("event", {"kind": "tamper"}, "event"))
     found["audit_after"] = outcome(lambda: audit.append("event", {"n": 1}))
+    logger.warning("space is back")
+    log_stream.flush()
+    found["log_tail"] = (mount / "agent.log").read_text(encoding="utf-8").splitlines()[-2:]
     entries = [json.loads(line) for line in audit.path.read_bytes().splitlines()]
     found["audit_kinds"] = [entry["kind"] for entry in entries]
     found["audit_gap"] = next((entry["data"] for entry in entries if entry["kind"] == "gap"), None)

@@ -30,6 +30,8 @@ def test_every_write_site_survives_a_full_disk_and_recovers_when_space_returns()
     assert found["reserve_back"] > 0 and found["event_after"] == "ok" and found["audit_after"] == "ok", found
     assert found["audit_gap"] == {"missed": {"event": 1}}, found
     assert found["audit_kinds"][-2:] == ["gap", "event"] and found["audit_verifies"], found
+    assert found["log_lost"] > 0 and "log line(s) lost" in found["log_tail"][0], found
+    assert found["log_tail"][1].endswith("space is back"), found
 
 
 @pytest.mark.broker

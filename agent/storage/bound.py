@@ -28,6 +28,9 @@ DISK_MARGIN = 64 * 1024  # kept free on the filesystem beyond a write, for the W
 DRAINED_FRACTION = 0.8   # an "outbox full" fault clears once what the outbox holds is below this share of the bound
 
 
+_PROBLEMS = (None, "disk_full", "outbox_full")  # stored by index in meta 'storage_fault'
+
+
 @dataclass(frozen=True)
 class DiskUse:
     """Bytes the outbox occupies, by part; fs_free is what the filesystem still has."""
@@ -233,8 +236,28 @@ class Bound:
                           f"{evicted} item(s) evicted since the last check")
             else:
                 problem, detail = None, f"outbox holds {use.committed} of max_bytes={self.max_bytes}"
+            if problem != self._problem:
+                self._save_problem(problem)
             self._problem = problem
             return StorageState(problem, detail, use, self.max_bytes)
+
+    @property
+    def storage_problem(self) -> str | None:
+        """The storage fault in force, as the last check left it (kept across restarts)."""
+        return self._problem
+
+    def _load_problem(self) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'storage_fault'").fetchone()
+        return _PROBLEMS[row[0]] if row is not None and 0 <= row[0] < len(_PROBLEMS) else None
+
+    def _save_problem(self, problem: str | None) -> None:
+        """Kept, so that a fault raised before a restart is cleared after it (a station waits for the restore)."""
+        try:
+            with self._tx():
+                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('storage_fault', ?)",
+                                 (_PROBLEMS.index(problem),))
+        except StorageFull as exc:
+            self._note_full(exc)
 
     def _limit(self, use: DiskUse) -> int:
         """The outbox's real bound: max_bytes, or less when the filesystem cannot hold that much."""

@@ -58,6 +58,7 @@ class Outbox(MessageQueue, Links, MediaStore, Bound, Retention):
         self._check_writable()
         self._links = self._load_links()
         self._seq = self._load_seq()
+        self._problem = self._load_problem()
         with self._lock:
             self._restore_reserve()
 
