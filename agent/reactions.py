@@ -31,7 +31,7 @@ from agent.uplink import messages
 from agent.uplink.messages import Identity, MediaRef
 from agent.uplink.publisher import Publisher
 from common.clock import iso_utc
-from common.errors import StorageError, StorageFull
+from common.errors import StorageError
 from drivers.camera.base import Frame
 from drivers.camera.watchdog import CameraFault, CameraRestored
 from models.fusion import FaultReport
@@ -148,7 +148,7 @@ class Reactions:
     def storage_failed(self, event_id: str | None, error: StorageError, moment: Moment) -> None:
         """A clip or snapshot could not be written or queued: say so upstream and keep guarding the site."""
         log.error("storage: %s", error)
-        if isinstance(error, StorageFull) or os.strerror(errno.ENOSPC) in str(error):
+        if os.strerror(errno.ENOSPC) in str(error):
             self.outbox.note_full(error)  # the media writers report ENOSPC by its text: the storage check sees it
         self.publish(lambda env: messages.StorageFault(**env, message=str(error), alarm_event_id=event_id),
                      moment.wall, moment.frame)
@@ -200,6 +200,7 @@ class Reactions:
                 confirmed_by=list(event.confirmed_by), object_class=_object_class(event.boxes),
                 walk_test=True if self.walk_test() else None, **where)
 
+        self.outbox.protected = event.event_id  # the bound evicts older media, never this alarm's own
         payload = self.publisher.event(build)  # the start goes out before any media
         self._journal(self.outbox.open_alarm, event.event_id, payload)
         self.signaller.alarm_started(moment.ts)
@@ -251,6 +252,8 @@ class Reactions:
                 walk_test=event.event_id in self._walk_alarms, out_of_term=not self.in_term(moment.wall)))
             self._walk_alarms.discard(event.event_id)
             self._journal(self.outbox.close_alarm, event.event_id)
+            if self.outbox.protected == event.event_id:
+                self.outbox.protected = None
         finally:
             self.signaller.alarm_ended(moment.ts)
 

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 RETENTION_EVERY_S = 600.0
 ITEMS_PER_EVENT = 50  # an evicted event stays a few kB; more drops go out in the next one
+EVENTS_PER_TICK = 4   # and a pass sends a few: a report that itself makes room cannot run away
 
 
 class StorageWatch:
@@ -63,7 +64,10 @@ class StorageWatch:
         """Say what was dropped, in the audit log and an `evicted` event; the record is kept until the event
         is stored, so a full disk delays the report and never loses it. Returns the items reported."""
         reported = 0
-        while rows := self.outbox.unreported_evictions(ITEMS_PER_EVENT):
+        for _ in range(EVENTS_PER_TICK):
+            rows = self.outbox.unreported_evictions(ITEMS_PER_EVENT)
+            if not rows:
+                break
             items = [messages.EvictedItem(**item) for _, item in rows]
             try:
                 self.reactions.publish_strict(lambda env, items=items: messages.Evicted(**env, items=items),

@@ -107,14 +107,32 @@ class Bound:
         if self._fits(incoming, keep, incoming_file):
             return True
         victims = self._victims(allowed, keep)
-        if incoming_file + incoming > self.max_bytes - (0 if keep else self.reserve_bytes) or \
-                self.disk_use().committed - self._evictable(victims) + incoming > self.max_bytes:
+        if not keep and (incoming_file + incoming > self.max_bytes - self.reserve_bytes or
+                         self.disk_use().committed - self._evictable(victims) + incoming > self.max_bytes):
             return False  # cannot fit even with every allowed eviction: evict nothing for it
         for victim in victims:
+            if victim == "kept" and self.disk_use().committed - self._evictable(["kept"]) + incoming > \
+                    self.max_bytes:
+                break  # what holds the bound is no alarm (the clip being recorded): alarms stay, see below
             while not self._fits(incoming, keep, incoming_file):
                 if not self._evict_one(victim, "outbox_full", what):
                     break
-        return self._fits(incoming, keep, incoming_file)
+        if self._fits(incoming, keep, incoming_file):
+            return True
+        if not keep:
+            return False
+        # an alarm is never dropped for a bound that evicting alarms cannot meet while the disk has room:
+        # stored beyond it, and the storage check evicts down to it; older alarms go only for want of disk
+        while not self._on_disk(incoming) and self._evict_one("kept", "disk_full", what):
+            pass
+        if self._on_disk(incoming):
+            log.warning("outbox over max_bytes=%d: %s stored beyond the bound", self.max_bytes, what)
+            self._evicted_since_check += 1
+            return True
+        return False
+
+    def _on_disk(self, incoming: int) -> bool:
+        return incoming + DISK_MARGIN <= self.disk_use().fs_free
 
     @staticmethod
     def _victims(allowed: tuple[str, ...], keep: bool) -> list[str]:
@@ -139,11 +157,13 @@ class Bound:
                                 ).fetchone()[0]
 
     def _evict_one(self, victim: str, reason: str, what: str) -> bool:
-        """Drop the first item of this victim class; False when there is none."""
+        """Drop the first item of this victim class; False when there is none. The media of the running
+        alarm (`protected`) are never evicted: its own clip may be what holds the bound."""
         if victim == "reserve":
             return self._release_reserve(what)
         if victim == "media":
-            row = self._db.execute("SELECT id FROM media ORDER BY rank, id LIMIT 1").fetchone()
+            row = self._db.execute("SELECT id FROM media WHERE event_id IS NOT ? ORDER BY rank, id LIMIT 1",
+                                   (self.protected,)).fetchone()
             if row is None:
                 return False
             self._drop_media(row[0], reason)
@@ -180,6 +200,11 @@ class Bound:
             if not freed:
                 raise
         return write()
+
+    def _note_bound(self, exc: StorageError) -> None:
+        """A put refused by the bound (not the disk): the outbox is full."""
+        self._evicted_since_check += 1
+        log.error("outbox full: %s", exc)
 
     def _note_full(self, exc: StorageError) -> None:
         self._full_errors += 1
@@ -271,7 +296,8 @@ class Bound:
         return use.committed + wanted > self.max_bytes or use.fs_free < wanted + DISK_MARGIN
 
     def make_headroom(self) -> None:
-        """Before an alarm's media are written: evict heartbeats, then media, until the headroom is free."""
+        """Before and while an alarm's media are written: evict heartbeats, then media, until the headroom
+        is free."""
         with self._lock:
             for victim in ("heartbeat", "media"):
                 while self._over_bound() and self._evict_one(victim, "outbox_full", "the alarm's media"):

@@ -52,7 +52,7 @@ class MediaStore:
                                    False, incoming_file=total):
                 full = StorageFull(f"media file {path} ({total} bytes) does not fit in the outbox "
                                    f"(max_bytes={self.max_bytes})")
-                self._note_full(full)
+                self._note_bound(full)
                 raise full
             self._retrying(lambda: self._insert_media(event_id, name, path, total, digest, chunks, chunk_bytes,
                                                       body), ("heartbeat", "media"), False, f"media {path}")

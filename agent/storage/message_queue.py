@@ -62,7 +62,7 @@ class MessageQueue:
                     return 0
                 full = StorageFull(f"{kind} message of {len(body)} bytes does not fit in the outbox "
                                    f"(max_bytes={self.max_bytes}) at {self.db_path}")
-                self._note_full(full)
+                self._note_bound(full)
                 raise full
             try:
                 return self._retrying(lambda: self._insert(topic, kind, qos, body, payload, keep), allowed, keep,

@@ -48,6 +48,7 @@ class Outbox(MessageQueue, Links, MediaStore, Bound, Retention):
         self._last_full = ""
         self._evicted_since_check = 0
         self._problem: str | None = None
+        self.protected: str | None = None  # event id of the running alarm: its media are not evicted
         for folder in (self.data_dir, self.media_dir):
             try:
                 folder.mkdir(parents=True, exist_ok=True)
