@@ -25,6 +25,7 @@ RESERVE_FILE = "outbox.reserve"
 ROW_BYTES = 2 * 4096     # what a put may add beyond its payload: a new table page and a new index page
 WAL_BUDGET = WAL_LIMIT_BYTES + (WAL_CHECKPOINT_PAGES + 16) * 4096  # the WAL at its largest: counted always
 DISK_MARGIN = 64 * 1024  # kept free on the filesystem beyond a write, for the WAL's pages of it
+UNQUEUED_SCAN_S = 60.0  # how often media_dir is walked for files the outbox does not queue
 DRAINED_FRACTION = 0.8   # an "outbox full" fault clears once what the outbox holds is below this share of the bound
 
 
@@ -59,6 +60,15 @@ class StorageState:
     max_bytes: int
 
 
+def _file_bytes(path) -> int:
+    """Disk a media file takes (its blocks, at least its size); 0 for a folder or a file gone meanwhile."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return 0
+    return 0 if path.is_dir() else max(stat.st_size, stat.st_blocks * 512)
+
+
 def _size(path) -> int:
     try:
         return path.stat().st_size
@@ -76,17 +86,27 @@ class Bound:
             wal = sum(_size(self.db_path.with_name(self.db_path.name + suffix)) for suffix in ("-wal", "-shm"))
             # the file grows only at checkpoints: page_count is its size once the WAL's pages are in
             database = max(_size(self.db_path), page * count) + max(wal, WAL_BUDGET)
-            media = 0
-            for path in self._media_root.rglob("*"):
-                try:
-                    stat = path.stat()
-                except FileNotFoundError:
-                    continue  # sent and deleted meanwhile
-                if not path.is_dir():
-                    media += max(stat.st_size, stat.st_blocks * 512)
+            media = self._db.execute("SELECT COALESCE(SUM(total_bytes), 0) FROM media").fetchone()[0]
+            media += self._unqueued_bytes()
             fs = os.statvfs(self.data_dir)
             return DiskUse(database, free * page if count else 0, media, _size(self._reserve_path),
                            fs.f_bavail * fs.f_frsize)
+
+    def _unqueued_bytes(self) -> int:
+        """Files under media_dir not (yet) queued: the running alarm's (the clip being recorded, media about
+        to be queued), listed each time (a handful of files), and any others (left by a crash or an older
+        agent), found by a walk of media_dir at most every UNQUEUED_SCAN_S: a put never walks a big backlog."""
+        queued = {row[0] for row in self._db.execute("SELECT path FROM media")}
+        now = self._clock.monotonic()
+        if self._others_at is None or now - self._others_at >= UNQUEUED_SCAN_S:
+            self._others_at = now
+            self._others = sum(_file_bytes(path) for path in self._media_root.rglob("*")
+                               if path.parent.name != self.protected and str(path) not in queued)
+        live = 0
+        if self.protected is not None:
+            live = sum(_file_bytes(path) for path in (self._media_root / self.protected).glob("*")
+                       if str(path) not in queued)
+        return self._others + live
 
     def disk_bytes(self) -> int:
         return self.disk_use().total

@@ -135,6 +135,7 @@ class MediaStore:
                 repairs.append(f"media file {orphan} is on disk but not queued (left in place)")
             for folder in [p for p in self._media_root.iterdir() if p.is_dir() and not any(p.iterdir())]:
                 folder.rmdir()  # tidy: every file of that event was sent
+            self._others_at = None  # the orphans counted in disk_use(): walk again
         for line in repairs:
             log.warning("outbox recovery: %s", line)
         return repairs

@@ -49,6 +49,7 @@ class Outbox(MessageQueue, Links, MediaStore, Bound, Retention):
         self._evicted_since_check = 0
         self._problem: str | None = None
         self.protected: str | None = None  # event id of the running alarm: its media are not evicted
+        self._others, self._others_at = 0, None  # unqueued media bytes outside it, and when last walked
         for folder in (self.data_dir, self.media_dir):
             try:
                 folder.mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,7 @@ class Retention:
                 if path.parent.name in held or path.suffix == ".part" or path.stat().st_mtime >= now - max_age_s:
                     continue
                 deleted.append(self._expire_orphan(path))
+            self._others_at = None  # walk media_dir again at the next measure
         return deleted
 
     def _expire_orphan(self, path: Path) -> dict:
