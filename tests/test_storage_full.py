@@ -55,3 +55,5 @@ def test_agent_on_an_8mib_disk_with_the_broker_down_goes_on_raising_alarms_and_r
     assert found["named_unaccounted"] == [], found  # each named clip/snapshot arrived or was reported evicted
     assert "snapshot.jpg" not in found["evicted_names"] or "clip.mp4" in found["evicted_names"], found
     assert found["depth_after"] == 0, found
+    # why each went: the filesystem was the limit, or the bound was
+    assert found["evicted_reasons"] == (["disk_full"] if max_bytes > found["fs_bytes"] else ["outbox_full"]), found

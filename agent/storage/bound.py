@@ -319,8 +319,10 @@ class Bound:
         """Before and while an alarm's media are written: evict heartbeats, then media, until the headroom
         is free."""
         with self._lock:
+            use = self.disk_use()
+            reason = "disk_full" if self._limit(use) < self.max_bytes else "outbox_full"  # which one binds
             for victim in ("heartbeat", "media"):
-                while self._over_bound() and self._evict_one(victim, "outbox_full", "the alarm's media"):
+                while self._over_bound() and self._evict_one(victim, reason, "the alarm's media"):
                     pass
 
     def keep_headroom(self) -> None:
