@@ -85,7 +85,23 @@ class Verdict(_Command):
     note: str = Field("", max_length=200, description="The operator's note.")
 
 
-Command = Annotated[Union[Arm, Disarm, SetMode, Silence, StartLoan, ExtendLoan, Verdict],
+class Hold(_Command):
+    """Keep an event's media past the retention period (evidence a case needs); recorded in the audit log."""
+
+    cmd: Literal["hold"]
+    event_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    reference: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_./:-]+$",
+                           description="The case or request the hold is for.")
+
+
+class Release(_Command):
+    """End a hold: the event's media are deleted at the next retention pass if they are past the period."""
+
+    cmd: Literal["release"]
+    event_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+
+
+Command = Annotated[Union[Arm, Disarm, SetMode, Silence, StartLoan, ExtendLoan, Verdict, Hold, Release],
                     Field(discriminator="cmd")]
 _ADAPTER = TypeAdapter(Command)
 

@@ -230,8 +230,16 @@ class SecuritySettings(Section):
 
 class OutboxSettings(Section):
     max_bytes: int = Field(2 * 1024**3, ge=1024 * 1024,
-                           description="Most bytes the outbox may hold on disk; oldest heartbeats are dropped first, "
+                           description="Most bytes the outbox may occupy on disk (database, WAL, media, the clip "
+                                       "being recorded, the reserve); oldest heartbeats are dropped first, "
                                        "alarms last.")
+    reserve_bytes: int = Field(512 * 1024, ge=0, le=64 * 1024 * 1024,
+                               description="Part of max_bytes kept free (a reserve file) for alarm events: only "
+                                           "an alarm may spend it; it is put back once there is room. At most "
+                                           "an eighth of max_bytes is used.")
+    retention_days: float = Field(31.0, gt=0, le=3650,
+                                  description="Media older than this are deleted (each deletion audited), "
+                                              "except those put on hold by a signed `hold` command.")
 
 
 class HeartbeatSettings(Section):

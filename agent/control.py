@@ -22,7 +22,9 @@ from agent.commands import (
     Disarm,
     ExtendLoan,
     Gate,
+    Hold,
     Received,
+    Release,
     SetMode,
     Silence,
     StartLoan,
@@ -195,6 +197,16 @@ class Control:
             case Verdict():
                 self.reactions.notary.record("verdict", command.model_dump(exclude={"cmd"}))
                 return "verdict recorded"
+            case Hold():
+                held = self.reactions.outbox.hold(command.event_id, command.reference)
+                self.reactions.notary.record("hold", command.model_dump(exclude={"cmd"}))
+                return f"media of {command.event_id} on hold ({command.reference})" if held else \
+                    f"media of {command.event_id} already on hold"
+            case Release():
+                if not self.reactions.outbox.release(command.event_id):
+                    raise CommandError(f"{command.event_id} is not on hold")
+                self.reactions.notary.record("release", command.model_dump(exclude={"cmd"}))
+                return f"hold on {command.event_id} released"
             case _:
                 assert_never(command)
 

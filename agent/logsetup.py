@@ -46,9 +46,36 @@ def to_journal(stream: IO[str], environ: Mapping[str, str]) -> bool:
     return (status.st_dev, status.st_ino) == (device, inode)
 
 
+class DiskSafeHandler(logging.StreamHandler):
+    """A stream handler for a stream that may sit on a full disk (stderr redirected to a file): a line the disk
+    refuses is counted, not printed as a traceback (which would fail the same way), and the first line written
+    after says how many were lost."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        super().__init__(stream)
+        self.lost = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.lost:
+            lost, self.lost = self.lost, 0
+            notice = logging.LogRecord(__name__, logging.WARNING, __file__, 0,
+                                       "%d log line(s) lost: the log's disk was full", (lost,), None)
+            super().emit(notice)
+            if self.lost:  # still full: that notice was lost too
+                self.lost += lost - 1
+                return
+        super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            self.lost += 1
+            return
+        super().handleError(record)
+
+
 def setup_logging(verbose: bool, stream: IO[str] | None = None, environ: Mapping[str, str] | None = None) -> None:
     stream = sys.stderr if stream is None else stream
-    handler = logging.StreamHandler(stream)
+    handler = DiskSafeHandler(stream)
     journal = to_journal(stream, os.environ if environ is None else environ)
     handler.setFormatter(JournalFormatter() if journal else logging.Formatter(PLAIN_FORMAT))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])

@@ -42,6 +42,7 @@ from agent.service import Service
 from agent.signalling import Signaller
 from agent.storage.outbox import Outbox
 from agent.storage.recorder import Recorder
+from agent.storage_watch import StorageWatch
 from agent.supervisor import FrameMark, Supervisor
 from agent.uplink import homeassistant
 from agent.uplink.messages import Identity
@@ -134,7 +135,9 @@ class Agent:
         return self.summary
 
     def _open_storage(self, stack: contextlib.ExitStack) -> None:
-        self.outbox = self.outbox_type(self.config.data_dir, self.config.outbox.max_bytes, self.clock)
+        settings = self.config.outbox
+        self.outbox = self.outbox_type(self.config.data_dir, settings.max_bytes, self.clock,
+                                       min(settings.reserve_bytes, settings.max_bytes // 8))
         stack.callback(self.outbox.close)
         self.summary.outbox_path = self.config.data_dir
         key = UnitKey.load_or_create(self.config.data_dir)
@@ -208,7 +211,8 @@ class Agent:
             watchdog=self.watchdog, analyzer=self.analyzer, control=self.control, signaller=self.signaller,
             reactions=self.reactions, publisher=self.publisher, outbox=self.outbox, health=self.health,
             heartbeat_interval_s=config.heartbeat.interval_s, audit_head=lambda: self.notary.head,
-            service=self.service)
+            service=self.service, storage=StorageWatch(self.outbox, self.reactions, self.notary, self.clock,
+                                                       config.outbox.retention_days))
 
     def _drain(self) -> None:
         self.summary.outbox_depth = self.outbox.depth()

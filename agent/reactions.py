@@ -3,7 +3,9 @@ else the unit notices (tamper, scene change, inputs, camera and storage faults) 
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 from typing import Callable
 
 from agent.analyzer import Analysis
@@ -107,6 +109,13 @@ class Reactions:
         return self.publisher.event(
             lambda seq: build(messages.envelope(self.identity, seq, event_id, wall, frame, out_of_term)))
 
+    def publish_strict(self, build: Callable[[dict], messages.Event], wall: float) -> dict:
+        """publish(), raising StorageError when the outbox cannot store the event (the caller retries)."""
+        event_id = new_event_id()
+        return self.publisher.event(
+            lambda seq: build(messages.envelope(self.identity, seq, event_id, wall, None, not self.in_term(wall))),
+            strict=True)
+
     def camera_events(self, events: list[CameraFault | CameraRestored]) -> None:
         for event in events:
             if isinstance(event, CameraFault):
@@ -145,6 +154,8 @@ class Reactions:
     def storage_failed(self, event_id: str | None, error: StorageError, moment: Moment) -> None:
         """A clip or snapshot could not be written or queued: say so upstream and keep guarding the site."""
         log.error("storage: %s", error)
+        if os.strerror(errno.ENOSPC) in str(error):
+            self.outbox.note_full(error)  # the media writers report ENOSPC by its text: the storage check sees it
         self.publish(lambda env: messages.StorageFault(**env, message=str(error), alarm_event_id=event_id),
                      moment.wall, moment.frame)
 
@@ -173,6 +184,8 @@ class Reactions:
     def record(self, frame: Frame, moment: Moment) -> None:
         """Feed a frame to the recorder (pre-roll, or the clip of the running alarm)."""
         try:
+            if self.recorder.recording:
+                self.outbox.keep_headroom()  # the clip grows each frame: older media make room before it fails
             self.recorder.push(frame)
         except StorageError as exc:
             recording = self._recording if self.recorder.recording else None
@@ -194,9 +207,10 @@ class Reactions:
                 confirmed_by=list(event.confirmed_by), object_class=_object_class(event.boxes),
                 walk_test=True if self.walk_test() else None, snapshot=media_ref(snapshot), **where)
 
+        self.outbox.protected = event.event_id  # the bound evicts older media, never this alarm's own
         failure = self._take_snapshot(event, frame)  # the snapshot is written and queued before the start goes out
         payload = self.publisher.event(build)
-        self.outbox.open_alarm(event.event_id, payload)
+        self._journal(self.outbox.open_alarm, event.event_id, payload)
         self._started_ts[event.event_id] = moment.ts
         if payload.get("walk_test"):
             # the installer's own alarm: no strobe pattern and never the siren; the page blinks the strobe once
@@ -220,6 +234,7 @@ class Reactions:
         was published cannot leave an alarm without its image; the error, reported after the start (which then
         says there is no snapshot), when it could not be kept."""
         try:
+            self.outbox.make_headroom()  # room for this alarm's snapshot and clip: older media go first
             snapshot = self.recorder.snapshot(event.event_id, frame, event.boxes)
             self._queue_media(event.event_id, snapshot)
         except StorageError as exc:
@@ -258,9 +273,20 @@ class Reactions:
                 walk_test=event.event_id in self._walk_alarms, out_of_term=not self.in_term(moment.wall),
                 clip_frames_dropped=self.recorder.dropped_frames))
             self._walk_alarms.discard(event.event_id)
-            self.outbox.close_alarm(event.event_id)
+            self._journal(self.outbox.close_alarm, event.event_id)
+            if self.outbox.protected == event.event_id:
+                self.outbox.protected = None
         finally:
             self.signaller.alarm_ended(moment.ts)
+
+    @staticmethod
+    def _journal(write: Callable[..., None], *args) -> None:
+        """The journal of open alarms on a full disk: the alarm goes on (outputs, events); recovery at the next
+        start may then miss or repeat an honest end, which is what the storage fault already says."""
+        try:
+            write(*args)
+        except StorageError as exc:
+            log.error("alarm journal not updated: %s", exc)
 
     def _finish_clip(self, event_id: str, moment: Moment) -> ClipRef | None:
         """Close and queue the alarm's clip; None (and a storage fault) when it could not be kept. Its duration is

@@ -30,22 +30,36 @@ log = logging.getLogger(__name__)
 PART_NAME = "clip.mp4.part"  # the software recorder's clip while it is written (encoding.ClipWriter)
 
 
+
 def recover(outbox: Outbox, publisher: Publisher, identity: Identity, clock: Clock,
             notary: Notary | None = None) -> None:
-    """notary: signs the manifest of a clip finished here (None: the clip is queued without one)."""
+    """Reads first (the open alarms; a killed clip is cut to its last whole fragment, which needs no space, before
+    the outbox's repair removes every `.part` file), then writes; on a full disk what cannot be written is logged
+    and left for the next start, so the agent always gets as far as the uplink that drains the backlog.
+    notary: signs the manifest of a clip finished here (None: the clip is queued without one)."""
     open_alarms = outbox.open_alarms()
     partials = {payload["event_id"]: _finish_partial(outbox.media_dir / payload["event_id"])
                 for payload in open_alarms}
     for repair in outbox.recover():
         log.warning("outbox at start-up: %s", repair)
+    if open_alarms:
+        outbox.check_storage()  # within the bound before writing: evictions first, the reserve back if it fits
     for start_payload in open_alarms:
         event_id = start_payload["event_id"]
         log.warning("alarm %s was open when the agent last stopped; sending an incomplete end", event_id)
-        clip = _clip_of(outbox, publisher, notary, event_id, partials[event_id])
+        try:
+            clip = _clip_of(outbox, publisher, notary, event_id, partials[event_id])
+        except StorageError as exc:
+            log.error("alarm %s: its clip cannot be queued (%s); the alarm stays open for the next start",
+                      event_id, exc)
+            continue
         start = _start_of(start_payload)
         publisher.event(lambda seq, start=start, clip=clip: messages.incomplete_end(
             identity, seq, start, clock.wall(), clip))
-        outbox.close_alarm(event_id)
+        try:
+            outbox.close_alarm(event_id)
+        except StorageError as exc:
+            log.error("alarm %s: journal not closed (%s); the next start repeats its end", event_id, exc)
 
 
 def _start_of(payload: dict) -> AlarmStart:
@@ -87,7 +101,8 @@ def _clip_file(folder: Path) -> Path | None:
 def _clip_of(outbox: Outbox, publisher: Publisher, notary: Notary | None, event_id: str,
              partial: PartialClip | None) -> ClipRef | None:
     """The alarm's clip, queued with its manifest unless they already were (a kill may have come after); read
-    before it is queued, as the uplink may send and delete it from then on."""
+    before it is queued, as the uplink may send and delete it from then on. StorageError: it could not be queued
+    (a full disk): the caller leaves the alarm open for the next start."""
     path = _clip_file(outbox.media_dir / event_id)
     if path is None:
         return None
@@ -100,9 +115,8 @@ def _clip_of(outbox: Outbox, publisher: Publisher, notary: Notary | None, event_
         if not outbox.is_queued(path):
             publisher.media(event_id, media)
             log.warning("queued clip %s, %s", path, "partial" if is_partial else "finished just before the stop")
-    except (OSError, StorageError) as exc:
-        log.error("clip of alarm %s could not be queued: %s", event_id, exc)
-        return None
+    except OSError as exc:
+        raise StorageError(f"clip {path}: {exc.strerror or exc}") from None
     manifest = path.with_name(path.name + SUFFIX)
     try:
         if notary is not None and not outbox.is_queued(manifest):

@@ -20,6 +20,7 @@ from agent.reactions import Reactions
 from agent.service import Service, UnitState
 from agent.signalling import Signaller
 from agent.storage.outbox import Outbox
+from agent.storage_watch import StorageWatch
 from agent.uplink.messages import Identity, PathChange
 from agent.uplink.publisher import Publisher
 from common.clock import Clock
@@ -46,13 +47,14 @@ class Supervisor:
                  timeline: Timeline, watchdog: CameraWatchdog, analyzer: Analyzer, control: Control,
                  signaller: Signaller, reactions: Reactions, publisher: Publisher, outbox: Outbox, health: Health,
                  heartbeat_interval_s: float, audit_head: Callable[[], Head],
-                 service: Service) -> None:
+                 service: Service, storage: StorageWatch | None = None) -> None:
         self.identity, self.clock, self.lock, self.mark, self.timeline = identity, clock, lock, mark, timeline
         self.watchdog, self.analyzer, self.control, self.signaller = watchdog, analyzer, control, signaller
         self.reactions, self.publisher, self.outbox, self.health = reactions, publisher, outbox, health
         self.heartbeat_interval_s = heartbeat_interval_s
         self.audit_head = audit_head
         self.service = service
+        self.storage = storage  # full disk / outbox faults, evicted reports, retention
         self.mqtt_watch: PathWatch | None = None  # set when a second path (DC-09) can report MQTT's loss
         self._mqtt_lost_at = 0.0
         self._next_heartbeat = 0.0
@@ -84,6 +86,8 @@ class Supervisor:
                 self.reactions.camera_events(self.watchdog.tick())
             self._while_no_frames()
             self._watch_paths()
+            if self.storage is not None:
+                self.storage.tick()
             self._maybe_heartbeat()
             self.service.supervised(UnitState(armed=self.analyzer.status().armed, outbox_depth=self.outbox.depth(),
                                               camera=self.watchdog.state, streaming=self.mark.streaming))

@@ -25,6 +25,10 @@ class StorageError(AgentError):
     exit_code = 4
 
 
+class StorageFull(StorageError):
+    """A write failed because the disk (or the outbox's bound) is full: a fault to report, never a crash."""
+
+
 class HardwareError(AgentError):
     """A hardware backend (camera, GPIO) is unavailable or failed."""
 

@@ -25,6 +25,7 @@ PAYLOADS = [
     (messages.SignallingState, "heartbeat `signalling`"),
     *[(model, "<root>/event") for model in messages.AnyEvent.__args__],
     (messages.MediaRef, "a start's `snapshot`, an end's `snapshot`"), (messages.ClipRef, "an end's `clip`"),
+    (messages.EvictedItem, "an evicted event's `items`"),
     (messages.MediaManifest, "<root>/media/.../manifest"),
     (messages.CommandResult, "<root>/cmd/result"),
 ]

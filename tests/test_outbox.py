@@ -116,38 +116,46 @@ def test_media_must_live_under_media_dir(tmp_path):
     box.close()
 
 
-def test_eviction_heartbeats_then_media_then_events(tmp_path, caplog):
-    box = make(tmp_path, max_bytes=6000)
-    events = [box.put_message("event", {"e": n, "pad": "x" * 400}, "event") for n in range(3)]
+def test_eviction_heartbeats_then_clips_then_snapshots_then_events_then_alarms(tmp_path, caplog):
+    """The bound is what the outbox occupies on disk (database, WAL, media, reserve); each put stays under it."""
+    box = make(tmp_path, max_bytes=1024 * 1024)
     beats = [box.put_message("heartbeat", {"h": n, "pad": "y" * 400}, "heartbeat") for n in range(3)]
-    m1 = write_media(box, "ev1", "clip.mp4", 1500, seed=1)
-    m2 = write_media(box, "ev2", "clip.mp4", 1500, seed=2)
-    box.put_media("ev1", "clip.mp4", m1, "video/mp4", 1024)
-    box.put_media("ev2", "clip.mp4", m2, "video/mp4", 1024)
-    assert box.size_bytes() <= 6000
+    snap = write_media(box, "ev1", "snapshot.jpg", 100_000, seed=1)
+    clip = write_media(box, "ev1", "clip.mp4", 100_000, seed=2)
+    box.put_media("ev1", "snapshot.jpg", snap, "image/jpeg", 65536)
+    box.put_media("ev1", "clip.mp4", clip, "video/mp4", 65536)
+    alarm = box.put_message("event", {"kind": "intrusion", "event_id": "a1", "pad": "a" * 400}, "event")
+    ordinary = box.put_message("event", {"kind": "tamper", "event_id": "t1", "pad": "t" * 400}, "event")
 
-    def kinds():
-        return [(r.id, r.topic) for r in box.pending(0, 100)]
+    def left():
+        return {r.id for r in box.pending(0, 1000)}
 
-    # A new event needing ~300 bytes more than is free: the oldest heartbeat goes first.
-    box.put_message("event", {"e": 3, "pad": "z" * 500}, "event")
-    left = kinds()
-    assert (beats[0], "heartbeat") not in left and (beats[2], "heartbeat") in left
-    assert all((e, "event") in left for e in events) and m1.exists()
-    # Another large event: remaining heartbeats go, then the oldest media (file deleted), events stay.
-    box.put_message("event", {"e": 4, "pad": "w" * 1500}, "event")
-    left = kinds()
-    assert not any(topic == "heartbeat" for _, topic in left)
-    assert not m1.exists() and m2.exists()
-    assert all((e, "event") in left for e in events)
-    # A heartbeat never pushes out alarms or media: it is dropped instead.
-    assert box.put_message("heartbeat", {"pad": "q" * 3000}, "heartbeat") == 0
-    # Events themselves are evicted last, oldest first.
-    box.put_message("event", {"e": 5, "pad": "v" * 3000}, "event")
-    left = kinds()
-    assert not m2.exists() and (events[0], "event") not in left
-    assert box.size_bytes() <= 6000
-    assert "evicted heartbeat" in caplog.text and "evicted media" in caplog.text and "evicted event" in caplog.text
+    n = 0
+    while clip.exists() and n < 4000:  # ordinary events fill it: heartbeats go first, then the clip
+        box.put_message("event", {"kind": "tamper", "n": n, "pad": "z" * 20000}, "event")
+        n += 1
+        assert box.disk_use().committed <= box.max_bytes
+    assert set(beats).isdisjoint(left()) and caplog.text.index("evicted heartbeat") < caplog.text.index("dropped")
+    assert snap.exists() and alarm in left() and ordinary in left()  # the snapshot is the last media to go
+    while snap.exists() and n < 6000:
+        box.put_message("event", {"kind": "tamper", "n": n, "pad": "z" * 20000}, "event")
+        n += 1
+    assert not snap.exists() and ordinary in left()
+    box.put_message("event", {"kind": "tamper", "n": n, "pad": "z" * 20000}, "event")
+    for _ in range(60):  # then ordinary events, oldest first; an ordinary event never evicts an alarm
+        box.put_message("event", {"kind": "tamper", "pad": "z" * 20000}, "event")
+    assert ordinary not in left() and alarm in left()
+    for _ in range(60):  # alarms evict older alarms last of all
+        box.put_message("event", {"kind": "intrusion", "pad": "i" * 20000}, "event")
+        assert box.disk_use().committed <= box.max_bytes
+    assert alarm not in left()
+    assert "evicted heartbeat" in caplog.text and "dropped media" in caplog.text and "evicted event" in caplog.text
+    dropped = [item for _, item in box.unreported_evictions(10_000)]
+    media = [item for item in dropped if item["what"] == "media"]
+    assert [m["name"] for m in media] == ["clip.mp4", "snapshot.jpg"]
+    assert media[0]["sha256"] == hashlib.sha256(bytes((i * 31 + 2) % 251 for i in range(100_000))).hexdigest()
+    assert all(item["reason"] == "outbox_full" for item in dropped)
+    assert not any(item["name"] == "heartbeat" for item in dropped)  # heartbeats are only logged
     box.close()
 
 
@@ -340,13 +348,13 @@ def test_link_acks_before_the_uplink_leave_the_row_for_the_uplink_and_survive_re
 
 
 def test_eviction_drops_link_rows_with_the_message(tmp_path):
-    box = make(tmp_path, max_bytes=200)
-    box.register_link("dc09", ("intrusion",))
-    ids = [box.put_message("event", {"kind": "intrusion", "pad": "x" * 40, "n": n}, "event") for n in range(5)]
-    held = [m.id for m in box.link_pending("dc09", 10)]
-    assert held == [i for i in ids if i in {r.id for r in box.pending(0, 10)}]  # evicted for both alike
-    assert held[-1] == ids[-1] and len(held) < 5
-    assert box.size_bytes() <= 200
+    box = make(tmp_path, max_bytes=1024 * 1024)
+    box.register_link("dc09", ("tamper",))
+    ids = [box.put_message("event", {"kind": "tamper", "pad": "x" * 20000, "n": n}, "event") for n in range(60)]
+    held = [m.id for m in box.link_pending("dc09", 1000)]
+    assert held == [i for i in ids if i in {r.id for r in box.pending(0, 1000)}]  # evicted for both alike
+    assert held[-1] == ids[-1] and len(held) < 60
+    assert box.disk_use().committed <= box.max_bytes
     box.close()
 
 

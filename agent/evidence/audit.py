@@ -6,6 +6,10 @@ previous line's bytes; 64 zeros for the first), `key` (signing key id) and `sig`
 open its bytes move to audit.torn-<n> and an entry says so, with their size and SHA-256. A last line that is whole
 but not an entry (damaged on the card) stays where it is, since the chain goes on from its bytes, and an entry says
 so, with the reason; verify names it too. The head (hash of the last line) goes out in every heartbeat.
+
+On a full disk an append fails without leaving a torn line (the file is cut back to its last whole entry); the
+entries that could not be written are counted, and the first append that succeeds is preceded by a `gap` entry
+saying how many of which kind were lost, so the chain stays whole and the loss is on record.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 from agent.evidence.keys import UnitKey
 from agent.security_parse import Refused, excerpt, load_json
+from agent.storage.transaction import storage_error
 from common.clock import Clock, iso_utc
 from common.errors import StorageError
 
@@ -61,7 +66,9 @@ class AuditLog:
         self.path = Path(data_dir) / FILE
         self._key = key
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self.missed: dict[str, int] = {}   # entries a full disk refused, by kind, until a `gap` entry says so
+        self._torn: tuple[bytes, int] | None = None  # a torn line not yet set aside (the disk was full)
         self.head = self._open()
 
     def _open(self) -> Head:
@@ -74,9 +81,16 @@ class AuditLog:
         lines = complete.split(b"\n") if complete else []
         self.head, damage = self._last(lines)
         if torn:
-            self._set_aside(torn, len(complete) + (1 if complete else 0))
+            self._torn = (torn, len(complete) + (1 if complete else 0))
+            try:
+                self._set_aside()
+            except StorageError as exc:
+                log.error("audit log: a torn last entry could not be set aside yet (%s); appends wait for it", exc)
         if damage:
-            self.append("damaged_entry", damage)
+            try:
+                self.append("damaged_entry", damage)
+            except StorageError as exc:  # counted in `missed`: the next append that succeeds says so in a gap
+                log.error("audit log: the damaged entry could not be recorded yet (%s)", exc)
         return self.head
 
     def _last(self, lines: list[bytes]) -> tuple[Head, dict | None]:
@@ -92,9 +106,15 @@ class AuditLog:
             return Head(len(lines), sha256), {"line": len(lines), "bytes": len(lines[-1]), "sha256": sha256,
                                               "reason": str(refusal)}
 
-    def _set_aside(self, torn: bytes, keep: int) -> None:
+    def _set_aside(self) -> None:
+        torn, keep = self._torn
         aside = self.path.with_name(f"audit.torn-{self.head.count + 1}")
-        aside.write_bytes(torn)
+        try:
+            aside.write_bytes(torn)
+        except OSError as exc:
+            aside.unlink(missing_ok=True)
+            raise storage_error(f"audit log {aside}", exc) from None
+        self._torn = None
         with self.path.open("r+b") as stream:
             stream.truncate(keep)
             os.fsync(stream.fileno())
@@ -102,17 +122,36 @@ class AuditLog:
         self.append("torn_entry", {"bytes": len(torn), "sha256": line_hash(torn), "moved_to": aside.name})
 
     def append(self, kind: str, data: dict) -> Head:
+        """Append one signed entry; StorageError (StorageFull on a full disk) if it cannot be written, in
+        which case it is counted for the next `gap` entry."""
         with self._lock:
-            entry = {"n": self.head.count + 1, "ts": iso_utc(self._clock.wall()), "kind": kind, "data": data,
-                     "prev": self.head.sha256, "key": self._key.id}
-            entry["sig"] = self._key.sign(canonical(entry))
-            line = canonical(entry)
             try:
-                with self.path.open("ab") as stream:
+                if self._torn is not None:
+                    self._set_aside()
+                if self.missed:
+                    self._write("gap", {"missed": dict(sorted(self.missed.items()))})
+                    self.missed = {}
+                return self._write(kind, data)
+            except StorageError:
+                self.missed[kind] = self.missed.get(kind, 0) + 1
+                raise
+
+    def _write(self, kind: str, data: dict) -> Head:
+        entry = {"n": self.head.count + 1, "ts": iso_utc(self._clock.wall()), "kind": kind, "data": data,
+                 "prev": self.head.sha256, "key": self._key.id}
+        entry["sig"] = self._key.sign(canonical(entry))
+        line = canonical(entry)
+        try:
+            with self.path.open("ab") as stream:
+                start = stream.tell()
+                try:
                     stream.write(line + b"\n")
                     stream.flush()
                     os.fsync(stream.fileno())
-            except OSError as exc:
-                raise StorageError(f"audit log {self.path}: {exc.strerror or exc}") from None
-            self.head = Head(entry["n"], line_hash(line))
-            return self.head
+                except OSError:
+                    stream.truncate(start)  # no torn line left behind: the chain ends at the last whole entry
+                    raise
+        except OSError as exc:
+            raise storage_error(f"audit log {self.path}", exc) from None
+        self.head = Head(entry["n"], line_hash(line))
+        return self.head

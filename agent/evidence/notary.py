@@ -4,6 +4,7 @@ audit entry for every event, command result and start or stop of the agent."""
 from __future__ import annotations
 
 import hashlib
+import logging
 
 from agent import __version__
 from agent.evidence.audit import AuditLog, Head
@@ -12,6 +13,9 @@ from agent.evidence.manifest import CONTENT_TYPE, write_manifest
 from agent.storage.media import MediaFile, file_sha256
 from agent.uplink.messages import Identity
 from common.clock import Clock, iso_utc
+from common.errors import StorageError
+
+log = logging.getLogger(__name__)
 
 
 def config_sha256(config_json: str) -> str:
@@ -32,14 +36,19 @@ class Notary:
 
     def started(self) -> None:
         """The first entry of each run names the key that signs it, the software and the config it runs."""
-        self.audit.append("start", {**self.identity.model_dump(), "version": __version__,
-                                    "config_sha256": self.config_hash, "public_key": self.key.public_b64()})
+        self.record("start", {**self.identity.model_dump(), "version": __version__,
+                              "config_sha256": self.config_hash, "public_key": self.key.public_b64()})
 
     def stopped(self, reason: str) -> None:
-        self.audit.append("stop", {"reason": reason})
+        self.record("stop", {"reason": reason})
 
     def record(self, kind: str, data: dict) -> None:
-        self.audit.append(kind, data)
+        """One audit entry. One the disk refuses is counted by the log (a `gap` entry follows) and logged: the
+        unit goes on guarding the site; the storage check reports the full disk."""
+        try:
+            self.audit.append(kind, data)
+        except StorageError as exc:
+            log.error("audit entry %r not written: %s", kind, exc)
 
     def manifest(self, event_id: str, media: MediaFile, facts: dict | None = None) -> MediaFile:
         """Write the signed manifest of a finished media file; returns it as a media file to queue beside it.

@@ -131,10 +131,10 @@ class VideoTamper(Event):
 
 
 class Restore(Event):
-    """A video tamper or camera fault cleared."""
+    """A video tamper, camera fault or storage fault cleared."""
 
     kind: Literal["restore"] = "restore"
-    source: Literal["video", "camera"]
+    source: Literal["video", "camera", "storage"]
     reason: str
     down_s: float
 
@@ -147,10 +147,38 @@ class CameraFault(Event):
 
 
 class StorageFault(Event):
+    """Storage in trouble: one alarm's media could not be written (write_failed, alarm_event_id set), the disk is
+    full (disk_full) or the outbox is at its bound and evicting (outbox_full). The last two are states: they end
+    with a `restore` from source "storage"."""
+
     kind: Literal["fault"] = "fault"
     source: Literal["storage"] = "storage"
     message: str
     alarm_event_id: str | None
+    reason: Literal["write_failed", "disk_full", "outbox_full"] = "write_failed"
+    used_bytes: int | None = None   # what the outbox occupies on disk (database, WAL, media, reserve)
+    max_bytes: int | None = None    # its bound (outbox.max_bytes)
+    free_bytes: int | None = None   # what the filesystem still has
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = (*Event.OPTIONAL, "used_bytes", "max_bytes", "free_bytes")
+
+
+class EvictedItem(Message):
+    """One media file or message the unit dropped before it was delivered: a station stops waiting for it."""
+
+    what: Literal["media", "event", "result"]
+    name: str                      # media file name, or the message's topic
+    event_id: str | None           # the event the media belongs to, or the dropped event's own id
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")  # of the media file, or of the message's payload
+    reason: Literal["outbox_full", "disk_full", "unreadable", "damaged", "retention"]
+
+
+class Evicted(Event):
+    """What the outbox dropped, and why; kept like an alarm (never evicted before alarms)."""
+
+    kind: Literal["evicted"] = "evicted"
+    items: list[EvictedItem]
 
 
 class ArcFault(Event):
@@ -266,6 +294,7 @@ class SelfTestResult(Event):
 
 
 AnyEvent = Union[AlarmStart, AlarmUpdate, AlarmEnd, VideoTamper, EnclosureTamper, Restore, CameraFault, StorageFault,
+                 Evicted,
                  ArcFault, ArcRestore, SceneChange, AnimalSighting, ClockStep, LoanChange, PathChange, DetectorChange,
                  PowerChange, DetectorFault, ArmedChange, SelfTestResult]
 EVENT = TypeAdapter(AnyEvent)  # extra="forbid" on each member makes the match exact

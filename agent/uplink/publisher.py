@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import threading
 from typing import IO, Callable
 
@@ -22,8 +23,11 @@ from agent.evidence.notary import Notary
 from agent.storage.media import MediaFile
 from agent.storage.outbox import Outbox
 from agent.uplink.messages import CommandResult, Event, Heartbeat
+from common.errors import StorageError
 
 HISTORY = 10_000
+
+log = logging.getLogger(__name__)
 
 
 class Publisher:
@@ -40,11 +44,20 @@ class Publisher:
         self.published: collections.deque[dict] = collections.deque(maxlen=HISTORY)
         self._lock = threading.Lock()
 
-    def event(self, build: Callable[[int], Event]) -> dict:
-        """Publish the event that build(seq) returns, on the `event` topic; returns its wire payload."""
+    def event(self, build: Callable[[int], Event], strict: bool = False) -> dict:
+        """Publish the event that build(seq) returns, on the `event` topic; returns its wire payload.
+
+        An event the outbox cannot store (a full disk with nothing left to evict) does not stop the unit: it is
+        logged, still audited and written to --events, and the outbox's storage check reports the full disk.
+        strict=True raises the StorageError instead (for a caller that retries, like the evicted report)."""
         with self._lock:
             payload = self.signed(build(self.outbox.next_seq()).wire())
-            self.outbox.put_message("event", payload, kind="event")
+            try:
+                self.outbox.put_message("event", payload, kind="event")
+            except StorageError as exc:
+                if strict:
+                    raise
+                log.error("event %s (%s) not stored: %s", payload.get("event_id"), payload.get("kind"), exc)
             if self.notary is not None:
                 self.notary.record("event", payload)
             self.published.append(payload)
@@ -64,7 +77,10 @@ class Publisher:
         with self._lock:
             payload = self.signed(result.wire())
             # a result is, like a heartbeat, the first to go from a full outbox: it never evicts alarms or media
-            self.outbox.put_message("cmd/result", payload, kind="heartbeat")
+            try:
+                self.outbox.put_message("cmd/result", payload, kind="heartbeat")
+            except StorageError as exc:
+                log.error("command result %s not stored: %s", payload.get("id"), exc)
             if self.notary is not None:
                 self.notary.record("command_result", payload)
         self.notify()
@@ -74,7 +90,10 @@ class Publisher:
 
     def heartbeat(self, beat: Heartbeat) -> None:
         with self._lock:
-            self.outbox.put_message("heartbeat", self.signed(beat.wire()), kind="heartbeat")
+            try:
+                self.outbox.put_message("heartbeat", self.signed(beat.wire()), kind="heartbeat")
+            except StorageError as exc:
+                log.error("heartbeat not stored: %s", exc)
         self.notify()
 
 
