@@ -169,9 +169,9 @@ def test_an_unreachable_broker_is_said_at_once_and_each_retry_shows_its_reason()
 
 
 def test_json_lines_and_the_records_kept_for_reports(mosquitto, tmp_path):
-    """`pid-agent monitor --json --out DIR` as a script would run it: every line parsed, every record read back."""
+    """`pid-station monitor --json --out DIR` as a script would run it: every line parsed, every record read back."""
     out = tmp_path / "out"
-    child = subprocess.Popen([sys.executable, "-u", "-m", "agent.cli", "monitor", "--broker", mosquitto.url,
+    child = subprocess.Popen([sys.executable, "-u", "-m", "station.cli", "monitor", "--broker", mosquitto.url,
                               "--json", "--out", str(out), "--clean-session"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
