@@ -1,8 +1,8 @@
 """The engineers' receiver (station side): watches one unit (or all), prints what arrives, reassembles media.
 
-Monitor connects and routes each topic to its handler; media chunks go to station/media_assembly.py (reassembly
-within the station's bounds, SHA-256 check, saving), records to station/records.py, signature checks use
-station/signatures.py. Names from the network (device, event id, file name) are sanitised into single safe path
+Monitor routes each topic to its handler: the connection is station/link.py's, media chunks go to
+station/media_assembly.py (reassembly within the station's bounds, SHA-256 check, saving), records to
+station/records.py, signature checks use station/signatures.py. Names from the network (device, event id, file name) are sanitised into single safe path
 components, never joined as given, and every file written is checked to lie inside `--out` (station/paths.py).
 
 It says at once where it connects and prints every failed attempt with its reason (paho retries on its own);
@@ -24,10 +24,7 @@ from __future__ import annotations
 import functools
 import json
 import socket
-import sys
-import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -36,9 +33,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from agent.config import BrokerSettings, TlsSettings
 from agent.security_parse import load_json
-from agent.uplink.client import make_client
 from agent.uplink.messages import EVENT, CommandResult, Heartbeat, MediaManifest, Status
 from common.errors import ConfigError
+from station.link import BrokerLink
 from station.media_assembly import MediaAssembler, MediaFile, MediaLimits
 from station.paths import inside, safe_component
 from station.records import Records
@@ -90,7 +87,7 @@ class Monitor:
         unit_keys: device id (or ANY_DEVICE) -> the unit's public key; what they send is verified.
         tls: CA and the station's own client certificate and key (a broker with one identity per client).
         media_limits: the bounds of media reassembly (station/media_assembly.py)."""
-        self._settings = _settings_for(url, tls)
+        settings = _settings_for(url, tls)
         self.device_id = device_id
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self._records = Records(self.out_dir)
@@ -98,7 +95,6 @@ class Monitor:
         self._prefix = topic_prefix.rstrip("/")
         self._print = printer
         self.as_json = as_json
-        self._session = session
         self._topic: str | None = None  # of the message being handled, for --json lines
         self._sent: dict[tuple[str, str], dict] = {}  # commands seen on <root>/cmd, by (device, id)
         self.events: list[dict] = []
@@ -114,88 +110,43 @@ class Monitor:
         self.verified = 0     # messages (events, results, heartbeats, statuses) whose signature checked out
         self.unverified = 0   # unsigned or signed by another key, from a unit whose key we hold
         self.forged = 0       # signed with the unit's key id, but the signature does not match
-        self.subscribed = False
         self._seen: set[tuple[str, str, str]] = set()
-        self._changed = threading.Condition()
-        client_id = session or f"pid-monitor-{uuid.uuid4().hex[:12]}"
-        self._client = make_client(self._settings, client_id=client_id, clean_session=session is None)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_connect_fail = self._on_connect_fail
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
+        self._link = BrokerLink(settings, self.topic_filter, session, self._on_message, self._say, self._problem)
 
     @property
     def topic_filter(self) -> str:
         return f"{self._prefix}/{self.device_id or '+'}/#"
 
+    @property
+    def subscribed(self) -> bool:
+        return self._link.subscribed
+
     def start(self) -> None:
-        session = f"persistent session {self._session}" if self._session else "clean session"
-        self._say("connecting", None, f"connecting to {self._settings.url} to watch {self.topic_filter} ({session})",
-                  broker=self._settings.url, watching=self.topic_filter, session=self._session)
-        self._client.connect_async(self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s)
-        self._client.loop_start()
+        self._link.start()
+
+    def stop(self) -> None:
+        self._link.stop()
 
     def publish(self, device: str, channel: str, payload: str, qos: int = 1) -> mqtt.MQTTMessageInfo:
         """Publish on <prefix>/<device>/<channel> over this monitor's connection (a command to a unit)."""
-        return self._client.publish(f"{self._prefix}/{device}/{channel}", payload, qos=qos)
-
-    def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        return self._link.publish(f"{self._prefix}/{device}/{channel}", payload, qos=qos)
 
     def wait_for(self, predicate: Callable[["Monitor"], bool], timeout: float) -> bool:
         """Wait (on the real network) until predicate(self) holds; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not predicate(self):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._changed.wait(min(left, 0.5))
-            return True
+        return self._link.wait_for(lambda: predicate(self), timeout)
 
-    # ---- paho callbacks --------------------------------------------------------------------------------------
+    # ---- routing ---------------------------------------------------------------------------------------------
 
-    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
-        if reason.is_failure:
-            self._problem(f"broker {self._settings.url} refused connection: {reason}; retrying", "refused")
-            return
-        self._say("connected", None, f"connected to {self._settings.url}, watching {self.topic_filter}",
-                  broker=self._settings.url, watching=self.topic_filter)
-        client.subscribe(self.topic_filter, qos=1)
-
-    def _on_connect_fail(self, client, userdata) -> None:
-        # paho calls this from inside its `except OSError`: the exception being handled is the reason
-        failure = sys.exc_info()[1]
-        why = (failure.strerror or str(failure)) if isinstance(failure, OSError) else "no answer"
-        self._problem(f"cannot reach broker {self._settings.url}: {why}; retrying in at most "
-                      f"{self._settings.reconnect_max_s:g} s", "retry")
-
-    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
-        with self._changed:
-            self.subscribed = False
-        if reason.is_failure:
-            self._problem(f"connection to {self._settings.url} lost: {reason}; reconnecting", "disconnected")
-
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        with self._changed:
-            self.subscribed = all(not code.is_failure for code in reason_codes)
-            self._changed.notify_all()
-        if not self.subscribed:
-            self._problem(f"subscription to {self.topic_filter} refused: {reason_codes}")
-
-    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        parts = message.topic.split("/")
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        """<prefix>/<device>/<rest>: each message to its handler; a bad one is said and otherwise ignored."""
+        parts = topic.split("/")
         base = len(self._prefix.split("/"))
         device, rest = (parts[base], parts[base + 1:]) if len(parts) > base + 1 else ("?", [])
-        with self._changed:
-            try:
-                self._topic = message.topic
-                self._dispatch(device, rest, message.payload)
-            except (ValueError, KeyError, TypeError, OSError) as exc:
-                self._problem(f"[{device}] bad message on {message.topic}: {exc}")
-            self._changed.notify_all()
+        try:
+            self._topic = topic
+            self._dispatch(device, rest, payload)
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            self._problem(f"[{device}] bad message on {topic}: {exc}")
 
     # ---- handling --------------------------------------------------------------------------------------------
 
