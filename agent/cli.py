@@ -1,11 +1,15 @@
-"""Command line: the one entry point, for the unit (run, replay, selftest...) and the station tools (--help)."""
+"""Command line of the unit's runtime: run, replay, check-config, selftest, commission, decommission, arc-test, and
+eval / make-demo (the detection evaluation and the demo recording `make run` replays; evaluation/ is imported only
+by them). The station tools are `pid-station` (station/cli.py); their old names here say so and exit 64.
+
+Dependencies point down: nothing here imports station/ or evaluation/ at module level, and web/ (the commissioning
+page) only inside the functions that serve it (tests/test_layering.py)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import errno
-import json
 import logging
 import os
 import re
@@ -19,15 +23,12 @@ from agent.config import AgentConfig, load_config
 from agent.logsetup import setup_logging
 from common.clock import SystemClock
 from common.errors import AgentError, ConfigError
-from station import deployment_report, loan_report
-from station import verify as verify_cli
 
 log = logging.getLogger("pid-agent")
 
 # Exit codes (README "Exit codes"); AgentError subclasses carry theirs: config 2, source 3, storage 4, hardware 5.
 EXIT_OK = 0
 EXIT_FAILED = 1        # the unit refused a command; an unexpected OS error
-EXIT_NO_ANSWER = 6     # `command`: the unit did not answer in time
 EXIT_USAGE = 64        # bad command line (sysexits EX_USAGE), apart from config errors (2)
 EXIT_INTERRUPTED = 130
 
@@ -45,21 +46,9 @@ def _add_overrides(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--data-dir", type=Path, metavar="DIR", help="outbox and media folder, overrides data_dir")
 
 
-def _add_station_tls(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--tls-ca", type=Path, metavar="FILE", help="CA bundle of the broker's certificate (mqtts://)")
-    sub.add_argument("--tls-cert", type=Path, metavar="FILE", help="this station tool's client certificate "
-                                                                    "(a broker with one identity per client)")
-    sub.add_argument("--tls-key", type=Path, metavar="FILE", help="the private key of --tls-cert")
-
-
-def _station_tls(args):
-    from station.monitor import tls_from
-
-    return tls_from(args.tls_ca, args.tls_cert, args.tls_key)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="pid-agent", description="Edge agent of a loaned intrusion-detection unit.")
+    parser = _Parser(prog="pid-agent", description="Edge agent of a loaned intrusion-detection unit "
+                                                   "(the station tools are `pid-station`).")
     parser.add_argument("--version", action="version", version=f"pid-agent {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,40 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path)
     check.add_argument("--schema-only", action="store_true",
                        help="only the keys and values, not this machine's files (a config made for another unit)")
-
-    monitor = commands.add_parser("monitor", help="receive a unit's status, heartbeats, events and media")
-    monitor.add_argument("--broker", required=True, help="mqtt://host:port")
-    monitor.add_argument("--device", help="one unit's device id (default: all units)")
-    monitor.add_argument("--out", type=Path, help="save reassembled, verified media and the records for "
-                                                   "`pid-agent report` (events, heartbeats, results) here")
-    monitor.add_argument("--json", action="store_true", help="one JSON object a line (kind, device, topic, ...)")
-    monitor.add_argument("--clean-session", action="store_true",
-                         help="start a fresh broker session (default: a persistent one that gets what was "
-                              "published while the monitor was away)")
-    monitor.add_argument("--unit-key", help="the unit's public key (base64): verify its events, results, "
-                                             "heartbeats and statuses")
-    monitor.add_argument("--unit-keys", type=Path, help="file of '<device_id> <public key>' lines to verify with")
-    _add_station_tls(monitor)
-
-    command = commands.add_parser("command", help="send a command to a unit and print its answer")
-    command.add_argument("--broker", required=True, help="mqtt://host:port")
-    command.add_argument("--device", required=True, help="the unit's device id")
-    command.add_argument("json", help='the command, e.g. \'{"cmd": "disarm"}\' or '
-                                      '\'{"cmd": "set_mode", "mode": "covert"}\'')
-    command.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the answer")
-    command.add_argument("--key", type=Path, help="station key file to sign with (`pid-agent keys new`); "
-                                                  "a unit refuses unsigned commands")
-    command.add_argument("--ttl", type=int, default=30, metavar="SECONDS",
-                         help="the command's signed expiry (at most the unit's commands.max_ttl_s, 3600): a unit "
-                              "that is offline applies it if it returns before then")
-    _add_station_tls(command)
-
-    keys = commands.add_parser("keys", help="make, show and export station signing keys")
-    keys.add_argument("action", choices=("new", "show", "export"),
-                      help="new: write a key file (0600); show: its id and public key; export: config lines "
-                           "for a unit's [commands] station_keys")
-    keys.add_argument("file", type=Path, help="the station key file")
-    keys.add_argument("--id", default="station-1", help="new: the key id units will know it by")
 
     evaluate = commands.add_parser("eval", help="score detection on a manifest of recordings")
     evaluate.add_argument("manifest", type=Path, nargs="+", help="clips.json manifest(s)")
@@ -155,9 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("out", type=Path, help="MP4 file to write")
     demo.add_argument("--seconds", type=float, default=30.0)
     arc_cli.add_parser(commands)
-    verify_cli.add_parser(commands)
-    loan_report.add_parser(commands)
-    deployment_report.add_parser(commands)
     return parser
 
 
@@ -271,42 +223,6 @@ def cmd_replay(args) -> int:
                       show_progress=True)
 
 
-def cmd_monitor(args) -> int:
-    from station.monitor import run_monitor
-
-    return run_monitor(args.broker, args.device, args.out, clean_session=args.clean_session, as_json=args.json,
-                       unit_key=args.unit_key, unit_keys_file=args.unit_keys, tls=_station_tls(args))
-
-
-def cmd_command(args) -> int:
-    from station.command import send_command
-
-    result = send_command(args.broker, args.device, args.json, args.timeout, key_file=args.key, ttl_s=args.ttl,
-                          tls=_station_tls(args))
-    if result is None:
-        print(f"pid-agent: no answer from {args.device} within {args.timeout:.0f} s; if the unit has been online "
-              f"before, the broker keeps the command in its session and the unit applies it if it returns within "
-              f"its {args.ttl} s expiry (--ttl)", file=sys.stderr)
-        return EXIT_NO_ANSWER
-    print(json.dumps(result, sort_keys=True))  # one JSON object, for scripts (jq) as much as for people
-    return EXIT_OK if result.get("ok") else EXIT_FAILED
-
-
-def cmd_keys(args) -> int:
-    from agent.security import load_key_file, new_key_file, public_key_text
-
-    if args.action == "new":
-        key_id, key = args.id, new_key_file(args.file, args.id)
-        print(f"wrote {args.file} (mode 0600): keep it on the station only")
-    else:
-        key_id, key = load_key_file(args.file)
-    if args.action == "export":
-        print(f'[[commands.station_keys]]\nid = "{key_id}"\npublic_key = "{public_key_text(key)}"')
-    else:
-        print(f"key id {key_id}, public key {public_key_text(key)}")
-    return 0
-
-
 def cmd_eval(args) -> int:
     from evaluation import evaluate
 
@@ -399,17 +315,28 @@ def cmd_decommission(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config, "monitor": cmd_monitor,
-            "eval": cmd_eval, "command": cmd_command, "keys": cmd_keys, "make-demo": cmd_make_demo,
+COMMANDS = {"run": cmd_run, "replay": cmd_replay, "check-config": cmd_check_config,
+            "eval": cmd_eval, "make-demo": cmd_make_demo,
             "commission": cmd_commission, "selftest": cmd_selftest,
             "decommission": cmd_decommission}
 COMMANDS["arc-test"] = arc_cli.cmd_arc_test
-COMMANDS["verify"] = verify_cli.cmd_verify
-COMMANDS["loan-report"] = loan_report.cmd_loan_report
-COMMANDS["report"] = deployment_report.cmd_report
+
+# the station tools that were commands here, and their names in `pid-station`
+MOVED = {"monitor": "monitor", "command": "command", "keys": "keys", "verify": "verify",
+         "loan-report": "loan-report", "report": "deployment-report"}
+
+
+def moved(argv: list[str]) -> str | None:
+    """The pid-station command a station tool's old name here stands for (the first word not an option)."""
+    words = [word for word in argv if not word.startswith("-")]
+    return MOVED.get(words[0]) if words else None
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if (station := moved(argv)) is not None:  # an engineer's habit: said, not run, and a usage error for scripts
+        print(f"pid-agent: moved: use pid-station {station}", file=sys.stderr)
+        return EXIT_USAGE
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)  # journald priorities under systemd, timestamped stderr otherwise
     try:

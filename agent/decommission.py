@@ -6,7 +6,7 @@ In this order, each step only once the one before succeeded (a refusal changes n
    --export DIR (messages.jsonl in row order and the media files with their signed manifests, each copy checked
    against the SHA-256 the outbox holds); neither: refused, the unit keeps its data;
 3. a last, signed `decommission` entry in the audit log (what was delivered, exported and is about to be wiped),
-   then the final report in --report DIR: the loan report (station/loan_report.py, signed with the unit's key), a
+   then the final report in --report DIR: the loan report (agent/loan_report.py, signed with the unit's key), a
    signed decommission.json, a copy of the audit log and the unit's public key, so the unit's history can still be
    verified once its key is gone;
 4. the wipe: site data (outbox, audit log, loan book, command store, everything else in data_dir), media and keys
@@ -25,6 +25,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from agent import loan_report
 from agent.config import AgentConfig
 from agent.evidence.audit import FILE as AUDIT_FILE
 from agent.evidence.audit import AuditLog, canonical
@@ -34,7 +35,6 @@ from agent.storage.media import file_sha256
 from agent.storage.outbox import Outbox
 from common.clock import Clock, iso_utc
 from common.errors import AgentError
-from station import loan_report
 
 MEDIA, KEYS, SITE = "media", "keys", "site data"
 SECRET_FOLDERS = ("keys", "commissioning")  # under data_dir: the unit's signing key, the page's password and cert

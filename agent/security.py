@@ -41,7 +41,7 @@ def _public_key(text: str) -> str:
 
 class StationKey(Section):
     id: str = Field(pattern=KEY_ID, description="The key id a station puts in its envelopes.")
-    public_key: str = Field(description="Base64 Ed25519 public key (`pid-agent keys export`).")
+    public_key: str = Field(description="Base64 Ed25519 public key (`pid-station keys export`).")
 
     @field_validator("public_key")
     @classmethod

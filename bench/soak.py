@@ -1,6 +1,6 @@
 """Soak: the demo recording replayed in a loop through one Agent at full speed, for SOAK_MINUTES.
 
-The agent sends to a mosquitto started on loopback, and a station (`pid-agent monitor --json`, its own process)
+The agent sends to a mosquitto started on loopback, and a station (`pid-station monitor --json`, its own process)
 receives everything, so the outbox must keep draining; heartbeats every --heartbeat-s on the real clock.
 Samples the agent process's RSS, open file descriptors, threads and outbox depth every --every-s seconds; reports
 their growth after the warm-up (targets: RSS < 5 MB, fds and threads flat), the outbox's depth and whether it
@@ -100,10 +100,10 @@ def ceiling_growth(samples: list, warmup_s: float, column: int) -> float:
 
 
 class Station:
-    """`pid-agent monitor --json` in its own process (not in the figures measured), noting heartbeats as they come."""
+    """`pid-station monitor --json` in its own process (not in the figures measured), noting heartbeats as they come."""
 
     def __init__(self, url: str, device_id: str, folder: Path) -> None:
-        command = [sys.executable, "-m", "agent", "monitor", "--broker", url, "--device", device_id, "--json",
+        command = [sys.executable, "-m", "station", "monitor", "--broker", url, "--device", device_id, "--json",
                    "--clean-session"]
         self.heartbeats: list[float] = []  # the unit's own time of each heartbeat received (epoch seconds)
         self.events = 0

@@ -42,7 +42,7 @@ def send_command(url: str, device_id: str, command_json: str, timeout: float,
     try:
         if not monitor.wait_for(lambda m: m.subscribed, timeout=min(timeout, 10.0)):
             raise ConfigError(f"cannot reach broker {url}")
-        info = monitor._client.publish(f"{monitor._prefix}/{device_id}/cmd", json.dumps(message), qos=1)
+        info = monitor.publish(device_id, "cmd", json.dumps(message))
         info.wait_for_publish(timeout)
         answered = lambda m: any(r.get("id") == wanted for r in m.command_results)
         if not monitor.wait_for(answered, timeout=timeout):

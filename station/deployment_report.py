@@ -1,6 +1,6 @@
-"""`pid-agent report`: the deployment report the force evaluates the scheme with, from the monitor's saved records.
+"""`pid-station deployment-report`: the report the force evaluates the scheme with, from the monitor's records.
 
-Reads DIR/<device>/{events,heartbeats,results}.jsonl as `pid-agent monitor --out DIR` writes them (one or more
+Reads DIR/<device>/{events,heartbeats,results}.jsonl as `pid-station monitor --out DIR` writes them (one or more
 units). Per unit and across them: alarms per day and hour, per zone and class; the operators' verdicts and the time
 from alarm to verdict; tamper and fault events; availability per day (heartbeats arriving, camera ok); a CSV keyed
 by site ref, date and hour (every hour of the deployment, zero rows too, so the join with police crime records is
@@ -256,7 +256,7 @@ def build(records: Path) -> list[Deployment]:
     folders = sorted(p for p in records.iterdir() if p.is_dir() and (p / "events.jsonl").is_file()) \
         if records.is_dir() else []
     if not folders:
-        raise ConfigError(f"{records}: no unit records (<device>/events.jsonl, as `pid-agent monitor --out` saves)")
+        raise ConfigError(f"{records}: no unit records (<device>/events.jsonl, as `pid-station monitor --out` saves)")
     return [read_unit(folder) for folder in folders]
 
 
@@ -270,8 +270,8 @@ def loan_facts(config_path: Path | None) -> dict:
 
 
 def add_parser(commands) -> None:
-    parser = commands.add_parser("report", help="the deployment report from the monitor's saved records")
-    parser.add_argument("records", type=Path, help="the folder `pid-agent monitor --out` saved into")
+    parser = commands.add_parser("deployment-report", help="the deployment report from the monitor's saved records")
+    parser.add_argument("records", type=Path, help="the folder `pid-station monitor --out` saved into")
     parser.add_argument("--out", type=Path, help="folder for report.json, report.csv, summary.txt and the PNG "
                                                  "charts (default: <records>/report)")
     parser.add_argument("--config", type=Path, help="the unit's config: the loan's client reference and survey link")

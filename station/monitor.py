@@ -1,9 +1,9 @@
 """The engineers' receiver (station side): watches one unit (or all), prints what arrives, reassembles media.
 
-Media chunks may arrive before their manifest, out of order, or twice (at-least-once delivery); a file is
-assembled once the manifest and every chunk index are present, then checked against the manifest's SHA-256.
-Names from the network (device, event id, file name) are sanitised into single safe path components, never
-joined as given, and every file written is checked to lie inside `--out`.
+Monitor routes each topic to its handler: the connection is station/link.py's, media chunks go to
+station/media_assembly.py (reassembly within the station's bounds, SHA-256 check, saving), records to
+station/records.py, signature checks use station/signatures.py. Names from the network (device, event id, file name) are sanitised into single safe path
+components, never joined as given, and every file written is checked to lie inside `--out` (station/paths.py).
 
 It says at once where it connects and prints every failed attempt with its reason (paho retries on its own);
 `--json` prints one JSON object a line instead (`kind`, `device`, `topic`, and `payload` or `media`), for scripts.
@@ -21,54 +21,31 @@ taken for the unit's state, nor written to the records a deployment report is ma
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
-import hashlib
 import json
-import re
 import socket
-import sys
-import threading
 import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import paho.mqtt.client as mqtt
-from nacl.signing import VerifyKey
 from pydantic import TypeAdapter, ValidationError
 
 from agent.config import BrokerSettings, TlsSettings
-from agent.evidence.audit import canonical
-from agent.evidence.keys import key_id, verify_signature
 from agent.security_parse import load_json
-from agent.uplink.client import make_client
 from agent.uplink.messages import EVENT, CommandResult, Heartbeat, MediaManifest, Status
 from common.errors import ConfigError
+from station.link import BrokerLink
+from station.media_assembly import MediaAssembler, MediaFile, MediaLimits
+from station.paths import inside, safe_component
+from station.records import Records
+from station.signatures import ANY_DEVICE, load_unit_keys, public_key, signature_verdict
+
+__all__ = ["ANY_DEVICE", "MediaFile", "MediaLimits", "Monitor", "default_session", "inside", "load_unit_keys",
+           "public_key", "run_monitor", "safe_component", "signature_verdict", "tls_from"]
 
 PRINT = functools.partial(print, flush=True)  # a line reaches a script reading the pipe at once
 MAX_MESSAGE_BYTES = 1024 * 1024  # JSON messages (not media chunks) larger than this are refused unread
-
-
-@dataclass
-class MediaFile:
-    device_id: str
-    event_id: str
-    name: str
-    path: Path | None      # where it was saved (None when the monitor has no out_dir)
-    size: int
-    sha256: str            # of the bytes received
-    expected_sha256: str   # from the manifest
-    verified: bool
-    data: bytes | None = None  # kept only when not saved to disk
-
-
-@dataclass
-class _Assembly:
-    manifest: dict | None = None
-    chunks: dict[int, bytes] = field(default_factory=dict)
 
 
 def _parsed(schema, payload: bytes) -> dict:
@@ -83,64 +60,6 @@ def _parsed(schema, payload: bytes) -> dict:
         raise ValueError(f"does not match the contract: {exc.error_count()} problem(s), first: "
                          f"{exc.errors()[0]['loc']} {exc.errors()[0]['msg']}") from None
     return data
-
-
-def safe_component(name: str) -> str:
-    """One path component made from a network name: no separators, no leading dots, bounded length."""
-    cleaned = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:100].lstrip(".")
-    return cleaned or "_"
-
-
-def inside(root: Path, *names: str) -> Path:
-    """root/<each name sanitised>, refused (ValueError) if it would still resolve outside root."""
-    path = root.joinpath(*(safe_component(name) for name in names))
-    if not path.resolve().is_relative_to(root.resolve()):
-        raise ValueError(f"refusing to write outside {root}: {path}")
-    return path
-
-
-ANY_DEVICE = "*"  # a unit key trusted for whichever device id a message names
-
-
-def public_key(text: str, where: str) -> str:
-    """A unit public key as given (base64 of 32 bytes), checked; ConfigError naming where it came from."""
-    try:
-        raw = base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
-        raise ConfigError(f"{where}: {text[:60]!r} is not a unit public key (base64 of 32 bytes)")
-    return text.strip()
-
-
-def load_unit_keys(path: Path) -> dict[str, str]:
-    """A keys file: one `<device_id> <public key>` a line (or a key alone: any device); `#` starts a comment."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"unit keys file {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    keys = {}
-    for number, line in enumerate(lines, 1):
-        words = line.split("#", 1)[0].split()
-        if not words:
-            continue
-        if len(words) > 2:
-            raise ConfigError(f"unit keys file {path} line {number}: expected '<device_id> <public key>'")
-        device, text = (ANY_DEVICE, words[0]) if len(words) == 1 else words
-        keys[device] = public_key(text, f"unit keys file {path} line {number}")
-    return keys
-
-
-def signature_verdict(message: dict, public_b64: str) -> str:
-    """'verified', or why not: 'unsigned', 'signed by another key <id>' or 'forged' (the signature fails)."""
-    signature, signer = message.get("sig"), message.get("key")
-    if not isinstance(signature, str) or not isinstance(signer, str):
-        return "unsigned"
-    expected = key_id(VerifyKey(base64.b64decode(public_b64)))
-    if signer != expected:
-        return f"signed by another key {signer[:16]!r}"
-    body = {name: value for name, value in message.items() if name != "sig"}
-    return "verified" if verify_signature(public_b64, canonical(body), signature) else "forged"
 
 
 def _settings_for(url: str, tls: TlsSettings | None = None) -> BrokerSettings:
@@ -161,19 +80,21 @@ class Monitor:
     def __init__(self, url: str, device_id: str | None, out_dir: Path | None, topic_prefix: str = "pids",
                  printer=PRINT, session: str | None = None,
                  as_json: bool = False, unit_keys: dict[str, str] | None = None,
-                 tls: TlsSettings | None = None) -> None:
+                 tls: TlsSettings | None = None, media_limits: MediaLimits | None = None) -> None:
         """session: a client id for a persistent broker session, so QoS 1 messages published while this
         monitor was away are queued by the broker and delivered on reconnect (None = clean session).
         as_json: each line printed is one JSON object rather than text for people.
         unit_keys: device id (or ANY_DEVICE) -> the unit's public key; what they send is verified.
-        tls: CA and the station's own client certificate and key (a broker with one identity per client)."""
-        self._settings = _settings_for(url, tls)
+        tls: CA and the station's own client certificate and key (a broker with one identity per client).
+        media_limits: the bounds of media reassembly (station/media_assembly.py)."""
+        settings = _settings_for(url, tls)
         self.device_id = device_id
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        self._records = Records(self.out_dir)
+        self.assembler = MediaAssembler(self.out_dir, self._problem, self._say, media_limits or MediaLimits())
         self._prefix = topic_prefix.rstrip("/")
         self._print = printer
         self.as_json = as_json
-        self._session = session
         self._topic: str | None = None  # of the message being handled, for --json lines
         self._sent: dict[tuple[str, str], dict] = {}  # commands seen on <root>/cmd, by (device, id)
         self.events: list[dict] = []
@@ -181,7 +102,7 @@ class Monitor:
         self.statuses: dict[str, dict] = {}
         self.heartbeats: list[dict] = []
         self.command_results: list[dict] = []
-        self.media: dict[tuple[str, str], MediaFile] = {}
+        self.media: dict[tuple[str, str], MediaFile] = self.assembler.media  # (event id, name) -> the file
         self.rejected: list[dict] = []  # events, results, heartbeats and statuses that failed the signature check
         self.errors: list[str] = []
         self.unit_keys = {device: public_key(text, f"unit key for {device}")
@@ -189,85 +110,43 @@ class Monitor:
         self.verified = 0     # messages (events, results, heartbeats, statuses) whose signature checked out
         self.unverified = 0   # unsigned or signed by another key, from a unit whose key we hold
         self.forged = 0       # signed with the unit's key id, but the signature does not match
-        self.subscribed = False
         self._seen: set[tuple[str, str, str]] = set()
-        self._assemblies: dict[tuple[str, str, str], _Assembly] = {}
-        self._changed = threading.Condition()
-        client_id = session or f"pid-monitor-{uuid.uuid4().hex[:12]}"
-        self._client = make_client(self._settings, client_id=client_id, clean_session=session is None)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_connect_fail = self._on_connect_fail
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
+        self._link = BrokerLink(settings, self.topic_filter, session, self._on_message, self._say, self._problem)
 
     @property
     def topic_filter(self) -> str:
         return f"{self._prefix}/{self.device_id or '+'}/#"
 
+    @property
+    def subscribed(self) -> bool:
+        return self._link.subscribed
+
     def start(self) -> None:
-        session = f"persistent session {self._session}" if self._session else "clean session"
-        self._say("connecting", None, f"connecting to {self._settings.url} to watch {self.topic_filter} ({session})",
-                  broker=self._settings.url, watching=self.topic_filter, session=self._session)
-        self._client.connect_async(self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s)
-        self._client.loop_start()
+        self._link.start()
 
     def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._link.stop()
+
+    def publish(self, device: str, channel: str, payload: str, qos: int = 1) -> mqtt.MQTTMessageInfo:
+        """Publish on <prefix>/<device>/<channel> over this monitor's connection (a command to a unit)."""
+        return self._link.publish(f"{self._prefix}/{device}/{channel}", payload, qos=qos)
 
     def wait_for(self, predicate: Callable[["Monitor"], bool], timeout: float) -> bool:
         """Wait (on the real network) until predicate(self) holds; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not predicate(self):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._changed.wait(min(left, 0.5))
-            return True
+        return self._link.wait_for(lambda: predicate(self), timeout)
 
-    # ---- paho callbacks --------------------------------------------------------------------------------------
+    # ---- routing ---------------------------------------------------------------------------------------------
 
-    def _on_connect(self, client, userdata, flags, reason, properties) -> None:
-        if reason.is_failure:
-            self._problem(f"broker {self._settings.url} refused connection: {reason}; retrying", "refused")
-            return
-        self._say("connected", None, f"connected to {self._settings.url}, watching {self.topic_filter}",
-                  broker=self._settings.url, watching=self.topic_filter)
-        client.subscribe(self.topic_filter, qos=1)
-
-    def _on_connect_fail(self, client, userdata) -> None:
-        # paho calls this from inside its `except OSError`: the exception being handled is the reason
-        failure = sys.exc_info()[1]
-        why = (failure.strerror or str(failure)) if isinstance(failure, OSError) else "no answer"
-        self._problem(f"cannot reach broker {self._settings.url}: {why}; retrying in at most "
-                      f"{self._settings.reconnect_max_s:g} s", "retry")
-
-    def _on_disconnect(self, client, userdata, flags, reason, properties) -> None:
-        with self._changed:
-            self.subscribed = False
-        if reason.is_failure:
-            self._problem(f"connection to {self._settings.url} lost: {reason}; reconnecting", "disconnected")
-
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        with self._changed:
-            self.subscribed = all(not code.is_failure for code in reason_codes)
-            self._changed.notify_all()
-        if not self.subscribed:
-            self._problem(f"subscription to {self.topic_filter} refused: {reason_codes}")
-
-    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        parts = message.topic.split("/")
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        """<prefix>/<device>/<rest>: each message to its handler; a bad one is said and otherwise ignored."""
+        parts = topic.split("/")
         base = len(self._prefix.split("/"))
         device, rest = (parts[base], parts[base + 1:]) if len(parts) > base + 1 else ("?", [])
-        with self._changed:
-            try:
-                self._topic = message.topic
-                self._dispatch(device, rest, message.payload)
-            except (ValueError, KeyError, TypeError, OSError) as exc:
-                self._problem(f"[{device}] bad message on {message.topic}: {exc}")
-            self._changed.notify_all()
+        try:
+            self._topic = topic
+            self._dispatch(device, rest, payload)
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            self._problem(f"[{device}] bad message on {topic}: {exc}")
 
     # ---- handling --------------------------------------------------------------------------------------------
 
@@ -294,7 +173,7 @@ class Monitor:
         mark = self._check_signature(device, status, f"status {str(status.get('state'))!r}")
         if not mark or mark == " VERIFIED":
             self.statuses[device] = status
-            self._record(device, "status.jsonl", status)
+            self._records.append(device, "status.jsonl", status)
         else:
             self.rejected.append(status)
         self._say("status", device, f"[{device}] STATUS {status.get('state')} ts={status.get('ts')} "
@@ -304,7 +183,7 @@ class Monitor:
         mark = self._check_signature(device, beat, f"heartbeat of {str(beat.get('ts'))[:40]}")
         if not mark or mark == " VERIFIED":
             self.heartbeats.append(beat)
-            self._record(device, "heartbeats.jsonl", beat)
+            self._records.append(device, "heartbeats.jsonl", beat)
         else:
             self.rejected.append(beat)
         fields = ("uptime_s", "frames", "fps", "armed", "outbox_depth", "outbox_bytes", "disk_free_bytes",
@@ -342,7 +221,7 @@ class Monitor:
             return
         self._seen.add(key)
         self.events.append(event)
-        self._record(device, "events.jsonl", event)
+        self._records.append(device, "events.jsonl", event)
         line = (f"[{device}] EVENT {event.get('phase')} {event['event_id']} kind={event.get('kind')} "
                 f"seq={event.get('seq')} "
                 f"ts={event.get('ts')} score={event.get('score')} boxes={len(event.get('boxes') or [])}")
@@ -362,7 +241,7 @@ class Monitor:
         else:
             self.command_results.append(result)
             command = self._sent.pop((device, result["id"]), None) if result.get("id") else None
-            self._record(device, "results.jsonl", {"result": result, "command": command})
+            self._records.append(device, "results.jsonl", {"result": result, "command": command})
         verdict = f"OK {result.get('detail')}" if result.get("ok") else f"REFUSED {result.get('reason')}"
         self._say("result", device, f"[{device}] COMMAND {result.get('cmd', '?')} id={result.get('id')} "
                   f"{verdict}{mark}", payload=result)
@@ -378,52 +257,10 @@ class Monitor:
 
     def _on_media(self, device: str, event_id: str, name: str, part: str, payload: bytes) -> None:
         key = (device, event_id, name)
-        done = self.media.get((event_id, name))
-        assembly = self._assemblies.setdefault(key, _Assembly())
         if part == "manifest":
-            manifest = _parsed(MediaManifest, payload)
-            if done is not None and done.expected_sha256 == manifest["sha256"]:
-                return  # resent after a reconnect; already assembled
-            assembly.manifest = manifest
+            self.assembler.manifest(key, _parsed(MediaManifest, payload))
         else:
-            if done is not None and assembly.manifest is None:
-                return  # late duplicate chunk of a file already assembled
-            assembly.chunks[int(part)] = bytes(payload)
-        self._try_assemble(key, assembly)
-
-    def _try_assemble(self, key: tuple[str, str, str], assembly: _Assembly) -> None:
-        manifest = assembly.manifest
-        if manifest is None or len(assembly.chunks) < manifest["chunks"]:
-            return
-        if any(i not in assembly.chunks for i in range(manifest["chunks"])):
-            return
-        device, event_id, name = key
-        data = b"".join(assembly.chunks[i] for i in range(manifest["chunks"]))
-        digest = hashlib.sha256(data).hexdigest()
-        verified = digest == manifest["sha256"] and len(data) == manifest["total_bytes"]
-        path = None
-        if self.out_dir is not None:
-            path = inside(self.out_dir, device, event_id, name)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        self.media[(event_id, name)] = MediaFile(device, event_id, name, path, len(data), digest,
-                                                 manifest["sha256"], verified, None if path else data)
-        del self._assemblies[key]
-        verdict = "VERIFIED" if verified else (f"MISMATCH (expected {manifest['total_bytes']} B "
-                                               f"sha256 {manifest['sha256']})")
-        where = f" -> {path}" if path else ""
-        self._say("media", device, f"[{device}] MEDIA {event_id}/{name} {len(data)} B sha256={digest} {verdict}{where}",
-                  media={"event_id": event_id, "name": name, "bytes": len(data), "sha256": digest,
-                         "verified": verified, "path": str(path) if path else None})
-
-    def _record(self, device: str, name: str, data: dict) -> None:
-        """One line appended to out/<device>/<name>, for the deployment report (nothing without out_dir)."""
-        if self.out_dir is None:
-            return
-        path = inside(self.out_dir, device, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as records:
-            records.write(json.dumps(data, sort_keys=True) + "\n")
+            self.assembler.chunk(key, part, payload)
 
     def _say(self, kind: str, device: str | None, text: str, **fields) -> None:
         """One line out: the text for people, or one JSON object (kind, device, topic, fields) for scripts."""

@@ -15,6 +15,7 @@ import pytest
 from agent.cli import main
 from agent.evidence.audit import canonical
 from agent.evidence.keys import verify_signature
+from station.cli import main as station_main
 from station.verify import verify_audit
 from tests.net import free_port
 from tests.test_agent_e2e import DEVICE, start_monitor, write_config
@@ -29,10 +30,11 @@ def pid_agent(*args) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def cli(capsys):
-    """`pid-agent ...` in this process (the replay that makes the data dir runs as its own process)."""
-    def run(*args) -> subprocess.CompletedProcess:
+    """`pid-agent ...` (tool=station_main: `pid-station ...`) in this process (the replay that makes the data dir
+    runs as its own process)."""
+    def run(*args, tool=main) -> subprocess.CompletedProcess:
         capsys.readouterr()
-        code = main([str(arg) for arg in args])
+        code = tool([str(arg) for arg in args])
         out, err = capsys.readouterr()
         return subprocess.CompletedProcess(args, code, out, err)
     return run
@@ -123,7 +125,7 @@ def test_export_then_wipe_keeps_the_evidence_and_says_what_it_wiped(unit, tmp_pa
         assert (export / name).read_bytes() == body, name
     public_key = (report / "unit.pub").read_text().strip()
     clip = next(export.glob("media/*/clip.mp4"))
-    verified = cli("verify", clip, "--public-key", public_key)
+    verified = cli("verify", clip, "--public-key", public_key, tool=station_main)  # the station's check
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
     # the final report: the audit log's copy verifies with the unit's key and ends with the decommission entry

@@ -1,5 +1,5 @@
 """Evidence through the whole agent: signed manifests beside each clip and snapshot, a signed hash-chained audit
-log, and `pid-agent verify` naming exactly what was changed, removed or re-signed."""
+log, and `pid-station verify` naming exactly what was changed, removed or re-signed."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import json
 import pytest
 from nacl.signing import SigningKey
 
-from agent.cli import main
 from agent.config import parse_config
 from agent.evidence.audit import AuditLog, canonical
 from agent.evidence.keys import UnitKey
 from agent.pipeline import Agent
 from common.clock import ManualClock
 from drivers.camera.replay import ReplayCamera
+from station.cli import main
 from station.verify import verify_audit, verify_media, verify_paths
 
 

@@ -139,7 +139,7 @@ def test_the_end_is_the_later_of_term_plus_days_and_paid_until(tmp_path, paid_un
 def test_the_loan_report_from_the_audit_log_matches_what_was_raised(tmp_path):
     import subprocess
 
-    from agent.cli import main
+    from station.cli import main
 
     extension = {"cmd": "extend_loan", "days": 10, "reference": "INV-7"}
     events, data_dir = run(tmp_path, "keep", {80: [extension]})
@@ -159,7 +159,7 @@ def test_the_loan_report_from_the_audit_log_matches_what_was_raised(tmp_path):
 
 
 def test_no_report_is_made_from_a_log_that_does_not_verify(tmp_path):
-    from agent.cli import main
+    from station.cli import main
 
     _, data_dir = run(tmp_path, "keep", days=2)
     lines = (data_dir / "audit.jsonl").read_bytes().split(b"\n")

@@ -13,7 +13,7 @@ import paho.mqtt.publish as publish
 import pytest
 
 from common.errors import ConfigError
-from station.monitor import Monitor
+from station.monitor import MediaLimits, Monitor
 from tests import payloads
 from tests.conftest import reap
 from tests.net import free_port
@@ -169,9 +169,9 @@ def test_an_unreachable_broker_is_said_at_once_and_each_retry_shows_its_reason()
 
 
 def test_json_lines_and_the_records_kept_for_reports(mosquitto, tmp_path):
-    """`pid-agent monitor --json --out DIR` as a script would run it: every line parsed, every record read back."""
+    """`pid-station monitor --json --out DIR` as a script would run it: every line parsed, every record read back."""
     out = tmp_path / "out"
-    child = subprocess.Popen([sys.executable, "-u", "-m", "agent.cli", "monitor", "--broker", mosquitto.url,
+    child = subprocess.Popen([sys.executable, "-u", "-m", "station.cli", "monitor", "--broker", mosquitto.url,
                               "--json", "--out", str(out), "--clean-session"],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -214,3 +214,27 @@ def test_json_lines_and_the_records_kept_for_reports(mosquitto, tmp_path):
     assert records("heartbeats.jsonl") == [beat]
     assert records("status.jsonl") == [payloads.status("online")]
     assert records("results.jsonl") == [{"result": result, "command": verdict}]
+
+
+def test_a_hostile_publisher_cannot_make_the_monitor_hold_what_no_manifest_allows(mosquitto):
+    """Through the real broker: parts outside the manifest, an oversized chunk and a flood of open files are
+    refused with a printed, counted reason; the genuine file beside them still verifies."""
+    lines: list[str] = []
+    monitor = Monitor(mosquitto.url, "unit-9", None, printer=lines.append,
+                      media_limits=MediaLimits(max_open=2, early_chunks=1))
+    monitor.start()
+    assert monitor.wait_for(lambda m: m.subscribed, NET_TIMEOUT)
+    data = os.urandom(3000)
+    manifest, chunks = media_messages("e7", "clip.mp4", data, 1024)
+    base = f"{ROOT}/media/e7/clip.mp4"
+    flood = [{"topic": f"{ROOT}/media/f{n}/clip.mp4/0", "payload": b"f" * 10, "qos": 1} for n in range(3)]
+    send(mosquitto, [manifest, {"topic": f"{base}/4294967296", "payload": b"x", "qos": 1},
+                     {"topic": f"{base}/1", "payload": os.urandom(1025), "qos": 1}, *chunks, *flood])
+    assert monitor.wait_for(lambda m: ("e7", "clip.mp4") in m.media and m.assembler.refused["dropped"] == 1,
+                            NET_TIMEOUT)
+    monitor.stop()
+    assert monitor.media[("e7", "clip.mp4")].verified
+    assert monitor.assembler.refused == {"part": 1, "chunk size": 1, "dropped": 1} and monitor.assembler.open == 2
+    assert any("WARNING [unit-9] media e7/clip.mp4: chunk 1 has 1025 B, the manifest allows 1024 B" in line
+               for line in lines)
+    assert any("media f0/clip.mp4: dropped incomplete" in line for line in lines)

@@ -1,6 +1,6 @@
-"""`pid-agent report` from records the monitor saved: a real monitor on a real broker receives two units' events,
-heartbeats and verdict answers (contract-valid payloads built with agent/uplink/messages.py), then the report's CSV is
-parsed back and its charts opened and looked at."""
+"""`pid-station deployment-report` from records the monitor saved: a real monitor on a real broker receives two
+units' events, heartbeats and verdict answers (contract-valid payloads built with agent/uplink/messages.py), then the
+report's CSV is parsed back and its charts opened and looked at."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import cv2
 import paho.mqtt.publish as publish
 import pytest
 
-from agent.cli import main
 from agent.uplink import messages
 from common.clock import iso_utc
+from station.cli import main
 from station.monitor import Monitor
 from tests import payloads
 
@@ -87,7 +87,7 @@ def test_the_report_from_saved_records(records, tmp_path):
     config.write_text('device_id = "unit-9"\nsite_ref = "S-17"\n[loan]\nclient_ref = "CR-88"\n'
                       'survey_url = "https://survey.example/pid"\n')
     out = tmp_path / "report"
-    assert main(["report", str(records), "--out", str(out), "--config", str(config)]) == 0
+    assert main(["deployment-report", str(records), "--out", str(out), "--config", str(config)]) == 0
 
     with (out / "report.csv").open(newline="") as source:
         rows = list(csv.DictReader(source))
@@ -123,7 +123,7 @@ def test_the_report_from_saved_records(records, tmp_path):
 
 
 def test_a_folder_without_records_is_a_config_error(tmp_path):
-    assert main(["report", str(tmp_path)]) == 2
+    assert main(["deployment-report", str(tmp_path)]) == 2
 
 
 def test_a_torn_or_damaged_line_is_skipped_and_named_by_file_and_line(records, tmp_path):
@@ -137,7 +137,7 @@ def test_a_torn_or_damaged_line_is_skipped_and_named_by_file_and_line(records, t
     beats.insert(6, b"[1, 2]")  # JSON, but not a record
     (unit / "heartbeats.jsonl").write_bytes(b"\n".join(beats))
     out = tmp_path / "report"
-    assert main(["report", str(records), "--out", str(out)]) == 0
+    assert main(["deployment-report", str(records), "--out", str(out)]) == 0
 
     report = json.loads((out / "report.json").read_text())
     nine = next(u for u in report["units"] if u["device_id"] == "unit-9")

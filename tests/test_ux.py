@@ -34,6 +34,11 @@ def pid_agent(*args, env: dict | None = None, cwd: Path = ROOT) -> subprocess.Co
                           cwd=cwd, timeout=300, env={**os.environ, **(env or {})})
 
 
+def pid_station(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "station", *map(str, args)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
 def test_env_variables_set_any_key_and_are_validated_like_the_file():
     config = load_config(None, environ={
         "PID_AGENT_BROKER__URL": "mqtts://broker.example:8883", "PID_AGENT_HEARTBEAT__INTERVAL_S": "15",
@@ -123,7 +128,7 @@ def test_redirected_output_has_no_bar(tmp_path, short_clip):
 
 @pytest.mark.broker
 def test_command_without_an_answer_has_its_own_exit_code(mosquitto):
-    result = pid_agent("command", "--broker", mosquitto.url, "--device", "nobody-here", '{"cmd": "arm"}',
+    result = pid_station("command", "--broker", mosquitto.url, "--device", "nobody-here", '{"cmd": "arm"}',
                        "--timeout", "1")
     assert result.returncode == 6
     assert "no answer from nobody-here" in result.stderr and result.stdout == ""

@@ -3,7 +3,7 @@
 `<name>.manifest.json` holds what a court needs to trust the file: its size and SHA-256, the SHA-256 of each
 256 KiB block (so a check can say which bytes changed), the unit, site, alarm, time source, software version,
 config hash, and an Ed25519 signature over all of it (canonical JSON, as in the audit log). It travels with the
-media over MQTT and `pid-agent verify` checks a file against it offline.
+media over MQTT and `pid-station verify` checks a file against it offline.
 """
 
 from __future__ import annotations

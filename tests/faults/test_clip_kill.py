@@ -1,6 +1,6 @@
 """The agent SIGKILLed at random moments during alarms (issue 11): every alarm that started has its snapshot, its
 clip plays (PyAV) up to within 1 s of the kill whenever recording had begun, nothing half-written is named as a
-finished clip, and `pid-agent verify` passes on every file the station received.
+finished clip, and `pid-station verify` passes on every file the station received.
 
 Each life replays, in real time, one walk across the yard on the same data dir; it is killed a random moment after
 its alarm's start reached its --events file, and the next life's recovery finishes the clip it left. Where a clip's
@@ -226,7 +226,7 @@ def test_alarms_killed_at_random_moments_keep_snapshot_and_a_clip_up_to_the_kill
     public_key = UnitKey.load_or_create(data_dir).public_b64()
     files = sorted(str(p) for p in (tmp_path / "received").rglob("*") if p.is_file()
                    and p.parent.parent.name == DEVICE and not p.name.endswith(".manifest.json"))
-    verify = subprocess.run([sys.executable, "-m", "agent", "verify", *files, "--public-key", public_key],
+    verify = subprocess.run([sys.executable, "-m", "station", "verify", *files, "--public-key", public_key],
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     if verify.returncode != 0 or not files:
         problems.append(f"verify failed on delivered files: {verify.stdout[-2000:]}{verify.stderr[-500:]}")
