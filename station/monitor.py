@@ -2,8 +2,9 @@
 
 Monitor routes each topic to its handler: the connection is station/link.py's, media chunks go to
 station/media_assembly.py (reassembly within the station's bounds, SHA-256 check, saving), records to
-station/records.py, signature checks use station/signatures.py. Names from the network (device, event id, file name) are sanitised into single safe path
-components, never joined as given, and every file written is checked to lie inside `--out` (station/paths.py).
+station/records.py, signature checks use station/signatures.py. Names from the network (device, event id, file
+name) are sanitised into single safe path components, never joined as given, and every file written is checked to
+lie inside `--out` (station/paths.py).
 
 It says at once where it connects and prints every failed attempt with its reason (paho retries on its own);
 `--json` prints one JSON object a line instead (`kind`, `device`, `topic`, and `payload` or `media`), for scripts.
