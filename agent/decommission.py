@@ -212,9 +212,11 @@ def wipe(plan: list[Wiped], data_dir: Path) -> list[Wiped]:
     wiped = []
     for item in plan:
         if item.category == KEYS and item.path.is_file() and not item.path.is_symlink():
-            _overwrite(item.path, item.bytes)
+            _overwrite(item.path, item.bytes)  # keys are never SQLite files: one missing here is an error below
         try:
             item.path.unlink()
+        except FileNotFoundError:  # SQLite's -wal/-shm go by themselves when the last connection closes
+            continue
         except OSError as exc:
             raise AgentError(f"wipe stopped at {item.path}: {exc.strerror or exc} (already wiped: "
                              f"{len(wiped)} files)") from None
