@@ -212,7 +212,7 @@ def wipe(plan: list[Wiped], data_dir: Path) -> list[Wiped]:
     wiped = []
     for item in plan:
         if item.category == KEYS and item.path.is_file() and not item.path.is_symlink():
-            _overwrite(item.path, item.bytes)  # keys are never SQLite files: one missing here is an error below
+            _overwrite(item.path, item.bytes)
         try:
             item.path.unlink()
         except FileNotFoundError:  # SQLite's -wal/-shm go by themselves when the last connection closes
