@@ -123,3 +123,30 @@ def delivery_problems(monitor: Monitor, expected: list[dict]) -> tuple[list[str]
 def media_expected(expected: list[dict]) -> int:
     return sum(1 for e in expected if e.get("phase") == "end" for item in ("clip", "snapshot")
                if isinstance(e.get(item), dict))
+
+
+def received_all(monitor: Monitor, expected: list[dict], timeout: float) -> None:
+    """Wait (on arrivals, bounded by timeout) until the station holds every event and verified media file the run
+    published, or the time is up; then stop listening. delivery_problems says what is missing."""
+    arrived = lambda m: (len(m.events) >= len(expected)  # noqa: E731
+                         and sum(1 for f in m.media.values() if f.verified) >= media_expected(expected))
+    monitor.wait_for(arrived, timeout=timeout)
+    monitor.stop()
+
+
+def write_unit_config(path: Path, data_dir: Path, url: str, pre_roll_s: float) -> Path:
+    """The config the kill tests run the agent process with: quick reconnects, short alarms."""
+    path.write_text(f"""
+device_id = "{DEVICE}"
+data_dir = "{data_dir}"
+[broker]
+url = "{url}"
+reconnect_min_s = 0.2
+reconnect_max_s = 1.0
+[events]
+event_gap_s = 0.5
+[recorder]
+pre_roll_s = {pre_roll_s}
+post_roll_s = 1.0
+""", encoding="utf-8")
+    return path

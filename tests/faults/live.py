@@ -22,7 +22,7 @@ from common.errors import HardwareError
 from drivers.camera.base import Camera, Frame
 from drivers.camera.synthetic import SyntheticCamera
 from station.monitor import Monitor
-from tests.faults.harness import ALARM_SETTINGS, DEVICE, SEGMENT_S, delivery_problems, media_expected
+from tests.faults.harness import ALARM_SETTINGS, DEVICE, SEGMENT_S, delivery_problems, received_all
 
 FPS = 10.0
 WALK_FRAMES = int(SEGMENT_S * FPS)
@@ -137,9 +137,6 @@ def run_live(broker_url: str, tmp_path: Path, walks: int, plan: dict[int, Fault]
     assert not runner.is_alive(), "the agent did not finish (or did not drain its outbox to the broker)"
     summary = outcome["summary"]
     expected = list(summary.events_published)
-    arrived = lambda m: (len(m.events) >= len(expected)
-                         and sum(1 for f in m.media.values() if f.verified) >= media_expected(expected))
-    monitor.wait_for(arrived, timeout=30)
-    monitor.stop()
+    received_all(monitor, expected, timeout=30)
     problems, lost, duplicated = delivery_problems(monitor, expected)
     return LiveRun(camera, summary, monitor, expected, problems, lost, duplicated, list(monitor.events))

@@ -22,27 +22,11 @@ from tests.faults.harness import (
     long_or_short,
     media_expected,
     record,
+    write_unit_config,
     write_walks,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def write_config(path: Path, data_dir: Path, url: str) -> Path:
-    path.write_text(f"""
-device_id = "{DEVICE}"
-data_dir = "{data_dir}"
-[broker]
-url = "{url}"
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
-[events]
-event_gap_s = 0.5
-[recorder]
-pre_roll_s = 3.0
-post_roll_s = 1.0
-""", encoding="utf-8")
-    return path
 
 
 def replay(recording: Path, config: Path, events: Path, log: Path, fast: bool = False) -> subprocess.Popen:
@@ -82,7 +66,7 @@ def test_agent_sigkilled_at_random_moments_restarts_clean_and_loses_nothing(mosq
     kills = long_or_short(long=50, short=4)
     recording = write_walks(tmp_path / "walk.mp4", walks=1)
     data_dir = tmp_path / "data"
-    config = write_config(tmp_path / "agent.toml", data_dir, mosquitto.url)
+    config = write_unit_config(tmp_path / "agent.toml", data_dir, mosquitto.url, pre_roll_s=3.0)
     monitor = Monitor(mosquitto.url, DEVICE, tmp_path / "received", printer=lambda line: None)
     monitor.start()
     assert monitor.wait_for(lambda m: m.subscribed, timeout=10)

@@ -33,7 +33,15 @@ from agent.storage.fragments import top_level_boxes
 from common.clock import ManualClock
 from drivers.camera.synthetic import SyntheticCamera
 from station.monitor import Monitor
-from tests.faults.harness import DEVICE, SEGMENT_S, FaultResult, delivery_problems, long_or_short, record
+from tests.faults.harness import (
+    DEVICE,
+    SEGMENT_S,
+    FaultResult,
+    delivery_problems,
+    long_or_short,
+    record,
+    write_unit_config,
+)
 from tests.faults.test_agent_kill import outbox_state, queued_events, replay
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,23 +50,6 @@ TRIM_S = 4.0        # the recording starts 4 s into the walk: the figure comes i
 ALARM_S = 6.0       # the alarm runs from ~2 s to ~8.5 s of the recording: kills land up to this long after its start
 KILL_GAP_S = 1.0    # a partial clip must reach to within this of the kill
 SMALL = (80, 45)    # pictures are matched at this size: the figure is still ~15 pixels tall
-
-
-def write_config(path: Path, data_dir: Path, url: str) -> Path:
-    path.write_text(f"""
-device_id = "{DEVICE}"
-data_dir = "{data_dir}"
-[broker]
-url = "{url}"
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
-[events]
-event_gap_s = 0.5
-[recorder]
-pre_roll_s = 2.0
-post_roll_s = 1.0
-""", encoding="utf-8")
-    return path
 
 
 def small_grey(image: np.ndarray) -> np.ndarray:
@@ -124,7 +115,7 @@ def test_alarms_killed_at_random_moments_keep_snapshot_and_a_clip_up_to_the_kill
     recording_path = tmp_path / "walk.mp4"
     recording = write_walk(recording_path)
     data_dir = tmp_path / "data"
-    config = write_config(tmp_path / "agent.toml", data_dir, mosquitto.url)
+    config = write_unit_config(tmp_path / "agent.toml", data_dir, mosquitto.url, pre_roll_s=2.0)
     monitor = Monitor(mosquitto.url, DEVICE, tmp_path / "received", printer=lambda line: None)
     monitor.start()
     assert monitor.wait_for(lambda m: m.subscribed, timeout=10)

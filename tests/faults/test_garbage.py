@@ -27,7 +27,7 @@ from tests.faults.harness import (
     FaultResult,
     delivery_problems,
     long_or_short,
-    media_expected,
+    received_all,
     record,
     write_walks,
 )
@@ -79,10 +79,7 @@ def test_garbage_on_the_command_topic_is_refused_and_the_unit_carries_on(mosquit
     runner.join(timeout=walks * 14 + 90)
     assert not runner.is_alive(), "the agent did not finish"
     expected = list(outcome["summary"].events_published)
-    arrived = lambda m: (len(m.events) >= len(expected)
-                         and sum(1 for f in m.media.values() if f.verified) >= media_expected(expected))
-    monitor.wait_for(arrived, timeout=30)
-    monitor.stop()
+    received_all(monitor, expected, timeout=30)
     problems, lost, duplicated = delivery_problems(monitor, expected)
     refused = [r for r in monitor.command_results if r.get("ok") is False]
     reasonless = [r for r in refused if not r.get("reason")]

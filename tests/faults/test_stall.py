@@ -21,6 +21,7 @@ from tests.faults.harness import (
     delivery_problems,
     long_or_short,
     media_expected,
+    received_all,
     record,
     write_walks,
 )
@@ -74,10 +75,7 @@ def test_broker_frozen_mid_clip_then_the_clip_completes_verified(mosquitto, tmp_
     watcher.join()
     assert not runner.is_alive(), "the agent did not finish after the stall"
     expected = list(outcome["summary"].events_published)
-    arrived = lambda m: (len(m.events) >= len(expected)
-                         and sum(1 for f in m.media.values() if f.verified) >= media_expected(expected))
-    monitor.wait_for(arrived, timeout=60)
-    monitor.stop()
+    received_all(monitor, expected, timeout=60)
     problems, lost, duplicated = delivery_problems(monitor, expected)
     back = next((at for at, up in links if up and noticed is not None and at > noticed), None)
     if noticed is None or noticed >= stall_s:
