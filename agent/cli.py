@@ -337,15 +337,20 @@ def main(argv: list[str] | None = None) -> int:
     if (station := moved(argv)) is not None:  # an engineer's habit: said, not run, and a usage error for scripts
         print(f"pid-agent: moved: use pid-station {station}", file=sys.stderr)
         return EXIT_USAGE
-    args = build_parser().parse_args(argv)
+    return dispatch("pid-agent", COMMANDS, build_parser().parse_args(argv))
+
+
+def dispatch(prog: str, commands: dict, args) -> int:
+    """Run the chosen command; our errors and the OS's end it with their exit code and one line in words (shared
+    by pid-agent and pid-station)."""
     setup_logging(args.verbose)  # journald priorities under systemd, timestamped stderr otherwise
     try:
-        return COMMANDS[args.command](args)
+        return commands[args.command](args)
     except AgentError as exc:
-        print(f"pid-agent: error: {in_words(str(exc))}", file=sys.stderr)
+        print(f"{prog}: error: {in_words(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except OSError as exc:
-        print(f"pid-agent: error: {os_error_in_words(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {os_error_in_words(exc)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -13,9 +13,7 @@ import sys
 from pathlib import Path
 
 from agent import __version__
-from agent.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, in_words, os_error_in_words
-from agent.logsetup import setup_logging
-from common.errors import AgentError
+from agent.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, dispatch
 from station import deployment_report, loan_report
 from station import verify as verify_cli
 
@@ -140,18 +138,7 @@ COMMANDS = {"monitor": cmd_monitor, "command": cmd_command, "keys": cmd_keys, "v
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
-    try:
-        return COMMANDS[args.command](args)
-    except AgentError as exc:
-        print(f"{PROG}: error: {in_words(str(exc))}", file=sys.stderr)
-        return exc.exit_code
-    except OSError as exc:
-        print(f"{PROG}: error: {os_error_in_words(exc)}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    return dispatch(PROG, COMMANDS, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
