@@ -31,9 +31,15 @@ run: install $(DEMO)
 test: install
 	$(BIN)/python -m pytest -q
 
-# FRIGATE=path/to/frigate adds the side-by-side row; the table also lands in build/bench.json
-bench: install
+# FRIGATE=path/to/frigate (a Frigate source tree, loaded at bench time, never copied in) adds the side-by-side rows
+# with Frigate's motion detector, which needs scipy (the `bench` extra); the table also lands in build/bench.json
+bench: install $(if $(FRIGATE),$(VENV)/.bench-extra)
 	FRIGATE=$(FRIGATE) $(BIN)/python bench/run_all.py
+
+$(VENV)/.bench-extra: setup.cfg constraints.txt | $(BIN)/pid-agent
+	@echo "bench: the bench extra (scipy, for Frigate's detector), pinned by constraints.txt"
+	@$(BIN)/pip install -c constraints.txt -e '.[dev,bench]' >> $(INSTALL_LOG) 2>&1 || { tail -20 $(INSTALL_LOG); exit 1; }
+	@touch $@
 
 lint: install
 	$(BIN)/ruff check common agent drivers models station evaluation web tests bench scripts

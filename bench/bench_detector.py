@@ -17,6 +17,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import side_by_side  # noqa: E402
 from bench.rows import emit, pi_estimate  # noqa: E402
 from drivers.camera.scale import downscale  # noqa: E402
 from models.motion import MotionDetector, MotionSettings  # noqa: E402
@@ -100,9 +101,8 @@ def main() -> None:
          min(fps) >= TARGET_FPS, pi=pi_estimate(statistics.median(fps), "fps"))
     # a Pi's camera delivers the small lores stream itself: detection alone, on 320x180 frames
     end_to_end("detector only, 320x180 in (lores stream)", small, settings)
-    frigate = os.environ.get("FRIGATE")
-    emit("detector vs Frigate motion detector, same frames", ">= 2x Frigate", None, "x", None,
-         note="skipped (FRIGATE=path not given)" if not frigate else f"skipped (loader not built yet; {frigate})")
+    # Frigate's default motion detector beside ours on real footage (bench/side_by_side.py; FRIGATE=path)
+    side_by_side.main(os.environ.get("FRIGATE"))
 
 
 def end_to_end(label: str, frames: list[np.ndarray], settings: MotionSettings) -> list[float]:
