@@ -16,8 +16,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from bench.rows import PI_ASSUMPTION, ROWS_ENV, format_figures  # noqa: E402
 
-ORDER = ["bench_detector.py", "bench_panorama.py", "bench_encoder.py", "bench_pipeline.py", "bench_latency.py",
-         "bench_uplink.py"]
+ORDER = ["bench_detector.py", "bench_panorama.py", "bench_encoder.py", "bench_realtime.py", "bench_pipeline.py",
+         "bench_latency.py", "bench_clip_delivery.py", "bench_uplink.py"]
 OUTPUT = HERE.parent / "build" / "bench.json"
 
 
