@@ -1,7 +1,12 @@
 """CPU cost of the software clip per 1280x720 frame, per x264 preset (one thread, tune zerolatency, crf 26 as
 configured by default), on real night footage and on the demo's noisy synthetic yard, and the pre-roll ring's
 bytes per second. The clip's budget on a unit: half of one Pi 4 core at 10 fps, i.e. 50 ms of Pi CPU per frame,
-4.2 ms here at the slow end of the Pi assumption (12x).
+4.2 ms here at the slow end of the Pi assumption (12x). Why half: at an alarm's start the encoder thread has the
+pre-roll to encode while live frames keep coming; at a share f of its core it catches up after
+pre-roll x f / (1 - f) seconds, and an alarm shorter than that makes the loop wait in finish() for the backlog.
+The shortest clip tail is the 10 s post-roll, and the longest usual pre-roll is 10 s: f <= 50 % catches up within it
+(a 5 s pre-roll within 5 s). ultrafast is x264's cheapest preset; only crf buys more (crf 28: ~12 % less CPU on
+noise, 1.4 dB less PSNR on the night footage), less than this shared machine's own swing between runs.
 
 Each rep encodes the same 40 frames (already yuv420p, as the encoder thread gets them) into an in-memory MP4;
 CPU is the process's user + system time, so other jobs on a shared machine inflate it less than wall time.
