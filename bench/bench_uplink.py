@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agent.config import BrokerSettings  # noqa: E402
 from agent.storage.outbox import Outbox  # noqa: E402
 from agent.uplink.client import Uplink  # noqa: E402
+from agent.uplink.messages import AlarmStart  # noqa: E402
 from common.clock import SystemClock  # noqa: E402
 from station.monitor import Monitor  # noqa: E402
 from tests.conftest import Broker  # noqa: E402
@@ -38,8 +39,11 @@ def main() -> None:
         box = Outbox(folder / "agent", 4 * 1024**3, SystemClock())
         t0 = time.perf_counter()
         for n in range(args.events):
-            box.put_message("event", {"event_id": f"e{n}", "seq": box.next_seq(), "phase": "start",
-                                      "boxes": [[1, 2, 3, 4]] * 4}, "event")
+            # a real alarm start as the agent builds it: the monitor refuses what its message model refuses
+            start = AlarmStart(device_id="bench", site_ref="bench", event_id=f"e{n}", seq=box.next_seq(),
+                               ts="2026-01-01T00:00:00Z", frame=n, score=1.0, boxes=[[1, 2, 3, 4]] * 4,
+                               image_size=[1280, 720], zone=None, confirmed_by=["video"])
+            box.put_message("event", start.wire(), "event")
         t_put = time.perf_counter() - t0
         clip = box.media_dir / "big" / "clip.mp4"
         clip.parent.mkdir(parents=True)
@@ -62,6 +66,7 @@ def main() -> None:
         ok = monitor.wait_for(lambda m: len(m.events) == args.events and ("big", "clip.mp4") in m.media, 60)
         t_recv = time.perf_counter() - t0
         verified = ok and monitor.media[("big", "clip.mp4")].verified
+        arrived = (len(monitor.events), len(monitor.rejected), sorted(monitor.media))
         uplink.stop()
         monitor.stop()
         box.close()
@@ -74,7 +79,7 @@ def main() -> None:
     print(f"outbox put_media {args.media_mb:.0f} MB (sha256 + {rows - args.events} chunk rows): {t_media:.3f} s")
     print(f"uplink drain of {rows} rows (inflight={args.inflight}, chunk={args.chunk_kb} KiB): {t_drain:.2f} s "
           f"-> {rows / t_drain:.0f} msg/s, {size / t_drain / 1024**2:.1f} MB/s; drained={drained}")
-    print(f"monitor received all and verified: {verified} after {t_recv:.2f} s")
+    print(f"monitor received all and verified: {verified} after {t_recv:.2f} s (events, rejected, media: {arrived})")
 
 
 if __name__ == "__main__":
