@@ -30,10 +30,11 @@ from models.person_check import MARGIN, PersonCheck, PersonVerdict, min_height_p
 #: confirmations an animal-shaped object needs before it counts as a person (a dog's legs can pass HOG once)
 READMIT_CONFIRMATIONS = 2
 #: an object is checked again at most this often (s) and at most this many times in all (a fox that stays in
-#: view for a minute costs MAX_OBJECT_CHECKS checks, not 600)
+#: view for a minute costs MAX_OBJECT_CHECKS checks, not 600); one animal check per frame at most (a check costs
+#: ~5 ms here, 30-60 ms on a Pi 4 core: one keeps a 10 fps frame within its time), objects take turns
 RECHECK_S = 0.5
 MAX_OBJECT_CHECKS = 8
-MAX_FRAME_CHECKS = 2
+MAX_FRAME_CHECKS = 1
 #: an object's box overlaps (IoU) its box of the last frame at least this much; unseen this long (s) it is
 #: forgotten; at most this many objects are remembered
 FOLLOW_IOU = 0.3

@@ -204,3 +204,19 @@ def test_no_check_on_a_panorama_strip():
     """On a fisheye's unwrapped strip people are not upright and boxes are not the recorded frame's: no check."""
     analyzer = Analyzer(parse_config({"panorama": {"enabled": True}}))
     assert analyzer.verifier is None and analyzer.detector.settings.animals == "ignore"
+
+
+@pytest.mark.footage
+def test_one_check_per_frame_and_each_object_in_turn(possum):
+    """Two animal-shaped objects in view: one check per frame, the second object's on the next frame."""
+    luma, box = possum[5]
+    x, y, w, h = box
+    image = full_size(luma)
+    pair = (shaped(box, "animal"), shaped((min(x + w + 20, luma.shape[1] - w), y, w, h), "animal"))
+    verifier = PersonVerifier()
+    counts = []
+    for index in range(4):
+        result = MotionResult(False, 0.0, (), np.zeros(luma.shape, np.uint8), animals=pair)
+        verifier.frame(result, image, luma.shape, index / 10.0)
+        counts.append(verifier.checks)
+    assert counts == [1, 2, 2, 2]
