@@ -81,6 +81,12 @@ class MotionSettings(Section):
     animals: Literal["ignore", "report"] = Field("ignore", description="Objects classed as animals never count "
                                                                         "as intrusion motion; 'report' lists them "
                                                                         "in MotionResult.animals.")
+    person_check: bool = Field(True, description="Look again at the full-size frame with OpenCV's built-in "
+                                                 "HOG people detector (agent/person_verify.py): an alarm's "
+                                                 "class becomes 'person' when it confirms one, and an object "
+                                                 "shaped like an animal that it confirms twice counts as an "
+                                                 "intrusion. It never vetoes an object (a far person at night "
+                                                 "is too small for it).")
     min_area: float | None = Field(None, gt=0, le=1, description="Smallest object, as a share of the image area "
                                                                  "(default: from person_height).")
     max_area: float = Field(0.85, gt=0, le=1, description="Largest object, as a share of the image area.")

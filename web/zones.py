@@ -17,7 +17,6 @@ import tomli_w
 from agent.config import AgentConfig, parse_config
 from agent.privacy import PrivacyFilter
 from common.errors import ConfigError
-from models.motion import MotionDetector
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ def apply_live(agent, config: AgentConfig) -> None:
     if not applies_live(agent, config):
         return
     agent.config = config
-    agent.analyzer.detector = MotionDetector(config.detection)
+    agent.analyzer.set_detection(config.detection)
     agent.privacy = PrivacyFilter(config.detection.zones)
     agent.recorder.allow_hardware = not agent.privacy.active
     log.info("commissioning: %d zone(s) applied to the running agent", len(config.detection.zones))
