@@ -74,6 +74,9 @@ class FrameLoop:
                     raise _CameraLost(exc) from None
                 with self.lock:
                     self.process(frame)
+                # let the frame go before the next is captured, or two full-size images are alive at once (2.6 MiB
+                # at 720p, every frame: it adds to the peak RSS, issue 12)
+                del frame
                 self.retry.reset()
         finally:
             self.mark.streaming = False

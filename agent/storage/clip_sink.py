@@ -25,6 +25,8 @@ from drivers.camera.base import Camera, Frame, HardwareClips
 log = logging.getLogger(__name__)
 
 CLIP_NAME = "clip.mp4"
+#: raw (yuv420p) frames a recording's clip queues before its loop waits for the encoder: enough to keep it busy
+WAIT_QUEUE_FRAMES = 2
 
 
 class ClipSink(abc.ABC):
@@ -212,9 +214,18 @@ class SoftwareClipSink(ClipSink):
         writer = ClipWriter(folder / CLIP_NAME, self.settings, fps, width, height)
         self.dropped_frames = 0
         # the frames that arrive while the pre-roll is encoded wait as JPEG, in as many bytes as the raw queue
-        self._catch_up = CatchUp(self.pre_roll, self.queue_bytes, self.wait_when_full)
-        self._encoder = EncoderThread(writer, self._catch_up, self.queue_bytes, self.wait_when_full)
+        queue_bytes = self._queue_bytes(width, height)
+        self._catch_up = CatchUp(self.pre_roll, queue_bytes, self.wait_when_full)
+        self._encoder = EncoderThread(writer, self._catch_up, queue_bytes, self.wait_when_full)
         self.push(frame)
+
+    def _queue_bytes(self, width: int, height: int) -> int:
+        """What may wait for the encoder. A live camera's clip needs the configured room to ride out the encoder's
+        jitter; a recording waits for the encoder whenever it is full, so more room than WAIT_QUEUE_FRAMES raw
+        frames would only hold memory (up to 2 x clip_queue_bytes at the peak, issue 12), not speed it up."""
+        if not self.wait_when_full:
+            return self.queue_bytes
+        return min(self.queue_bytes, WAIT_QUEUE_FRAMES * width * height * 3 // 2)
 
     def finish(self) -> MediaFile:
         encoder, self._encoder = self._encoder, None

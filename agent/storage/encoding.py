@@ -123,7 +123,8 @@ class ClipWriter:
         pts = int(round((ts - self._first_ts) * PTS_PER_SECOND))
         if pts <= self._last_pts:
             return  # a duplicate timestamp would make the muxer reject the stream
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        # wraps the array, no copy: from_ndarray would add a second 1.3 MiB frame (at 720p) per frame in flight
+        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(yuv), format="yuv420p")
         frame.pts, frame.time_base = pts, Fraction(1, PTS_PER_SECOND)
         self._last_pts = pts
         for packet in self._stream.encode(frame):
@@ -235,7 +236,9 @@ class EncoderThread:
             for ts, image in self._pre_roll:
                 if self._stopping:
                     break
-                self.writer.add(ts, image)
+                yuv = to_yuv420(image, self.writer.size)
+                del image   # the decoded BGR goes before the encode, not beside its copies in PyAV and x264
+                self.writer.add_yuv(ts, yuv)
         except Exception as exc:    # noqa: BLE001 - any failure must reach the caller, not end the thread silently
             self._failed(exc)
         while (item := self._items.get()) not in (_CLOSE, _STOP):

@@ -41,6 +41,7 @@ class MultiCamera(Camera):
         for index, parts in enumerate(zip(*streams, strict=False)):  # ends with the first camera to end
             yield Frame(ts=parts[0].ts, index=index, image=self._join([p.image for p in parts], "image"),
                         luma=self._join([p.luma for p in parts], "detection image"))
+            del parts   # not held while the next frames are captured (see FrameLoop._stream)
 
     def _join(self, images: list[np.ndarray], what: str) -> np.ndarray:
         shapes = {image.shape for image in images}

@@ -188,6 +188,7 @@ class OpenCVCamera(Camera):
                 continue
             yield Frame(ts=self._clock.monotonic(), index=index, image=image,
                         luma=make_luma(image, self.camera_settings.detect_width))
+            del image   # not held while the next frame is read (see FrameLoop._stream)
             index += 1
 
     def _release(self) -> None:

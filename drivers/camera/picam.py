@@ -219,6 +219,7 @@ class PiCamera(Camera):
             finally:
                 request.release()   # always hand the buffers back, or the camera stalls for lack of them
             yield frame
+            del frame   # not held while the next frame is captured (see FrameLoop._stream)
             index += 1
 
     # -- hardware clips with pre-roll ----------------------------------------------------------------------

@@ -37,6 +37,10 @@ def list_images(source: str) -> list[str]:
 #: decoded pixel formats whose first plane is the full-size 8-bit luma (Y) itself
 Y_PLANE_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21"}
 AVCOL_RANGE_JPEG = 2
+#: FFmpeg reads up to 5 MB to learn a stream's parameters; 1 MB is still dozens of frames of any video the agent
+#: replays (and the header carries them in an MP4), and the rest of the read-ahead would stay in the heap:
+#: -2.3 MiB of peak RSS at 720p (issue 12)
+PROBE_OPTIONS = {"probesize": str(1_000_000)}
 #: limited-range ("TV", 16..235) luma stretched to 0..255, as BGR -> grey of the same frame would give
 _TV_TO_FULL = np.clip((np.arange(256) - 16) * 255.0 / 219.0 + 0.5, 0, 255).astype(np.uint8)
 
@@ -83,7 +87,7 @@ class ReplayCamera(Camera):
         import av
 
         try:
-            self._container = av.open(str(path))
+            self._container = av.open(str(path), options=PROBE_OPTIONS)
             stream = self._container.streams.video[0]
         except (av.error.FFmpegError, IndexError) as exc:
             self.close()
@@ -102,6 +106,7 @@ class ReplayCamera(Camera):
             if self.realtime:
                 pace(started, ts, self._clock)
             yield Frame(ts=ts, index=index, image=image, luma=luma)
+            del image, luma     # not held while the next frame is decoded (see FrameLoop._stream)
 
     def _image_frames(self, images: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         for name in images:

@@ -81,6 +81,7 @@ class SyntheticCamera(Camera):
                 pace(started, ts, self._clock)
             image = render_frame(self._background, ts, rng, self.noise_sigma)
             yield Frame(ts=ts, index=index, image=image, luma=make_luma(image, self.detect_width))
+            del image   # not held while the next frame is rendered (see FrameLoop._stream)
 
     def close(self) -> None:
         self._background = None
