@@ -279,7 +279,7 @@ class MotionDetector:
             self._tracker.reset()
             self._learn(smoothed, diff, raw, dt, settling, ts < self._freeze_until, None)
             return MotionResult(False, 0.0, mask=mask, activity=changed, tamper=tamper)
-        counted = self._counted(self._blobs(mask) if anything else [], ts, diff)
+        counted = self._counted(self._blobs(mask, raw) if anything else [], ts, diff)
         boxes = [box for box in counted if box.label != "animal"]
         animals = tuple(box for box in counted if box.label == "animal") if self.settings.animals == "report" else ()
         objects = self._object_mask(raw.shape) if self._frames % NUISANCE_EVERY == 0 else None
@@ -390,8 +390,12 @@ class MotionDetector:
                                        min(1.0, busy_speed * step / s.nuisance_s), objects)
 
     # objects -----------------------------------------------------------------------------------------------
-    def _blobs(self, mask: np.ndarray) -> list[tuple[int, int, int, int, int]]:
-        """Bounding boxes (x, y, w, h, area) of foreground regions (the 5x5 restore already bridges small gaps)."""
+    def _blobs(self, mask: np.ndarray, raw: np.ndarray | None = None) -> list[tuple[int, int, int, int, int]]:
+        """Bounding boxes (x, y, w, h, area) of foreground regions (the 5x5 restore already bridges small gaps).
+
+        The largest-object test counts the region's own changed pixels (`raw`), not the area its outline encloses:
+        a person right at the camera fills an outline most of the image wide, with the background showing
+        through between arm and body, and the outline's area would make them vanish the moment they come close."""
         contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         s = self.settings
         height, width = mask.shape
@@ -405,7 +409,9 @@ class MotionDetector:
             if w * h < min_px or h < min_h:
                 continue
             area = int(cv2.contourArea(contour))
-            if min_px <= area <= max_px:
+            if area > max_px and cv2.countNonZero((mask if raw is None else raw)[y:y + h, x:x + w]) > max_px:
+                continue
+            if min_px <= area:
                 blobs.append((x, y, w, h, area))
         blobs.sort(key=lambda blob: -blob[4])
         return blobs[:MAX_BLOBS]

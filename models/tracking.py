@@ -181,9 +181,12 @@ class Tracker:
         # a far person at night crawls a pixel or two a second: a track held long without breaking up is evidence
         # in itself, so it needs less travel (still in a straight enough line)
         held = patience(ts - track.origin_ts, p.patient_s, p.patient_share)
-        travelled = net >= p.travel_px * demand * held and net >= p.min_straightness * track.path
-        # someone right in front of the camera fills much of the view and cannot travel far within it
-        close = area >= p.large_px and demand <= p.large_max_demand
+        # someone right in front of the camera fills much of the view and cannot travel far within it: from half
+        # of large_px the travel needed falls with the size, to none at large_px (a step at one size would make
+        # a person just under it wait for travel they have no room for)
+        room = 1.0 if demand > p.large_max_demand else min(1.0, max(0.0, 2.0 - 2.0 * area / p.large_px))
+        travelled = net >= p.travel_px * demand * held * room and net >= p.min_straightness * track.path
+        close = room == 0.0
         if not track.confirmed and track.hits >= p.min_hits and (travelled or close):
             track.confirmed = True
             track.anchor_ts = ts

@@ -318,3 +318,17 @@ def test_start_up_convergence_is_not_learnt_as_busy():
     assert results[8].activity > 0.3 and not results[8].scene_change
     assert max(r.activity for r in results[12:]) < 0.01
     assert float(detector._model.busy.mean()) / 255 < 0.004
+
+
+def test_largest_object_is_judged_on_its_changed_pixels_not_its_outline():
+    # a close person: an outline spanning 90 % of the view, but with the background showing through inside it
+    detector = MotionDetector(MotionSettings(max_area=0.6))
+    detector.process(np.zeros((120, 160), np.uint8), 0.0)
+    ring = np.zeros((120, 160), np.uint8)
+    ring[2:118, 4:156] = 255
+    ring[20:100, 20:140] = 0
+    assert [box[2:4] for box in detector._blobs(ring, ring)] == [(152, 116)]
+    # a change that really covers more than max_area of the view is still no object
+    solid = np.zeros((120, 160), np.uint8)
+    solid[2:118, 4:156] = 255
+    assert detector._blobs(solid, solid) == []

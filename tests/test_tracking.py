@@ -117,3 +117,26 @@ def test_box_edge_flicker_does_not_make_a_slow_mover_look_crooked():
             confirmed_at = i / 25
             break
     assert confirmed_at is not None and confirmed_at <= 3.0, confirmed_at
+
+
+def _large(large_px: float) -> TrackerParams:
+    return TrackerParams(**{**{f: getattr(PARAMS, f) for f in PARAMS.__dataclass_fields__}, "large_px": large_px})
+
+
+def _hits_to_confirm(params: TrackerParams, side: int, step: float) -> int | None:
+    tracker = Tracker(params)
+    for i in range(12):
+        track = tracker.update([blob(60 + step * i, 60, side)], i / 10)[0]
+        if track.confirmed:
+            return track.hits
+    return None
+
+
+def test_large_object_needs_less_travel_the_more_of_the_view_it_fills():
+    # a 30x30 object (900 px) creeping 0.5 px a frame: 8 px of travel would take 16 frames
+    assert _hits_to_confirm(_large(float("inf")), 30, 0.5) is None
+    # at 0.9 of large_px it needs only a fifth of the travel; at large_px and above none at all
+    assert _hits_to_confirm(_large(1000.0), 30, 0.5) is not None
+    assert _hits_to_confirm(_large(900.0), 30, 0.0) == PARAMS.min_hits
+    # below half of large_px the full travel is still needed
+    assert _hits_to_confirm(_large(1900.0), 30, 0.5) is None
