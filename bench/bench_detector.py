@@ -78,8 +78,8 @@ def main() -> None:
     restore = cv2.getStructuringElement(cv2.MORPH_RECT, (5, 5))
     timed("morphology", lambda: cv2.dilate(cv2.erode(raw, erode), restore), reps, stages)
     mask = cv2.dilate(cv2.erode(raw, erode), restore)
-    timed("blobs", lambda: detector._blobs(mask), reps, stages)
-    blobs = detector._blobs(mask)
+    timed("blobs", lambda: detector._blobs(mask, raw), reps, stages)
+    blobs = detector._blobs(mask, raw)
     clock = [100.0]
 
     def track() -> None:

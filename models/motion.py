@@ -390,7 +390,7 @@ class MotionDetector:
                                        min(1.0, busy_speed * step / s.nuisance_s), objects)
 
     # objects -----------------------------------------------------------------------------------------------
-    def _blobs(self, mask: np.ndarray, raw: np.ndarray | None = None) -> list[tuple[int, int, int, int, int]]:
+    def _blobs(self, mask: np.ndarray, raw: np.ndarray) -> list[tuple[int, int, int, int, int]]:
         """Bounding boxes (x, y, w, h, area) of foreground regions (the 5x5 restore already bridges small gaps).
 
         The largest-object test counts the region's own changed pixels (`raw`), not the area its outline encloses:
@@ -409,7 +409,7 @@ class MotionDetector:
             if w * h < min_px or h < min_h:
                 continue
             area = int(cv2.contourArea(contour))
-            if area > max_px and cv2.countNonZero((mask if raw is None else raw)[y:y + h, x:x + w]) > max_px:
+            if area > max_px and cv2.countNonZero(raw[y:y + h, x:x + w]) > max_px:
                 continue
             if min_px <= area:
                 blobs.append((x, y, w, h, area))
