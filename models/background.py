@@ -30,6 +30,7 @@ class BackgroundModel:
         self._age = np.zeros(first.shape, np.uint8)
         # cv2.add with a scalar takes OpenCV's slow scalar path (14 us at 320x180 against 3.5 us with an array)
         self._one = np.ones(first.shape, np.uint8)
+        self._cap = np.full(first.shape, self.activity_cap, np.uint8)  # (the same for cv2.min: 2.5 us against 6)
         self._base = threshold.astype(np.float32)
         self.limit = self._limit()
 
@@ -54,6 +55,13 @@ class BackgroundModel:
         """Background pixels blend in at `rate`. Foreground pixels are left alone (passing objects must not smear
         into the background) unless they stayed foreground for `absorb_steps` calls in a row: a change that stays
         put (moved chair, parked car, the ghost of someone there at start-up) is then taken as background."""
+        if not cv2.countNonZero(foreground):
+            # nothing is foreground (most frames of a still scene): every pixel blends in and every count restarts,
+            # bit for bit what the masked path below gives, in 9 us instead of 25 at 320x180
+            cv2.accumulateWeighted(smoothed, self.mean, rate)
+            self._age.fill(0)
+            self.mean8 = cv2.convertScaleAbs(self.mean)
+            return
         cv2.accumulateWeighted(smoothed, self.mean, rate, mask=cv2.bitwise_not(foreground))
         # uint8 count of consecutive foreground calls; AND with the 0/255 mask restarts it where it stops
         self._age = cv2.bitwise_and(cv2.add(self._age, self._one), foreground)
@@ -68,7 +76,7 @@ class BackgroundModel:
         """Update activity and busy levels. `objects` (0/255, optional) marks tracked real objects: they are not
         nuisance, so nothing is learnt there (traffic must not make its own lane insensitive)."""
         learn = None if objects is None else cv2.bitwise_not(objects)
-        cv2.accumulateWeighted(cv2.min(diff, self.activity_cap), self.activity, activity_rate, mask=learn)
+        cv2.accumulateWeighted(cv2.min(diff, self._cap), self.activity, activity_rate, mask=learn)
         cv2.accumulateWeighted(foreground, self.busy, busy_rate, mask=learn)
         self.limit = self._limit()
 
