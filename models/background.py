@@ -55,7 +55,7 @@ class BackgroundModel:
         """Background pixels blend in at `rate`. Foreground pixels are left alone (passing objects must not smear
         into the background) unless they stayed foreground for `absorb_steps` calls in a row: a change that stays
         put (moved chair, parked car, the ghost of someone there at start-up) is then taken as background."""
-        if not cv2.countNonZero(foreground):
+        if not cv2.hasNonZero(foreground):  # (stops at the first one: 0.3 us against 1.8)
             # nothing is foreground (most frames of a still scene): every pixel blends in and every count restarts,
             # bit for bit what the masked path below gives, in 9 us instead of 25 at 320x180
             cv2.accumulateWeighted(smoothed, self.mean, rate)
@@ -66,7 +66,7 @@ class BackgroundModel:
         # uint8 count of consecutive foreground calls; AND with the 0/255 mask restarts it where it stops
         self._age = cv2.bitwise_and(cv2.add(self._age, self._one), foreground)
         settled = cv2.compare(self._age, max(1, min(absorb_steps, 254)), cv2.CMP_GE)
-        if cv2.countNonZero(settled):
+        if cv2.hasNonZero(settled):
             cv2.copyTo(smoothed.astype(np.float32), settled, self.mean)
             self._age = cv2.bitwise_and(self._age, cv2.bitwise_not(settled))
         self.mean8 = cv2.convertScaleAbs(self.mean)
@@ -85,7 +85,7 @@ class BackgroundModel:
         background at once: used while a fresh background settles, where the difference is the view having moved
         on since it was taken, not an object passing (which does not stand still from frame to frame)."""
         steady = cv2.bitwise_and(cv2.compare(cv2.absdiff(smoothed, previous), self.limit, cv2.CMP_LE), foreground)
-        if cv2.countNonZero(steady):
+        if cv2.hasNonZero(steady):
             cv2.copyTo(smoothed.astype(np.float32), steady, self.mean)
             cv2.copyTo(smoothed, steady, self.mean8)
 
