@@ -6,10 +6,12 @@ between the four pixels), and INTER_LINEAR's path is ~20 % faster on a cache-col
 the image is at least twice the target, then finish with one INTER_AREA.
 
 A frame fresh from the decoder or the camera is not in the CPU's caches, and the halving's loop waits on memory:
-at 1280x720 it took 165-175 us of thread time on the cold frame against 35-40 us on the same frame in cache. A
+at 1280x720 it took 165-205 us of thread time on the cold frame against 35-45 us on the same frame in cache. A
 plain sequential read (cv2.sumElems: the core keeps many loads in flight and the prefetcher streams) brings the
-frame into cache at memory speed, ~40 us, so reading it once first and halving it from cache costs 85-95 us in all
-(bench/side_by_side.py's footage, one OpenCV thread); at 640x360 56 us became 27. The result is the same bytes.
+frame into cache at memory speed, ~40 us, so reading it once first and halving it from cache costs 85-110 us in
+all (bench/side_by_side.py's footage, one OpenCV thread, machine load 1-3.5); at 640x360 50-56 us became
+24-27. The result is the same bytes. It pays in the replay path too, where the BGR conversion has read the frame
+just before (370 us for BGR + luma per frame against 465-520).
 """
 
 from __future__ import annotations
