@@ -30,6 +30,7 @@ class BackgroundModel:
         self._age = np.zeros(first.shape, np.uint8)
         # cv2.add with a scalar takes OpenCV's slow scalar path (14 us at 320x180 against 3.5 us with an array)
         self._one = np.ones(first.shape, np.uint8)
+        self._cap = np.full(first.shape, self.activity_cap, np.uint8)  # (the same for cv2.min: 2.5 us against 6)
         self._base = threshold.astype(np.float32)
         self.limit = self._limit()
 
@@ -54,11 +55,18 @@ class BackgroundModel:
         """Background pixels blend in at `rate`. Foreground pixels are left alone (passing objects must not smear
         into the background) unless they stayed foreground for `absorb_steps` calls in a row: a change that stays
         put (moved chair, parked car, the ghost of someone there at start-up) is then taken as background."""
+        if not cv2.hasNonZero(foreground):  # (stops at the first one: 0.3 us against 1.8)
+            # nothing is foreground (most frames of a still scene): every pixel blends in and every count restarts,
+            # bit for bit what the masked path below gives, in 9 us instead of 25 at 320x180
+            cv2.accumulateWeighted(smoothed, self.mean, rate)
+            self._age.fill(0)
+            self.mean8 = cv2.convertScaleAbs(self.mean)
+            return
         cv2.accumulateWeighted(smoothed, self.mean, rate, mask=cv2.bitwise_not(foreground))
         # uint8 count of consecutive foreground calls; AND with the 0/255 mask restarts it where it stops
         self._age = cv2.bitwise_and(cv2.add(self._age, self._one), foreground)
         settled = cv2.compare(self._age, max(1, min(absorb_steps, 254)), cv2.CMP_GE)
-        if cv2.countNonZero(settled):
+        if cv2.hasNonZero(settled):
             cv2.copyTo(smoothed.astype(np.float32), settled, self.mean)
             self._age = cv2.bitwise_and(self._age, cv2.bitwise_not(settled))
         self.mean8 = cv2.convertScaleAbs(self.mean)
@@ -68,7 +76,7 @@ class BackgroundModel:
         """Update activity and busy levels. `objects` (0/255, optional) marks tracked real objects: they are not
         nuisance, so nothing is learnt there (traffic must not make its own lane insensitive)."""
         learn = None if objects is None else cv2.bitwise_not(objects)
-        cv2.accumulateWeighted(cv2.min(diff, self.activity_cap), self.activity, activity_rate, mask=learn)
+        cv2.accumulateWeighted(cv2.min(diff, self._cap), self.activity, activity_rate, mask=learn)
         cv2.accumulateWeighted(foreground, self.busy, busy_rate, mask=learn)
         self.limit = self._limit()
 
@@ -77,7 +85,7 @@ class BackgroundModel:
         background at once: used while a fresh background settles, where the difference is the view having moved
         on since it was taken, not an object passing (which does not stand still from frame to frame)."""
         steady = cv2.bitwise_and(cv2.compare(cv2.absdiff(smoothed, previous), self.limit, cv2.CMP_LE), foreground)
-        if cv2.countNonZero(steady):
+        if cv2.hasNonZero(steady):
             cv2.copyTo(smoothed.astype(np.float32), steady, self.mean)
             cv2.copyTo(smoothed, steady, self.mean8)
 

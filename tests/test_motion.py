@@ -332,3 +332,24 @@ def test_largest_object_is_judged_on_its_changed_pixels_not_its_outline():
     solid = np.zeros((120, 160), np.uint8)
     solid[2:118, 4:156] = 255
     assert detector._blobs(solid, solid) == []
+
+
+def test_a_frame_without_foreground_blends_everything_and_restarts_the_absorb_count():
+    from models.background import BackgroundModel
+
+    first = np.full((18, 32), 100, np.uint8)
+    model = BackgroundModel(first, np.full(first.shape, 18.0, np.float32), 2.5, 72)
+    changed = np.full(first.shape, 160, np.uint8)
+    patch = np.zeros(first.shape, np.uint8)
+    patch[5:10, 5:10] = 255
+    for _ in range(3):   # foreground for 3 of the 4 calls that absorb it
+        model.learn_background(changed, patch, 0.5, absorb_steps=4)
+    model.learn_background(changed, np.zeros(first.shape, np.uint8), 0.5, absorb_steps=4)
+    # the empty frame blended every pixel in (the patch too, for the first time)
+    assert model.mean[7, 7] == pytest.approx(130.0) and model.mean[0, 0] == pytest.approx(156.25)
+    assert model.mean8[7, 7] == 130
+    for _ in range(3):   # 3 more in a row: the count started again, so still not absorbed
+        model.learn_background(changed, patch, 0.5, absorb_steps=4)
+    assert model.mean[7, 7] == pytest.approx(130.0)
+    model.learn_background(changed, patch, 0.5, absorb_steps=4)
+    assert model.mean[7, 7] == 160.0 and model.mean8[7, 7] == 160

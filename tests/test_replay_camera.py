@@ -8,7 +8,7 @@ from agent.config import AgentConfig, CameraSettings
 from common.clock import ManualClock
 from common.errors import SourceError
 from drivers.camera import open_camera
-from drivers.camera.replay import ReplayCamera, natural_key
+from drivers.camera.replay import _TV_TO_FULL, ReplayCamera, natural_key, tv_to_full
 
 
 def write_images(folder, count):
@@ -64,3 +64,12 @@ def test_registry_builds_the_configured_backend(tmp_path):
     camera = open_camera(AgentConfig(camera=CameraSettings(backend="replay", source=str(tmp_path), fps=5.0)),
                          ManualClock())
     assert isinstance(camera, ReplayCamera) and camera.fps == 5.0
+
+
+def test_limited_range_stretch_gives_the_table_for_every_value():
+    # a 320x180 image holding every value many times (the vectorised path) and one row of each (the scalar tail)
+    values = np.resize(np.arange(256, dtype=np.uint8), (180, 320))
+    assert np.array_equal(tv_to_full(values), _TV_TO_FULL[values])
+    row = np.arange(256, dtype=np.uint8)[None, :]
+    assert np.array_equal(tv_to_full(row), _TV_TO_FULL[row])
+    assert _TV_TO_FULL[16] == 0 and _TV_TO_FULL[235] == 255 and _TV_TO_FULL[0] == 0 and _TV_TO_FULL[255] == 255

@@ -43,6 +43,13 @@ AVCOL_RANGE_JPEG = 2
 PROBE_OPTIONS = {"probesize": str(1_000_000)}
 #: limited-range ("TV", 16..235) luma stretched to 0..255, as BGR -> grey of the same frame would give
 _TV_TO_FULL = np.clip((np.arange(256) - 16) * 255.0 / 219.0 + 0.5, 0, 255).astype(np.uint8)
+_TV_GAIN = 255.0 / 219.0
+
+
+def tv_to_full(small: np.ndarray) -> np.ndarray:
+    """_TV_TO_FULL applied to a uint8 image. cv2.addWeighted (x * gain + offset, rounded and saturated) gives the
+    table's bytes for all 256 values (tests/test_replay_camera.py) in 7 us at 320x180 against cv2.LUT's 20."""
+    return cv2.addWeighted(small, _TV_GAIN, small, 0.0, -16.0 * _TV_GAIN)
 
 
 def video_luma(frame, width: int) -> np.ndarray:
@@ -55,7 +62,7 @@ def video_luma(frame, width: int) -> np.ndarray:
     y = np.frombuffer(plane, np.uint8).reshape(frame.height, plane.line_size)[:, :frame.width]
     small = make_luma(y, width)
     full_range = frame.format.name.startswith("yuvj") or frame.color_range == AVCOL_RANGE_JPEG
-    return small if full_range else cv2.LUT(small, _TV_TO_FULL)
+    return small if full_range else tv_to_full(small)
 
 
 class ReplayCamera(Camera):
