@@ -155,3 +155,20 @@ def test_catch_up_drops_and_counts_beyond_its_bytes_when_live():
     frame = next(textured_frames(1))
     assert catch_up.offer(frame.ts, frame.image) and catch_up.dropped == 1
     assert [ts for ts, _ in catch_up] == []
+
+
+def test_frames_converted_into_reused_buffers_each_reach_the_clip_as_they_were(tmp_path):
+    """The encoder's yuv420p buffers are used again once a frame is encoded: frames queued behind each other keep
+    their own pixels (a buffer handed back too early, or kept by the encoder, would show a later frame twice)."""
+    from agent.storage.encoding import ClipWriter, EncoderThread
+
+    levels = [20 + 15 * index for index in range(12)]
+    writer = ClipWriter(tmp_path / "clip.mp4", RecorderSettings(crf=0), 10.0, 320, 240)
+    encoder = EncoderThread(writer, [], queue_bytes=64 * 1024 * 1024)
+    for index, level in enumerate(levels):     # all queued at once, faster than x264 takes them
+        assert encoder.offer(index / 10, np.full((240, 320, 3), level, np.uint8))
+    clip = encoder.close()
+    with av.open(str(clip.path)) as container:
+        lumas = [frame.to_ndarray()[:240].mean() for frame in container.decode(video=0)]  # the Y plane
+    expected = [16 + level * 219 / 255 for level in levels]    # BT.601 limited-range luma of a grey level
+    assert np.allclose(lumas, expected, atol=1.0)
