@@ -28,7 +28,7 @@ from agent.pipeline import Agent  # noqa: E402
 from agent.storage.clip_sink import SoftwareClipSink  # noqa: E402
 from agent.storage.encoding import ClipWriter  # noqa: E402
 from agent.storage.recorder import Recorder  # noqa: E402
-from bench.rows import emit, pi_estimate  # noqa: E402
+from bench.rows import emit, pi_estimate, unit_environment  # noqa: E402
 from common.clock import ManualClock, SystemClock  # noqa: E402
 from drivers.camera.replay import ReplayCamera  # noqa: E402
 from drivers.camera.synthetic import WALK_START_S, SyntheticCamera  # noqa: E402
@@ -45,7 +45,7 @@ FINISH_TARGET_S = 0.5           # the loop waits this long at most for a clip's 
 #: after the alarm frame, this many frames are watched for a stall (the pre-roll is encoded meanwhile)
 GAP_WINDOW = 30
 #: the unit's own malloc setting (systemd/pid-agent.service), so the figure is the unit's
-UNIT_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
+UNIT_ENV = unit_environment()
 
 
 def peak_rss_mib() -> float:

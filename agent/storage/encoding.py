@@ -144,6 +144,16 @@ class JpegToYuv:
         return out
 
 
+def video_frame(yuv: np.ndarray, pts: int):
+    """A yuv420p array as PyAV's frame at `pts` (in 1/PTS_PER_SECOND), wrapping the array without a copy:
+    from_ndarray would add a second 1.3 MiB frame (at 720p) per frame in flight, and its copy."""
+    import av
+
+    frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(yuv), format="yuv420p")
+    frame.pts, frame.time_base = pts, Fraction(1, PTS_PER_SECOND)
+    return frame
+
+
 class ClipWriter:
     """Encodes frames into a fragmented H.264 MP4 with PyAV; pts come from frame time, so gaps and jitter are kept
     honest. The file is fsynced each time a fragment lands in it (see MUXER_OPTIONS), never per frame."""
@@ -187,18 +197,14 @@ class ClipWriter:
             raise StorageError(f"cannot write clip {self.part_path}: {exc}") from None
 
     def _add(self, ts: float, yuv: np.ndarray) -> None:
-        import av
 
         if self._first_ts is None:
             self._first_ts = ts
         pts = int(round((ts - self._first_ts) * PTS_PER_SECOND))
         if pts <= self._last_pts:
             return  # a duplicate timestamp would make the muxer reject the stream
-        # wraps the array, no copy: from_ndarray would add a second 1.3 MiB frame (at 720p) per frame in flight
-        frame = av.VideoFrame.from_numpy_buffer(np.ascontiguousarray(yuv), format="yuv420p")
-        frame.pts, frame.time_base = pts, Fraction(1, PTS_PER_SECOND)
         self._last_pts = pts
-        for packet in self._stream.encode(frame):
+        for packet in self._stream.encode(video_frame(yuv, pts)):
             self._container.mux(packet)
         self._sync_new_fragment()
 
