@@ -312,13 +312,7 @@ class EncoderThread:
     def _run(self) -> None:
         yield_to_the_frame_loop()
         try:
-            jpeg = JpegToYuv(self._buffers)
-            for ts, data in self._pre_roll:
-                if self._stopping:
-                    break
-                yuv = jpeg.convert(data)
-                self.writer.add_yuv(ts, yuv)
-                self._buffers.give_back(yuv)
+            self._encode_pre_roll()
         except Exception as exc:    # noqa: BLE001 - any failure must reach the caller, not end the thread silently
             self._failed(exc)
         while (item := self._items.get()) not in (_CLOSE, _STOP):
@@ -332,6 +326,17 @@ class EncoderThread:
             with self._room:
                 self._pending -= yuv.nbytes
                 self._room.notify_all()
+
+    def _encode_pre_roll(self) -> None:
+        """The JPEG pre-roll (and the frames that wait as JPEG behind it); its MJPEG decoder and the frames in its
+        pool go when this returns, not at the clip's end."""
+        jpeg = JpegToYuv(self._buffers)
+        for ts, data in self._pre_roll:
+            if self._stopping:
+                break
+            yuv = jpeg.convert(data)
+            self.writer.add_yuv(ts, yuv)
+            self._buffers.give_back(yuv)
 
     def _failed(self, exc: Exception) -> None:
         self._error = exc if isinstance(exc, StorageError) else StorageError(
