@@ -9,6 +9,9 @@ the software clip's encoding, each thread's CPU time (bench/thread_cpu.py) over 
 - Clip run: the software clip (x264, the configured defaults) fed at 10 fps, clock-paced: the clip thread plus the
   hand-off on the feeding thread (BGR -> yuv420p), over REPS windows.
 
+Both runs under the unit's malloc settings (systemd/pid-agent.service), as a unit runs: with its fixed mmap
+threshold every frame-sized array is a fresh mapping, page faults included.
+
 The budgets are shares of one Pi 4 core (a Pi 4 has four: frame loop, clip encoder, decoder or camera stack, the
 rest), turned into a share of one core here by the slow end of the Pi assumption (bench/rows.py, 12x).
 """
@@ -31,7 +34,7 @@ import cv2  # noqa: E402
 from agent.config import RecorderSettings, parse_config  # noqa: E402
 from agent.pipeline import Agent  # noqa: E402
 from agent.storage.encoding import ClipWriter, EncoderThread  # noqa: E402
-from bench.rows import PI_SLOWDOWN, emit, pi_estimate  # noqa: E402
+from bench.rows import PI_SLOWDOWN, emit, pi_estimate, run_as_the_unit  # noqa: E402
 from bench.thread_cpu import ThreadCpu, native_ids  # noqa: E402
 from common.clock import SystemClock  # noqa: E402
 from drivers.camera.base import Camera, Frame, pace  # noqa: E402
@@ -196,6 +199,7 @@ def clip_run(work: Path) -> list[float]:
 
 
 def main() -> None:
+    run_as_the_unit()
     cv2.setNumThreads(1)
     if not FOOTAGE.exists():
         for label in ("detection + engine + uplink", "decode", "encode"):

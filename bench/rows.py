@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
+from pathlib import Path
 from typing import Sequence
 
 #: run_all.py names the file each script appends its rows to; run alone, a script only prints
@@ -13,6 +15,26 @@ ROWS_ENV = "BENCH_ROWS"
 PI_SLOWDOWN = (6, 12)
 PI_ASSUMPTION = (f"Pi estimate: a Pi 4 core is {PI_SLOWDOWN[0]}-{PI_SLOWDOWN[1]}x slower than one core of this "
                  "machine (CPU figures scaled by that; memory unchanged)")
+
+
+UNIT_FILE = Path(__file__).resolve().parents[1] / "systemd" / "pid-agent.service"
+
+
+def unit_environment() -> dict[str, str]:
+    """The systemd unit's Environment= settings (its malloc tuning), read from the unit file itself, so a bench
+    runs the agent as the unit does (glibc reads them once, at a process's start)."""
+    settings = {}
+    for line in UNIT_FILE.read_text().splitlines():
+        if line.startswith("Environment="):
+            settings.update(item.split("=", 1) for item in line.removeprefix("Environment=").split())
+    return settings
+
+
+def run_as_the_unit() -> None:
+    """Re-run this bench script under the unit's environment unless it already has it (then return)."""
+    settings = unit_environment()
+    if any(os.environ.get(key) != value for key, value in settings.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, **settings))
 
 
 def pi_estimate(value: float, unit: str, slower: bool = False) -> str:

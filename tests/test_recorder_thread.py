@@ -155,3 +155,43 @@ def test_catch_up_drops_and_counts_beyond_its_bytes_when_live():
     frame = next(textured_frames(1))
     assert catch_up.offer(frame.ts, frame.image) and catch_up.dropped == 1
     assert [ts for ts, _ in catch_up] == []
+
+
+def test_frames_converted_into_reused_buffers_each_reach_the_clip_as_they_were(tmp_path):
+    """The encoder's yuv420p buffers are used again once a frame is encoded: frames queued behind each other keep
+    their own pixels (a buffer handed back too early, or kept by the encoder, would show a later frame twice)."""
+    from agent.storage.encoding import ClipWriter, EncoderThread
+
+    levels = [20 + 15 * index for index in range(12)]
+    writer = ClipWriter(tmp_path / "clip.mp4", RecorderSettings(crf=0), 10.0, 320, 240)
+    encoder = EncoderThread(writer, [], queue_bytes=64 * 1024 * 1024)
+    for index, level in enumerate(levels):     # all queued at once, faster than x264 takes them
+        assert encoder.offer(index / 10, np.full((240, 320, 3), level, np.uint8))
+    clip = encoder.close()
+    with av.open(str(clip.path)) as container:
+        lumas = [frame.to_ndarray()[:240].mean() for frame in container.decode(video=0)]  # the Y plane
+    expected = [16 + level * 219 / 255 for level in levels]    # BT.601 limited-range luma of a grey level
+    assert np.allclose(lumas, expected, atol=1.0)
+
+
+def test_pre_roll_jpegs_reach_the_clip_in_the_colours_of_the_live_frames(tmp_path):
+    """The pre-roll is decoded from JPEG straight to yuv420p (no BGR between): its planes must land in the same
+    limited range, plane order and place as a live frame's (OpenCV's BGR -> I420), or the clip's colours jump at
+    the alarm."""
+    from agent.storage.encoding import to_yuv420
+
+    colours = [(30, 60, 200), (200, 120, 40), (90, 200, 90), (128, 128, 128), (240, 240, 240), (10, 10, 10)]
+    images = [np.full((240, 320, 3), colour, np.uint8) for colour in colours]
+    sink = SoftwareClipSink(RecorderSettings(pre_roll_s=1.0, crf=0))
+    for index, image in enumerate(images[:-1]):    # the pre-roll, through the JPEG ring
+        sink.push(Frame(ts=index / 10, index=index, image=image, luma=image[::4, ::4, 0].copy()))
+    alarm = images[-1]
+    sink.start(tmp_path, Frame(ts=0.5, index=5, image=alarm, luma=alarm[::4, ::4, 0].copy()), fps=10.0)
+    clip = sink.finish()
+    with av.open(str(clip.path)) as container:
+        decoded = [frame.to_ndarray() for frame in container.decode(video=0)]    # yuv420p, as encoded
+    assert len(decoded) == len(images)
+    for image, planes in zip(images, decoded, strict=True):
+        expected = to_yuv420(image, (320, 240)).astype(np.int16)
+        for rows in (slice(0, 240), slice(240, 300), slice(300, 360)):  # Y, U, V
+            assert np.abs(planes[rows].astype(np.int16) - expected[rows]).mean() < 1.5

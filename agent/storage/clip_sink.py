@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from agent.config import RecorderSettings
-from agent.storage.encoding import ClipWriter, EncoderThread, check_encoder, decode_jpegs
+from agent.storage.encoding import ClipWriter, EncoderThread, check_encoder
 from agent.storage.media import CLIP_CONTENT_TYPES, MediaFile, finalize
 from common.errors import StorageError
 from drivers.camera.base import Camera, Frame, HardwareClips
@@ -101,10 +101,6 @@ class PreRollBuffer:
             raise StorageError("JPEG encoding of a pre-roll frame failed")
         return encoded.tobytes()
 
-    def drain(self) -> Iterator[tuple[float, np.ndarray]]:
-        """Hand over every buffered frame, oldest first, decoding one at a time so only one raw frame is alive."""
-        return decode_jpegs(self.take())
-
     def take(self) -> collections.deque[tuple[float, bytes]]:
         """Hand over the buffered (ts, JPEG) frames as they are, no decoding; the ring starts empty again."""
         frames, self._frames = self._frames, collections.deque()
@@ -151,9 +147,10 @@ class CatchUp:
             self._bytes += len(data)
             return True
 
-    def __iter__(self) -> Iterator[tuple[float, np.ndarray]]:
-        """Run by the encoder thread: decode one frame at a time, oldest first, until none is waiting. Also done
-        when the encoder leaves off early (failure, abandon): the generator is closed, and no pusher waits on."""
+    def __iter__(self) -> Iterator[tuple[float, bytes]]:
+        """Run by the encoder thread: (ts, JPEG) one frame at a time, oldest first, until none is waiting (each
+        let go here as it is handed over: the encoder decodes it). Also done when the encoder leaves off early
+        (failure, abandon): the generator is closed, and no pusher waits on."""
         try:
             while True:
                 with self._lock:
@@ -164,7 +161,8 @@ class CatchUp:
                     ts, data = self._frames.popleft()
                     self._bytes -= len(data)
                     self._lock.notify_all()
-                yield ts, cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                yield ts, data
+                del data
         finally:
             self.stop()
 
