@@ -100,14 +100,19 @@ LOCAL_SHARE = 0.125
 #: (not foreground last frame) to give its own gain, else it takes the median gain of the whole view
 LOCAL_STEP = 2
 LOCAL_MIN_SHARE = 0.25
+#: relative gain by which the light must have moved in most cells to count as changed (a cell's median ratio is
+#: steady to ~1 % in steady light; 3 % is 4-6 grey levels on a lit wall): below it the light is steady and what
+#: differs is an object, however large (a person at the camera fills many cells, never most of them)
+LOCAL_MARGIN = 0.03
 
 
-def local_gain(frame: np.ndarray, background8: np.ndarray, foreground: np.ndarray | None) -> np.ndarray:
+def local_gain(frame: np.ndarray, background8: np.ndarray, foreground: np.ndarray | None) -> np.ndarray | None:
     """float32 gain per pixel (frame ~ gain x background) where the light changed unevenly (tubes warming up one
-    after another, a lamp lighting one side, exposure settling): the median of frame / background over each cell's
-    pixels that were not foreground last frame, interpolated between cell centres. A median, not a ratio of sums: a
-    dark person stepping onto a bright wall must not darken the wall around them (which would then be foreground
-    itself), and does not until they cover half a cell."""
+    after another, a lamp lighting one side, exposure settling), or None when it did not move by LOCAL_MARGIN in
+    most of the view: the median of frame / background over each cell's pixels that were not foreground last frame,
+    interpolated between cell centres. A median, not a ratio of sums: a dark person stepping onto a bright wall must
+    not darken the wall around them (which would then be foreground itself), and does not until they cover half a
+    cell."""
     height, width = frame.shape
     ratio = ((frame[::LOCAL_STEP, ::LOCAL_STEP].astype(np.float32) + 1.0)
              / (background8[::LOCAL_STEP, ::LOCAL_STEP].astype(np.float32) + 1.0))
@@ -123,7 +128,9 @@ def local_gain(frame: np.ndarray, background8: np.ndarray, foreground: np.ndarra
     # a cell cut off by the image's edge needs the share of what it holds of the image
     inside = np.outer(_cell_sizes(ratio.shape[0], cell, rows), _cell_sizes(ratio.shape[1], cell, cols))
     sampled = counts >= LOCAL_MIN_SHARE * inside
-    overall = float(np.median(medians[sampled])) if sampled.any() else 1.0  # (of the cells: 6x cheaper)
+    if not sampled.any() or float(np.median(np.abs(medians[sampled] - 1.0))) <= LOCAL_MARGIN:
+        return None
+    overall = float(np.median(medians[sampled]))  # (of the cells, not of all samples: 6x cheaper)
     medians = np.clip(np.where(sampled, medians, overall), *GAIN_RANGE)
     full = cv2.resize(medians, (cols * cell * LOCAL_STEP, rows * cell * LOCAL_STEP), interpolation=cv2.INTER_LINEAR)
     return full[:height, :width]
@@ -135,7 +142,8 @@ def _cell_sizes(length: int, cell: int, cells: int) -> np.ndarray:
     return sizes
 
 
-def locally_compensated(frame: np.ndarray, background8: np.ndarray, foreground: np.ndarray | None) -> np.ndarray:
-    """The background as it looks under this frame's uneven light (see local_gain)."""
-    return cv2.convertScaleAbs(cv2.multiply(background8, local_gain(frame, background8, foreground),
-                                            dtype=cv2.CV_32F))
+def locally_compensated(frame: np.ndarray, background8: np.ndarray,
+                        foreground: np.ndarray | None) -> np.ndarray | None:
+    """The background as it looks under this frame's uneven light, or None when the light is steady (local_gain)."""
+    gain = local_gain(frame, background8, foreground)
+    return None if gain is None else cv2.convertScaleAbs(cv2.multiply(background8, gain, dtype=cv2.CV_32F))

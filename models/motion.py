@@ -301,19 +301,26 @@ class MotionDetector:
         curve = tone_curve(smoothed, model.mean8, self._last_raw, 0.5 * self.settings.threshold)
         self._relighting = curve is not None
         if curve is not None:
-            relit = compensated(model.mean8, curve)
-        elif ts < self._freeze_until:
-            # just re-learnt and the light is still moving, unevenly (lamps warming up one after another, exposure
-            # settling): no one curve explains it, the local light around each pixel does; without it the whole
-            # wall is foreground for the second it takes the fast learning to catch up, the person walking in
-            # merges with it and the view is re-learnt again with them in it
-            self._relighting = True
-            relit = locally_compensated(smoothed, model.mean8, self._last_raw)
-        else:
+            return self._compared(cv2.absdiff(smoothed, compensated(model.mean8, curve)))
+        if ts >= self._freeze_until:
             return diff, raw, changed
-        diff = cv2.absdiff(smoothed, relit)
-        raw = model.foreground(diff)
+        # just re-learnt and the light may still be moving, unevenly (lamps warming up one after another, exposure
+        # settling): no one curve explains that, the local light around each pixel does; compared plainly the
+        # whole wall is foreground for the second the fast learning takes to catch up, the person walking in
+        # merges with it and the view is re-learnt again with them in it. Not in steady light (a large person
+        # moving may have made the re-learn): what differs then is the person, and the plain difference stays;
+        # nor where the plain difference explains the frame better (fewer pixels differ): a large person moving
+        # while the exposure catches up bends their cells' light and would make a halo on the wall around them
+        self._relighting = True
+        relit = locally_compensated(smoothed, model.mean8, self._last_raw)
+        local = None if relit is None else self._compared(cv2.absdiff(smoothed, relit))
+        return local if local is not None and local[2] < changed else (diff, raw, changed)
+
+    def _compared(self, diff: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """(difference, foreground, changed share) for this difference from the background."""
+        raw = self._model.foreground(diff)
         return diff, raw, cv2.countNonZero(raw) / raw.size
+
 
     def _scene_changed(self, smoothed: np.ndarray, changed: float) -> bool:
         return changed >= self.settings.scene_change_share or self._light_changed(smoothed, changed)
