@@ -10,7 +10,8 @@ change is not foreground and nothing has to be re-learnt.
 
 Right after the view was re-learnt (lights switched on in a dark room) the light often goes on moving unevenly for a
 second (tubes warming up one after another, the exposure catching up), which no one line explains: the background is
-then seen through a local gain, the median ratio of frame to background in cells of the image (local_gain).
+then seen through a local gain, the median ratio of frame to background in cells of the image (local_gain), when the
+light moved in most of them (in steady light what differs is an object, however large).
 
 Pure: arrays in, arrays out.
 """

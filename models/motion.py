@@ -321,7 +321,6 @@ class MotionDetector:
         raw = self._model.foreground(diff)
         return diff, raw, cv2.countNonZero(raw) / raw.size
 
-
     def _scene_changed(self, smoothed: np.ndarray, changed: float) -> bool:
         return changed >= self.settings.scene_change_share or self._light_changed(smoothed, changed)
 
