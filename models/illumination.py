@@ -8,6 +8,11 @@ drops the bands it misses (a person covering most of one band). When the light m
 margin and the line explains the change, the frame is compared with the background seen through it, so a gain
 change is not foreground and nothing has to be re-learnt.
 
+Right after the view was re-learnt (lights switched on in a dark room) the light often goes on moving unevenly for a
+second (tubes warming up one after another, the exposure catching up), which no one line explains: the background is
+then seen through a local gain, the median ratio of frame to background in cells of the image (local_gain), when the
+light moved in most of them (in steady light what differs is an object, however large).
+
 Pure: arrays in, arrays out.
 """
 
@@ -87,3 +92,59 @@ def _fit(centres: np.ndarray, medians: np.ndarray, weights: np.ndarray, toleranc
 def compensated(background8: np.ndarray, curve: np.ndarray) -> np.ndarray:
     """The background as it looks under this frame's light."""
     return cv2.LUT(background8, curve)
+
+
+#: side of the cells the local light is estimated in, as a share of the image height: small enough to follow a lamp
+#: lighting one side of a room first, large enough that a person walking through covers less than half of one
+LOCAL_SHARE = 0.125
+#: the local light is estimated on every LOCAL_STEP-th row and column; a cell needs this share of its samples
+#: (not foreground last frame) to give its own gain, else it takes the median gain of the whole view
+LOCAL_STEP = 2
+LOCAL_MIN_SHARE = 0.25
+#: relative gain by which the light must have moved in most cells to count as changed (a cell's median ratio is
+#: steady to ~1 % in steady light; 3 % is 4-6 grey levels on a lit wall): below it the light is steady and what
+#: differs is an object, however large (a person at the camera fills many cells, never most of them)
+LOCAL_MARGIN = 0.03
+
+
+def local_gain(frame: np.ndarray, background8: np.ndarray, foreground: np.ndarray | None) -> np.ndarray | None:
+    """float32 gain per pixel (frame ~ gain x background) where the light changed unevenly (tubes warming up one
+    after another, a lamp lighting one side, exposure settling), or None when it did not move by LOCAL_MARGIN in
+    most of the view: the median of frame / background over each cell's pixels that were not foreground last frame,
+    interpolated between cell centres. A median, not a ratio of sums: a dark person stepping onto a bright wall must
+    not darken the wall around them (which would then be foreground itself), and does not until they cover half a
+    cell."""
+    height, width = frame.shape
+    ratio = ((frame[::LOCAL_STEP, ::LOCAL_STEP].astype(np.float32) + 1.0)
+             / (background8[::LOCAL_STEP, ::LOCAL_STEP].astype(np.float32) + 1.0))
+    if foreground is not None:
+        ratio[foreground[::LOCAL_STEP, ::LOCAL_STEP] > 0] = np.nan
+    cell = max(2, int(round(LOCAL_SHARE * height / LOCAL_STEP)))
+    rows, cols = -(-ratio.shape[0] // cell), -(-ratio.shape[1] // cell)
+    padded = np.full((rows * cell, cols * cell), np.nan, np.float32)
+    padded[:ratio.shape[0], :ratio.shape[1]] = ratio
+    samples = np.sort(padded.reshape(rows, cell, cols, cell).transpose(0, 2, 1, 3).reshape(rows, cols, -1), axis=2)
+    counts = np.count_nonzero(~np.isnan(samples), axis=2)  # (NaN sorts last)
+    medians = np.take_along_axis(samples, np.maximum(counts - 1, 0)[..., None] // 2, axis=2)[..., 0]
+    # a cell cut off by the image's edge needs the share of what it holds of the image
+    inside = np.outer(_cell_sizes(ratio.shape[0], cell, rows), _cell_sizes(ratio.shape[1], cell, cols))
+    sampled = counts >= LOCAL_MIN_SHARE * inside
+    if not sampled.any() or float(np.median(np.abs(medians[sampled] - 1.0))) <= LOCAL_MARGIN:
+        return None
+    overall = float(np.median(medians[sampled]))  # (of the cells, not of all samples: 6x cheaper)
+    medians = np.clip(np.where(sampled, medians, overall), *GAIN_RANGE)
+    full = cv2.resize(medians, (cols * cell * LOCAL_STEP, rows * cell * LOCAL_STEP), interpolation=cv2.INTER_LINEAR)
+    return full[:height, :width]
+
+
+def _cell_sizes(length: int, cell: int, cells: int) -> np.ndarray:
+    sizes = np.full(cells, cell)
+    sizes[-1] = length - cell * (cells - 1)
+    return sizes
+
+
+def locally_compensated(frame: np.ndarray, background8: np.ndarray,
+                        foreground: np.ndarray | None) -> np.ndarray | None:
+    """The background as it looks under this frame's uneven light, or None when the light is steady (local_gain)."""
+    gain = local_gain(frame, background8, foreground)
+    return None if gain is None else cv2.convertScaleAbs(cv2.multiply(background8, gain, dtype=cv2.CV_32F))

@@ -5,7 +5,8 @@ clean-up -> blobs -> tracking. A frame counts as intrusion motion only when a tr
 (foliage and flicker stay in place), is big enough and lies in a detection zone. A change of light is compared
 through a fitted tone curve (models/illumination.py); a change of view no light explains (camera knocked, lights
 switched on in a dark room) re-learns the background and is reported as `scene_change` (the tracker starts afresh,
-nothing goes blind); stationary changes (moved chair, parked car) are absorbed into the background.
+nothing goes blind; while the light goes on settling, unevenly, the view is compared through the local light);
+stationary changes (moved chair, parked car) are absorbed into the background.
 
 Pure: arrays and frame times in, results out. No clocks, no I/O.
 """
@@ -23,7 +24,7 @@ from pydantic import Field, model_validator
 from common.settings import Section
 from models.background import BackgroundModel
 from models.focus import edge_width
-from models.illumination import compensated, tone_curve
+from models.illumination import compensated, locally_compensated, tone_curve
 from models.tamper import TamperDetector, TamperSettings
 from models.tracking import Track, Tracker, TrackerParams
 from models.zones import ZoneMap, ZoneSettings
@@ -255,7 +256,7 @@ class MotionDetector:
         if self._relighting or self._scene_changed(smoothed, changed):
             # what used to mean re-learning: first see whether a change of light explains it (and go on comparing
             # through the light until the background has learnt it)
-            diff, raw, changed = self._relit(smoothed, diff, raw, changed)
+            diff, raw, changed = self._relit(smoothed, diff, raw, changed, ts)
         self._last_raw = raw
         if self._scene_changed(smoothed, changed):
             self._rebase(smoothed, ts)
@@ -289,8 +290,8 @@ class MotionDetector:
         zone = boxes[0].zone if boxes else None
         return MotionResult(bool(boxes), score, tuple(boxes), mask, changed, False, tamper, zone, animals)
 
-    def _relit(self, smoothed: np.ndarray, diff: np.ndarray, raw: np.ndarray,
-               changed: float) -> tuple[np.ndarray, np.ndarray, float]:
+    def _relit(self, smoothed: np.ndarray, diff: np.ndarray, raw: np.ndarray, changed: float,
+               ts: float) -> tuple[np.ndarray, np.ndarray, float]:
         """(difference, foreground, changed share) with the background seen under this frame's light, when a large
         change is explained by a change of light (gain, exposure, IR switch): the light is then no foreground, the
         tracks go on and nothing is re-learnt. Pixels that were foreground last frame do not vote on the light.
@@ -299,10 +300,25 @@ class MotionDetector:
         model = self._model
         curve = tone_curve(smoothed, model.mean8, self._last_raw, 0.5 * self.settings.threshold)
         self._relighting = curve is not None
-        if curve is None:
+        if curve is not None:
+            return self._compared(cv2.absdiff(smoothed, compensated(model.mean8, curve)))
+        if ts >= self._freeze_until:
             return diff, raw, changed
-        diff = cv2.absdiff(smoothed, compensated(model.mean8, curve))
-        raw = model.foreground(diff)
+        # just re-learnt and the light may still be moving, unevenly (lamps warming up one after another, exposure
+        # settling): no one curve explains that, the local light around each pixel does; compared plainly the
+        # whole wall is foreground for the second the fast learning takes to catch up, the person walking in
+        # merges with it and the view is re-learnt again with them in it. Not in steady light (a large person
+        # moving may have made the re-learn): what differs then is the person, and the plain difference stays;
+        # nor where the plain difference explains the frame better (fewer pixels differ): a large person moving
+        # while the exposure catches up bends their cells' light and would make a halo on the wall around them
+        self._relighting = True
+        relit = locally_compensated(smoothed, model.mean8, self._last_raw)
+        local = None if relit is None else self._compared(cv2.absdiff(smoothed, relit))
+        return local if local is not None and local[2] < changed else (diff, raw, changed)
+
+    def _compared(self, diff: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """(difference, foreground, changed share) for this difference from the background."""
+        raw = self._model.foreground(diff)
         return diff, raw, cv2.countNonZero(raw) / raw.size
 
     def _scene_changed(self, smoothed: np.ndarray, changed: float) -> bool:
