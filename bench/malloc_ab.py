@@ -8,7 +8,8 @@ by rep in a rotating order so that every variant sees the same background load:
 - bench_realtime.py's unit and clip runs (WINDOWS windows each): % of one core for decode, detection + engine +
   uplink, the frame loop and the software clip's encode.
 
-Usage: python bench/malloc_ab.py [REPS]   (one line of JSON per process, then a summary per variant)
+Usage: python bench/malloc_ab.py [REPS [VARIANT...]]   (default 5 reps, all variants; one line of JSON per process,
+then a summary per variant)
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 VARIANTS = {
     "fixed 128 KiB": {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"},
+    "fixed 1 MiB, trim 2 MiB": {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "1048576",
+                                "MALLOC_TRIM_THRESHOLD_": "2097152"},
     "arenas only": {"MALLOC_ARENA_MAX": "2"},
     "fixed 4 MiB, trim 8 MiB": {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "4194304",
                                 "MALLOC_TRIM_THRESHOLD_": "8388608"},
@@ -75,8 +78,8 @@ def one_rep(name: str, video: Path, work: Path, rep: int) -> dict:
     return record
 
 
-def summary(records: list[dict]) -> None:
-    for name in VARIANTS:
+def summary(records: list[dict], names: list[str]) -> None:
+    for name in names:
         mine = [r for r in records if r["variant"] == name]
         line = [name + ":"]
         for mode in ("live", "fast"):
@@ -94,7 +97,7 @@ def main() -> None:
     from bench.bench_pipeline import write_video
 
     reps = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    names = list(VARIANTS)
+    names = sys.argv[2:] or list(VARIANTS)
     records = []
     with tempfile.TemporaryDirectory() as work:
         video = Path(work) / "demo720.mp4"
@@ -102,7 +105,7 @@ def main() -> None:
         for rep in range(reps):
             order = names[rep % len(names):] + names[:rep % len(names)]
             records += [one_rep(name, video, Path(work), rep) for name in order]
-    summary(records)
+    summary(records, names)
 
 
 if __name__ == "__main__":
