@@ -34,6 +34,9 @@ VARIANTS = {
     "arenas only": {"MALLOC_ARENA_MAX": "2"},
     "fixed 4 MiB, trim 8 MiB": {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "4194304",
                                 "MALLOC_TRIM_THRESHOLD_": "8388608"},
+    "fixed 4 MiB, trim 128 KiB": {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "4194304"},
+    "one arena, fixed 4 MiB, trim 8 MiB": {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "4194304",
+                                           "MALLOC_TRIM_THRESHOLD_": "8388608"},
 }
 MALLOC_KEYS = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
                "GLIBC_TUNABLES")
