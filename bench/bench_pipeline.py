@@ -3,7 +3,7 @@
 Renders the demo scene at 1280x720 into an MP4 once, with a 12 s lead-in of the empty yard so the alarm finds a
 full 10 s pre-roll, then replays it through the real Agent (decode, detection, event engine, pre-roll ring, H.264
 clip in its encoder thread, outbox), offline, each rep in a fresh process (so its peak RSS is the agent's alone)
-with the systemd unit's malloc settings (MALLOC_ARENA_MAX=2, MALLOC_MMAP_THRESHOLD_=131072). Two passes:
+with the systemd unit's malloc settings (its Environment=, read from systemd/pid-agent.service). Two passes:
 - `--fast`, REPS times: replay throughput (a recording's clip waits for its encoder, so this includes x264);
 - real time at 10 fps, as a live unit, REPS times: peak RSS, the frame loop's longest gap at the alarm start,
   the time the loop waits in the clip's finish(), frames dropped from the clip (the live policy: drop, count).

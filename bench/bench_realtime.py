@@ -9,8 +9,9 @@ the software clip's encoding, each thread's CPU time (bench/thread_cpu.py) over 
 - Clip run: the software clip (x264, the configured defaults) fed at 10 fps, clock-paced: the clip thread plus the
   hand-off on the feeding thread (BGR -> yuv420p), over REPS windows.
 
-Both runs under the unit's malloc settings (systemd/pid-agent.service), as a unit runs: with its fixed mmap
-threshold every frame-sized array is a fresh mapping, page faults included.
+Both runs under the unit's malloc settings (systemd/pid-agent.service), as a unit runs: with its fixed 128 KiB mmap
+threshold every frame-sized array is a fresh mapping, page faults included (the unit's comment says why;
+bench/malloc_ab.py compares the settings).
 
 The budgets are shares of one Pi 4 core (a Pi 4 has four: frame loop, clip encoder, decoder or camera stack, the
 rest), turned into a share of one core here by the slow end of the Pi assumption (bench/rows.py, 12x).
