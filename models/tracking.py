@@ -106,27 +106,36 @@ class Tracker:
 
     def _match(self, blobs: list[tuple[int, int, int, int, int]], ts: float) -> list[tuple[int, Track]]:
         # match against the position predicted from the track's velocity; the gate is small compared with the
-        # object, so fragments of foliage that reshuffle every frame do not chain into one "travelling" track
+        # object, so fragments of foliage that reshuffle every frame do not chain into one "travelling" track.
+        # Pairs of like size are matched first, nearest first: a person walking through foliage passes over the
+        # leaves' small tracks, and nearest-only would hand the person's blob to a leaf track (the person's own
+        # track then gets a leaf, or nothing, and their travel starts afresh every few frames); a size jump
+        # between pairs is a different object (see max_area_ratio), matched only when nothing like it is near
         pairs = []
-        for index, (x, y, w, h, _area) in enumerate(blobs):
+        for index, (x, y, w, h, area) in enumerate(blobs):
             cx, cy = x + w / 2, y + h / 2
             for track in self.tracks:
                 dt = ts - track.last_ts
                 px, py = track.pos[0] + track.velocity[0] * dt, track.pos[1] + track.velocity[1] * dt
                 dist = math.hypot(cx - px, cy - py)
                 if dist <= max(self.params.gate_px, 0.5 * track.size):
-                    pairs.append((dist, index, track))
-        pairs.sort(key=lambda item: item[0])
+                    pairs.append((not self._alike(track, area), dist, index, track))
+        pairs.sort(key=lambda item: item[:2])
         used_blobs: set[int] = set()
         used_tracks: set[int] = set()
         matched = []
-        for _dist, index, track in pairs:
+        for _unlike, _dist, index, track in pairs:
             if index in used_blobs or track.id in used_tracks:
                 continue
             used_blobs.add(index)
             used_tracks.add(track.id)
             matched.append((index, track))
         return matched
+
+    def _alike(self, track: Track, area: float) -> bool:
+        """Whether a blob of `area` px is of the track's size (within max_area_ratio either way)."""
+        ratio = area / max(1.0, track.size ** 2)
+        return 1.0 / self.params.max_area_ratio <= ratio <= self.params.max_area_ratio
 
     def _start(self, blob: tuple[int, int, int, int, int], ts: float) -> Track:
         x, y, w, h, area = blob
