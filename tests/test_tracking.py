@@ -61,6 +61,19 @@ def test_person_walking_over_leaf_tracks_keeps_their_own_track():
     assert owners[-1].confirmed
 
 
+def test_confirmed_object_is_kept_through_a_frame_of_changed_shape():
+    # a confirmed walker whose blob grows on one side for a frame (a light coming on beside them, a fragment
+    # joining): the centroid jumps ahead and the velocity with it, so the next frame's prediction overshoots the
+    # walker. They are still the same object and must keep their (confirmed) track, or the alarm breaks off
+    tracker = Tracker(PARAMS)
+    owners = [tracker.update([blob(20 + 3 * i, 50)], i / 10)[0] for i in range(8)]
+    assert owners[-1].confirmed
+    x, y, w, h, _area = blob(44, 50)
+    owners.append(tracker.update([(x, y, w + 11, h, (w + 11) * h)], 0.8)[0])  # the centroid jumps 5.5 px
+    owners.append(tracker.update([blob(46, 50)], 0.9)[0])
+    assert len({track.id for track in owners}) == 1 and owners[-1].confirmed
+
+
 def test_demand_makes_busy_regions_need_more_travel():
     easy, hard = Tracker(PARAMS), Tracker(PARAMS)
     for i in range(6):
