@@ -118,11 +118,15 @@ class Tracker:
                 dt = ts - track.last_ts
                 px, py = track.pos[0] + track.velocity[0] * dt, track.pos[1] + track.velocity[1] * dt
                 dist = math.hypot(cx - px, cy - py)
-                if track.confirmed:
-                    # a confirmed object's blob that changes shape (fragments, a light coming on around it) moves
-                    # its centroid and so its velocity: it is also looked for where it was last seen, so it is
-                    # not lost (and its alarm not interrupted) for a frame or two of a bad prediction
-                    dist = min(dist, math.hypot(cx - track.pos[0], cy - track.pos[1]))
+                # the object is also looked for where it was last seen: a blob that changes shape (fragments, a
+                # light coming on around it) moves its centroid and so its velocity, and a confirmed object must
+                # not be lost (its alarm break off) for a frame of a bad prediction; a tiny far one's box edges
+                # flicker by a pixel, which at 25 fps is a velocity of tens of px/s, and its travel must not start
+                # afresh for it. Unconfirmed tracks only within gate_px: fragments of swaying foliage that hop
+                # about by more would chain into "travel"
+                last = math.hypot(cx - track.pos[0], cy - track.pos[1])
+                if track.confirmed or last <= self.params.gate_px:
+                    dist = min(dist, last)
                 if dist <= max(self.params.gate_px, 0.5 * track.size):
                     pairs.append((not self._alike(track, area), dist, index, track))
         pairs.sort(key=lambda item: item[:2])
