@@ -109,8 +109,8 @@ class Tracker:
         # object, so fragments of foliage that reshuffle every frame do not chain into one "travelling" track.
         # Pairs of like size are matched first, nearest first: a person walking through foliage passes over the
         # leaves' small tracks, and nearest-only would hand the person's blob to a leaf track (the person's own
-        # track then gets a leaf, or nothing, and their travel starts afresh every few frames); a blob many
-        # times a track's size is another object (_alike), matched to it only when nothing alike is near
+        # track then gets a leaf, or nothing, and their travel starts afresh every few frames); a size jump
+        # between pairs is a different object (see max_area_ratio), matched only when nothing like it is near
         pairs = []
         for index, (x, y, w, h, area) in enumerate(blobs):
             cx, cy = x + w / 2, y + h / 2
@@ -145,14 +145,9 @@ class Tracker:
         return min(predicted, last) if track.confirmed or last <= self.params.gate_px else predicted
 
     def _alike(self, track: Track, area: float) -> bool:
-        """Whether a blob of `area` px could be the track's object: within max_area_ratio squared of its size
-        either way. Fragments merging or splitting change a blob by about max_area_ratio (and restart an
-        unconfirmed track's travel, see _advance) and stay matched by distance alone; a blob many times larger
-        or smaller is another object (a leaf's track against a walker's blob). Within max_area_ratio alone, the
-        reshuffling blobs of near-lens foliage kept their tracks more often and confirmed (sbi-foliage false
-        alarms at travel and activity_demand 0.7)."""
+        """Whether a blob of `area` px is of the track's size (within max_area_ratio either way)."""
         ratio = area / max(1.0, track.size ** 2)
-        return 1.0 / self.params.max_area_ratio ** 2 <= ratio <= self.params.max_area_ratio ** 2
+        return 1.0 / self.params.max_area_ratio <= ratio <= self.params.max_area_ratio
 
     def _start(self, blob: tuple[int, int, int, int, int], ts: float) -> Track:
         x, y, w, h, area = blob
