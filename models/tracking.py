@@ -105,49 +105,28 @@ class Tracker:
         return owners
 
     def _match(self, blobs: list[tuple[int, int, int, int, int]], ts: float) -> list[tuple[int, Track]]:
-        # match against where the track is expected (_distance); the gate is small compared with the
-        # object, so fragments of foliage that reshuffle every frame do not chain into one "travelling" track.
-        # Pairs of like size are matched first, nearest first: a person walking through foliage passes over the
-        # leaves' small tracks, and nearest-only would hand the person's blob to a leaf track (the person's own
-        # track then gets a leaf, or nothing, and their travel starts afresh every few frames); a size jump
-        # between pairs is a different object (see max_area_ratio), matched only when nothing like it is near
+        # match against the position predicted from the track's velocity; the gate is small compared with the
+        # object, so fragments of foliage that reshuffle every frame do not chain into one "travelling" track
         pairs = []
-        for index, (x, y, w, h, area) in enumerate(blobs):
+        for index, (x, y, w, h, _area) in enumerate(blobs):
             cx, cy = x + w / 2, y + h / 2
             for track in self.tracks:
-                dist = self._distance(track, cx, cy, ts)
+                dt = ts - track.last_ts
+                px, py = track.pos[0] + track.velocity[0] * dt, track.pos[1] + track.velocity[1] * dt
+                dist = math.hypot(cx - px, cy - py)
                 if dist <= max(self.params.gate_px, 0.5 * track.size):
-                    pairs.append((not self._alike(track, area), dist, index, track))
-        pairs.sort(key=lambda item: item[:2])
+                    pairs.append((dist, index, track))
+        pairs.sort(key=lambda item: item[0])
         used_blobs: set[int] = set()
         used_tracks: set[int] = set()
         matched = []
-        for _unlike, _dist, index, track in pairs:
+        for _dist, index, track in pairs:
             if index in used_blobs or track.id in used_tracks:
                 continue
             used_blobs.add(index)
             used_tracks.add(track.id)
             matched.append((index, track))
         return matched
-
-    def _distance(self, track: Track, cx: float, cy: float, ts: float) -> float:
-        """Distance of a blob centre from where the track is expected: its position predicted from its velocity,
-        or where it was last seen. A blob that changes shape (fragments, a light coming on around it) moves its
-        centroid and so its velocity, and a confirmed object must not be lost (its alarm break off) for a frame of
-        a bad prediction; a tiny far one's box edges flicker by a pixel, which at 25 fps is a velocity of tens of
-        px/s, and its slow travel must not start afresh for it. Unconfirmed tracks are looked for where they were
-        last seen only within gate_px: fragments of swaying foliage that hop about by more would chain into
-        "travel"."""
-        dt = ts - track.last_ts
-        px, py = track.pos[0] + track.velocity[0] * dt, track.pos[1] + track.velocity[1] * dt
-        predicted = math.hypot(cx - px, cy - py)
-        last = math.hypot(cx - track.pos[0], cy - track.pos[1])
-        return min(predicted, last) if track.confirmed or last <= self.params.gate_px else predicted
-
-    def _alike(self, track: Track, area: float) -> bool:
-        """Whether a blob of `area` px is of the track's size (within max_area_ratio either way)."""
-        ratio = area / max(1.0, track.size ** 2)
-        return 1.0 / self.params.max_area_ratio <= ratio <= self.params.max_area_ratio
 
     def _start(self, blob: tuple[int, int, int, int, int], ts: float) -> Track:
         x, y, w, h, area = blob
