@@ -194,7 +194,11 @@ def wipe_plan(config: AgentConfig) -> list[Wiped]:
         relative = path.relative_to(data_dir)
         category = (MEDIA if relative.parts[0] == "media" else
                     KEYS if relative.parts[0] in SECRET_FOLDERS else SITE)
-        plan.append(Wiped(category, path, path.lstat().st_size))
+        try:
+            size = path.lstat().st_size
+        except FileNotFoundError:  # an SQLite -wal/-shm gone since the listing (its last connection closed)
+            continue
+        plan.append(Wiped(category, path, size))
     tls = config.broker.tls
     if tls is not None and tls.key_file is not None and Path(tls.key_file).is_file():
         plan.append(Wiped(KEYS, Path(tls.key_file), Path(tls.key_file).stat().st_size))
