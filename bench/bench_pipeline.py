@@ -48,29 +48,29 @@ GAP_WINDOW = 30
 UNIT_ENV = unit_environment()
 
 
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process image (VmHWM: unlike ru_maxrss it does not carry over the
-    parent's memory from before exec)."""
+def _status_mib(key: str) -> float | None:
+    """One figure of /proc/self/status (kB there) in MiB, or None where it cannot be read."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return None
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process image (VmHWM: unlike ru_maxrss it does not carry over the
+    parent's memory from before exec)."""
+    peak = _status_mib("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def mapped_file_mib() -> float | None:
     """Resident pages of mapped files (RssFile: the libraries' code and data, clean page cache) as the run ends;
     they only grow over a run, so this bounds their share of the peak. How many a library costs depends on the
     kernel too: one that maps a whole large page-cache folio per fault (Linux 6.18 here) maps more of each."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssFile:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
+    return _status_mib("RssFile")
 
 
 def write_video(path: Path) -> None:
