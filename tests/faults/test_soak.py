@@ -57,3 +57,17 @@ def test_soak_meets_its_targets(tmp_path):
     status, output, _ = run_soak(tmp_path, float(minutes))
     print(output)
     assert status == 0, output  # RSS growth < 5 MB after warm-up, fds and threads flat, drained, heartbeats on time
+
+
+def test_the_fd_and_thread_figure_sees_a_leak_not_a_transient():
+    sys.path.insert(0, str(ROOT / "bench"))
+    from soak import floor_growth
+
+    # (seconds, RSS, fds, threads): a clip's file and encoder threads come and go; a sample catches them or not
+    swinging = [(t, 100.0, 9 + (t % 3 == 0) * 6, 6 + (t % 4 == 0) * 8) for t in range(0, 600, 5)]
+    transient_late = [row if row[0] != 580 else (580, 100.0, 19, 16) for row in swinging]
+    assert floor_growth(transient_late, 120, 2) == 0  # one late sample with two extra fds open is not a leak
+    assert floor_growth(transient_late, 120, 3) == 0
+    leaking = [(t, rss, fds + (t >= 400), threads) for t, rss, fds, threads in swinging]
+    assert floor_growth(leaking, 120, 2) == 1  # an fd opened at 400 s and never closed
+    assert floor_growth(leaking, 120, 3) == 0
