@@ -69,5 +69,5 @@ def test_the_fd_and_thread_figure_sees_a_leak_not_a_transient():
     assert floor_growth(transient_late, 120, 2) == 0  # one late sample with two extra fds open is not a leak
     assert floor_growth(transient_late, 120, 3) == 0
     leaking = [(t, rss, fds + t // 100, threads) for t, rss, fds, threads in swinging]
-    assert floor_growth(leaking, 120, 2) == 3  # one fd every 100 s (say, one per some alarms) never closed
+    assert floor_growth(leaking, 120, 2) == 2  # one fd every 100 s never closed: 10 at 120-195 s, 12 from 360 s
     assert floor_growth(leaking, 120, 3) == 0
