@@ -16,11 +16,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from agent.config import BrokerSettings
+from agent.config import BrokerSettings, parse_config
 from agent.evidence.keys import UnitKey
 from agent.storage.outbox import Outbox
-from agent.uplink import messages
+from agent.uplink import homeassistant, messages
 from agent.uplink.client import Uplink
+from agent.uplink.homeassistant import discovery_messages
 from agent.uplink.publisher import Publisher
 from common.clock import SystemClock
 from station.monitor import Monitor, signature_verdict, tls_from
@@ -32,9 +33,17 @@ from tests.test_tls import openssl
 pytestmark = pytest.mark.broker
 
 UNIT, OTHER, STATION, MONITOR = "pid-0042", "pid-0043", "station-command", "station-monitor"
+HOME = "home-assistant"
 NET_TIMEOUT = 20.0
 # the broker side of "one identity per unit" (docs/mqtt.md, "Broker connection")
 ACL = f"""pattern readwrite pids/%u/#
+pattern write homeassistant/+/%u/+/config
+user {HOME}
+topic read homeassistant/#
+topic read pids/+/status
+topic read pids/+/heartbeat
+topic read pids/+/event
+topic read pids/+/snapshot
 user {STATION}
 topic readwrite pids/#
 user {MONITOR}
@@ -55,7 +64,7 @@ def pki(tmp_path_factory) -> Path:
     (folder / "server.ext").write_text("subjectAltName = IP:127.0.0.1\n")
     (folder / "client.ext").write_text("extendedKeyUsage = clientAuth\n")
     for name, ext in (("server", "server.ext"), (UNIT, "client.ext"), (OTHER, "client.ext"), (STATION, "client.ext"),
-                      (MONITOR, "client.ext")):
+                      (MONITOR, "client.ext"), (HOME, "client.ext")):
         subject = "/CN=127.0.0.1" if name == "server" else f"/CN={name}"
         openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=folder)
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
@@ -222,3 +231,27 @@ def test_a_unit_cannot_read_or_write_another_units_commands(broker, pki):
     finally:
         for client in (station, target, snooper):
             client.close()
+
+
+def test_home_assistant_discovery_under_the_acl_keeps_the_unit_connected_and_its_own(broker, pki, tmp_path):
+    # mosquitto throws off a client that publishes where the ACL forbids it: without its discovery line the unit
+    # would be disconnected at every connect; with it, each unit writes only its own discovery topics
+    home = Client(broker.port, pki, HOME, "home-assistant")
+    assert home.connect() == "connected"
+    uplink, _publisher, _key = unit_uplink(broker, pki, tmp_path, queue.Queue())
+    try:
+        config = parse_config({"device_id": UNIT, "homeassistant": {"enabled": True}})
+        expected = discovery_messages(config.homeassistant, UNIT, config.site_ref, config.topic_root, [])
+        homeassistant.announce(uplink, config)
+        home.subscribe("homeassistant/#")
+        received = dict(home.next_message() for _ in expected)
+        assert received == expected  # every entity's config, retained, as Home Assistant reads them
+        assert uplink.connected and uplink.connects == 1  # never thrown off for them
+        other = Client(broker.port, pki, OTHER, "other-unit")
+        assert other.connect() == "connected"
+        assert other.publish_refused(next(iter(expected)), b"{}")  # another unit cannot rewrite this unit's entities
+        assert home.publish_refused(f"pids/{UNIT}/cmd", b'{"cmd": "disarm"}')  # Home Assistant only reads
+        assert uplink.connected and uplink.connects == 1
+    finally:
+        uplink.stop()
+        home.client.loop_stop()

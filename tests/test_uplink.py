@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from agent.config import BrokerSettings
+from agent.evidence.keys import UnitKey
 from agent.storage.outbox import Outbox
 from agent.uplink.client import Uplink
 from common.clock import SystemClock
-from station.monitor import Monitor
+from station.monitor import Monitor, signature_verdict
 from tests import payloads
 from tests.conftest import reap
 
@@ -90,31 +91,47 @@ def test_events_and_media_arrive_in_order_and_verified(mosquitto, box, tmp_path)
     late.stop()
 
 
-def test_last_will_offline_when_agent_process_is_killed(mosquitto, tmp_path):
-    monitor = watch(mosquitto.url, None)
+@pytest.mark.parametrize("signed", [False, True], ids=["no unit key", "unit key"])
+def test_last_will_offline_when_agent_process_is_killed(mosquitto, tmp_path, signed):
+    # with a unit key, the will is signed like every status: the station tells a real 'offline' from a spoofed one
+    key_dir = tmp_path / "key"
+    public = UnitKey.load_or_create(key_dir).public_b64() if signed else None
+    monitor = Monitor(mosquitto.url, DEVICE, None, printer=lambda line: None,
+                      unit_keys={DEVICE: public} if signed else None)
+    monitor.start()
+    assert monitor.wait_for(lambda m: m.subscribed, NET_TIMEOUT), "monitor never subscribed"
     script = textwrap.dedent(f"""
         import sys, threading
         from pathlib import Path
         from common.clock import SystemClock
         from agent.config import BrokerSettings
+        from agent.evidence.keys import UnitKey
         from agent.storage.outbox import Outbox
         from agent.uplink.client import Uplink
         box = Outbox(Path(sys.argv[2]), 10**8, SystemClock())
+        key = UnitKey.load_or_create(Path(sys.argv[3])) if sys.argv[4] == "signed" else None
         uplink = Uplink(BrokerSettings(url=sys.argv[1], reconnect_min_s=0.1, reconnect_max_s=0.5),
-                        "{ROOT}", "{DEVICE}", box, SystemClock(), "0.0.1")
+                        "{ROOT}", "{DEVICE}", box, SystemClock(), "0.0.1", key=key)
         uplink.start()
         print("started", flush=True)
         threading.Event().wait()  # run until killed
     """)
-    child = subprocess.Popen([sys.executable, "-c", script, mosquitto.url, str(tmp_path / "child")],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen([sys.executable, "-c", script, mosquitto.url, str(tmp_path / "child"), str(key_dir),
+                              "signed" if signed else "unsigned"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert monitor.wait_for(lambda m: m.statuses.get(DEVICE, {}).get("state") == "online", NET_TIMEOUT), \
             child.stderr.read1().decode(errors="replace") if child.poll() is not None else "never online"
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
-        assert monitor.wait_for(lambda m: m.statuses[DEVICE]["state"] == "offline", NET_TIMEOUT)
+        assert monitor.wait_for(lambda m: m.statuses[DEVICE]["state"] == "offline", NET_TIMEOUT), monitor.rejected
         assert monitor.statuses[DEVICE]["device_id"] == DEVICE
+        if signed:  # online and the will both checked against the unit's key; nothing rejected
+            will = monitor.statuses[DEVICE]
+            assert monitor.verified == 2 and monitor.forged == monitor.unverified == 0
+            assert signature_verdict(will, public) == "verified"
+            assert signature_verdict({**will, "state": "online"}, public) == "forged"
+        else:
+            assert "sig" not in monitor.statuses[DEVICE]
     finally:
         reap(child)
         monitor.stop()

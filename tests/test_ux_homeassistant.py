@@ -70,13 +70,15 @@ def test_discovery_and_snapshot_after_a_replayed_alarm(mosquitto, tmp_path, shor
     assert len({body["unique_id"] for body in configs.values()}) == len(configs)
     for topic, body in configs.items():
         prefix, platform, node, object_id, _ = topic.split("/")
+        assert node == "pid-0042"  # the device id, as the broker's ACL names the unit (docs/mqtt.md)
+        assert body["unique_id"] == f"pid_0042_{object_id}"
         required, allowed = PLATFORMS[platform]
         assert required <= body.keys() and body.keys() <= allowed, (topic, body.keys() - allowed)
         assert body.get("device_class", next(iter(DEVICE_CLASSES[platform]), None)) in DEVICE_CLASSES[platform] | {None}
         assert body["device"]["identifiers"] == ["pid-agent-pid-0042"] and body["device"].keys() <= DEVICE_KEYS
         assert body["availability_topic"] == "pids/pid-0042/status"
         assert not any(key.startswith("command") for key in body)  # read-only: nothing here can disarm the unit
-    zone = configs["homeassistant/binary_sensor/pid_0042/intrusion_yard/config"]
+    zone = configs["homeassistant/binary_sensor/pid-0042/intrusion_yard/config"]
     assert zone["state_topic"] == "pids/pid-0042/event" and "'yard'" not in zone["value_template"]
     assert '"yard"' in zone["value_template"]
     snapshot = messages["pids/pid-0042/snapshot"]

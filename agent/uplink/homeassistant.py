@@ -32,6 +32,13 @@ def _object_id(text: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in text.lower())
 
 
+def _node_id(device_id: str) -> str:
+    """The discovery topic's node: the device id itself wherever Home Assistant allows it ([A-Za-z0-9_-]), so the
+    broker's ACL can confine each unit to its own discovery topics by its certificate's CN (docs/mqtt.md);
+    a '.' (allowed in device ids, not in node ids) becomes '_'."""
+    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-") else "_" for ch in device_id)
+
+
 def _zone_template(zone: str | None) -> str:
     """ON when an alarm starts in this zone, OFF on any alarm's end (the unit runs one alarm at a time);
     other events render empty, which Home Assistant ignores."""
@@ -73,10 +80,10 @@ def discovery_messages(settings: HomeAssistantSettings, device_id: str, site_ref
                           "{{ value_json.ts }}{% endif %}"}
     entities[("image", "snapshot")] = {"name": "Last alarm picture", "image_topic": f"{topic_root}/{SNAPSHOT_TOPIC}",
                                        "content_type": "image/jpeg"}
-    node = _object_id(device_id)
+    node, entity = _node_id(device_id), _object_id(device_id)
     return {f"{settings.discovery_prefix}/{component}/{node}/{object_id}/config":
-            json.dumps({**common, **body, "unique_id": f"{node}_{object_id}",
-                        "object_id": f"{node}_{object_id}"}, sort_keys=True).encode()
+            json.dumps({**common, **body, "unique_id": f"{entity}_{object_id}",
+                        "object_id": f"{entity}_{object_id}"}, sort_keys=True).encode()
             for (component, object_id), body in entities.items()}
 
 
