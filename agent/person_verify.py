@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.motion import Box, MotionResult
+from models.motion import Box, MotionResult, covered_share
 from models.person_check import MARGIN, PersonCheck, PersonVerdict, min_height_px
 
 #: confirmations an animal-shaped object needs before it counts as a person (a dog's legs can pass HOG once)
@@ -152,8 +152,7 @@ def _region(image: np.ndarray, box: Box, scale: tuple[float, float]
 def _with_boxes(result: MotionResult, boxes: list[Box], animals: list[Box]) -> MotionResult:
     """`result` with these counted boxes (largest first, as the alarm's class takes the largest) and animals."""
     boxes.sort(key=lambda box: -box.area)
-    size = result.mask.size if result.mask is not None else 0
-    score = sum(box.area for box in boxes) / size if size else result.score
+    score = covered_share(boxes, result.mask.size) if result.mask is not None else result.score
     return dataclasses.replace(result, motion=True, score=score, boxes=tuple(boxes), zone=boxes[0].zone,
                                animals=tuple(animals))
 

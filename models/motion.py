@@ -173,6 +173,11 @@ class Box:
         return [int(round(value * scale)) for value in self.as_list()]
 
 
+def covered_share(boxes, pixels: int) -> float:
+    """A frame's motion score: the share of its `pixels` that the counted objects' boxes cover."""
+    return sum(box.area for box in boxes) / pixels if pixels else 0.0
+
+
 @dataclass(frozen=True, slots=True)
 class MotionResult:
     """What the detector saw in one frame.
@@ -286,7 +291,7 @@ class MotionDetector:
         animals = tuple(box for box in counted if box.label == "animal") if self.settings.animals == "report" else ()
         objects = self._object_mask(raw.shape) if self._frames % NUISANCE_EVERY == 0 else None
         self._learn(smoothed, diff, raw, dt, settling, ts < self._freeze_until, objects)
-        score = sum(box.area for box in boxes) / mask.size
+        score = covered_share(boxes, mask.size)
         zone = boxes[0].zone if boxes else None
         return MotionResult(bool(boxes), score, tuple(boxes), mask, changed, False, tamper, zone, animals)
 
