@@ -18,6 +18,7 @@ import numpy as np
 from common.clock import Clock
 from common.errors import SourceError
 from drivers.camera.base import Camera, Frame, make_luma, pace
+from drivers.camera.buffers import POOL_KEEP
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
@@ -67,11 +68,6 @@ def video_luma(frame, width: int) -> np.ndarray:
     return small if full_range else tv_to_full(small)
 
 
-#: BGR images in use at once (the loop's frame, an alarm's first frame, a decoder's queue) before BgrFrames
-#: starts a new pool: the pool keeps every buffer it ever lent, so more would stay resident after a burst
-POOL_KEEP = 4
-
-
 class BgrFrames:
     """Decoded frames as BGR images in buffers FFmpeg lends again once every image made from one is gone.
 
@@ -80,7 +76,9 @@ class BgrFrames:
     page faults cost more than the conversion. A filter graph ("format=bgr24", one thread) keeps its scaler and
     takes its output buffers from a pool; the array is a view of the output frame, which holds its buffer, so a
     buffer goes back to the pool only once no image (or view of one) is left, whoever keeps it. The pixels are
-    to_ndarray's, byte for byte (the same swscale conversion, by the frame's own colour tags; tested)."""
+    to_ndarray's, byte for byte (the same swscale conversion, by the frame's own colour tags; tested). FFmpeg's
+    pool keeps every buffer it ever lent, so past POOL_KEEP images alive at once a new graph (and pool) is started
+    and the old one is freed as its images are let go: a burst does not stay resident."""
 
     def __init__(self, keep: int = POOL_KEEP) -> None:
         self.keep = keep
