@@ -39,7 +39,7 @@ from bench.rows import PI_SLOWDOWN, emit, pi_estimate, run_as_the_unit  # noqa: 
 from bench.thread_cpu import ThreadCpu, native_ids  # noqa: E402
 from common.clock import SystemClock  # noqa: E402
 from drivers.camera.base import Camera, Frame, pace  # noqa: E402
-from drivers.camera.replay import video_luma  # noqa: E402
+from drivers.camera.replay import BgrFrames, video_luma  # noqa: E402
 from tests.conftest import Broker  # noqa: E402
 
 FOOTAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "14_night_lane_people_far" / "cctv.mp4"
@@ -62,7 +62,8 @@ def budget(role: str) -> float:
 
 class DecodingCamera(Camera):
     """Real footage decoded in a thread of its own ("decode") and handed over at FPS in real time, each frame with
-    its BGR image and its detection luma, as a live camera hands them: the loop's CPU is then its own."""
+    its BGR image and its detection luma, as a live camera hands them: the loop's CPU is then its own. The BGR
+    conversion is the replay camera's (drivers/camera/replay.py), so the decode row is what that driver costs."""
 
     live = False
 
@@ -81,11 +82,12 @@ class DecodingCamera(Camera):
     def _decode(self) -> None:
         started = self._clock.monotonic()
         index = 0
+        bgr = BgrFrames()   # as the replay camera converts: BGR in reused buffers
         while index < self.frame_count:
             with av.open(str(self._path)) as container:  # loops over the file if the run is longer
                 for decoded in container.decode(video=0):
                     ts = index / FPS
-                    frame = Frame(ts=ts, index=index, image=decoded.to_ndarray(format="bgr24"),
+                    frame = Frame(ts=ts, index=index, image=bgr.convert(decoded),
                                   luma=video_luma(decoded, 320))
                     pace(started, ts, self._clock)
                     self._queue.put(frame)
@@ -139,8 +141,9 @@ def unit_run(work: Path) -> dict[str, list[float]]:
         with ThreadCpu() as sampler:
             began = time.monotonic()
             summary = agent.run()
-        # the library threads started during the run are FFmpeg's, started by the decoder thread (PyAV's BGR
-        # conversion starts two per frame); no clip is recorded here, and OpenCV runs on one thread
+        # the library threads started during the run are FFmpeg's, started by the decoder thread (PyAV's own BGR
+        # conversion started two per frame; the driver's filter graph converts on the decoder thread itself); no
+        # clip is recorded here, and OpenCV runs on one thread
         sampler.claim_native(existing, "decode")
         names = {threading.current_thread().name}
     finally:

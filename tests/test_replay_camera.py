@@ -1,5 +1,6 @@
 """Replay camera on generated files: natural order, timing from index / fps, clear errors."""
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from agent.config import AgentConfig, CameraSettings
 from common.clock import ManualClock
 from common.errors import SourceError
 from drivers.camera import open_camera
-from drivers.camera.replay import _TV_TO_FULL, ReplayCamera, natural_key, tv_to_full
+from drivers.camera.replay import _TV_TO_FULL, POOL_KEEP, ReplayCamera, natural_key, tv_to_full
 
 
 def write_images(folder, count):
@@ -73,3 +74,86 @@ def test_limited_range_stretch_gives_the_table_for_every_value():
     row = np.arange(256, dtype=np.uint8)[None, :]
     assert np.array_equal(tv_to_full(row), _TV_TO_FULL[row])
     assert _TV_TO_FULL[16] == 0 and _TV_TO_FULL[235] == 255 and _TV_TO_FULL[0] == 0 and _TV_TO_FULL[255] == 255
+
+
+def write_clip(path, size=(160, 120), frames=12, pix_fmt="yuv420p", colorspace=None, color_range=None):
+    """A real H.264 clip whose every frame differs everywhere (a colour ramp shifted by the index), in the given
+    pixel format and colour tags."""
+    width, height = size
+    ys, xs = np.mgrid[0:height, 0:width]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if colorspace is not None:
+            stream.codec_context.colorspace = colorspace    # the tags the decoder reads back are the stream's
+        if color_range is not None:
+            stream.codec_context.color_range = color_range
+        for index in range(frames):
+            image = np.stack([(xs * 3 + index * 20) % 256, (ys * 2 + index * 35) % 256,
+                              (xs + ys + index * 50) % 256], axis=2).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format=pix_fmt)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def pyav_bgr(path):
+    """Every frame as frame.to_ndarray(format="bgr24") gives it (what the camera yielded before its buffer pool)."""
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+
+
+BT709, MPEG, JPEG = 1, 1, 2   # AVCOL_SPC_BT709, AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG
+
+
+@pytest.mark.parametrize("options", [
+    {},                                                     # untagged limited range (BT.601), as most footage
+    {"colorspace": BT709, "color_range": MPEG},             # tagged BT.709: a different matrix
+    {"pix_fmt": "yuvj420p", "color_range": JPEG},           # full range
+    {"size": (328, 184)},                                   # rows padded past the width in FFmpeg's buffers
+    {"pix_fmt": "yuv444p"},
+], ids=["bt601", "bt709", "full-range", "padded-rows", "yuv444p"])
+def test_video_images_are_pyav_bgr_byte_for_byte(tmp_path, options):
+    clip = write_clip(tmp_path / "clip.mp4", **options)
+    with ReplayCamera(clip, clock=ManualClock()) as camera:
+        images = [frame.image for frame in camera.frames()]     # all held at once: the pool is renewed too
+    expected = pyav_bgr(clip)
+    assert len(images) == len(expected) == 12
+    for image, want in zip(images, expected, strict=True):
+        assert image.shape == want.shape and np.array_equal(image, want)
+
+
+def test_bt709_tag_is_what_the_conversion_follows(tmp_path):
+    # the byte-for-byte test above can see a colour tag being ignored: the same planes untagged give other pixels
+    clip = write_clip(tmp_path / "clip.mp4", colorspace=BT709, color_range=MPEG)
+    with av.open(str(clip)) as container:
+        frame = next(container.decode(video=0))
+        tagged = frame.to_ndarray(format="bgr24")
+        frame.colorspace = 2    # AVCOL_SPC_UNSPECIFIED: swscale's BT.601
+        untagged = frame.to_ndarray(format="bgr24")
+    assert np.abs(tagged.astype(np.int16) - untagged).max() > 5
+
+
+def address(image):
+    return image.__array_interface__["data"][0]
+
+
+def test_a_held_frame_keeps_its_pixels_while_buffers_are_used_again(tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", frames=30)
+    expected = pyav_bgr(clip)
+    held, corner, seen = None, None, []
+    with ReplayCamera(clip, clock=ManualClock()) as camera:
+        for frame in camera.frames():
+            seen.append(address(frame.image))
+            if frame.index == 3:
+                held = frame                        # kept, as an alarm keeps its first frame
+            if frame.index == 5:
+                corner = frame.image[10:50, 20:80]  # only a view kept, as a crop would be
+            del frame
+    assert np.array_equal(held.image, expected[3])
+    assert np.array_equal(corner, expected[5][10:50, 20:80])
+    # neither buffer was lent again while kept, and the frames let go went round a few buffers
+    assert seen[3] not in seen[4:] and seen[5] not in seen[6:]
+    assert len(set(seen)) <= POOL_KEEP

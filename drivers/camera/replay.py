@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import glob
 import re
+import weakref
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterator
 
@@ -16,6 +18,7 @@ import numpy as np
 from common.clock import Clock
 from common.errors import SourceError
 from drivers.camera.base import Camera, Frame, make_luma, pace
+from drivers.camera.buffers import POOL_KEEP
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 
@@ -63,6 +66,52 @@ def video_luma(frame, width: int) -> np.ndarray:
     small = make_luma(y, width)
     full_range = frame.format.name.startswith("yuvj") or frame.color_range == AVCOL_RANGE_JPEG
     return small if full_range else tv_to_full(small)
+
+
+class BgrFrames:
+    """Decoded frames as BGR images in buffers FFmpeg lends again once every image made from one is gone.
+
+    frame.to_ndarray(format="bgr24") builds a scaler (and its threads) per frame and writes into a fresh 2.7 MiB
+    buffer (720p), a fresh mmap under the unit's fixed malloc threshold (systemd/pid-agent.service) whose ~680
+    page faults cost more than the conversion. A filter graph ("format=bgr24", one thread) keeps its scaler and
+    takes its output buffers from a pool; the array is a view of the output frame, which holds its buffer, so a
+    buffer goes back to the pool only once no image (or view of one) is left, whoever keeps it. The pixels are
+    to_ndarray's, byte for byte (the same swscale conversion, by the frame's own colour tags; tested). FFmpeg's
+    pool keeps every buffer it ever lent, so past POOL_KEEP images alive at once a new graph (and pool) is started
+    and the old one is freed as its images are let go: a burst does not stay resident."""
+
+    def __init__(self, keep: int = POOL_KEEP) -> None:
+        self.keep = keep
+        self._graph = None
+        self._input: tuple | None = None    # the size and pixel format the graph was built for
+        self._lent: list[weakref.ref] = []  # the images handed out and still alive (the pool's size, at least)
+
+    def convert(self, frame) -> np.ndarray:
+        self._lent = [ref for ref in self._lent if ref() is not None]
+        shape = (frame.width, frame.height, frame.format.name)
+        if self._graph is None or shape != self._input or len(self._lent) >= self.keep:
+            # a new graph, a new pool: the old one is freed as the images still out are let go
+            self._graph, self._input, self._lent = bgr_graph(frame), shape, []
+        self._graph.push(frame)
+        image = self._graph.pull().to_ndarray()
+        self._lent.append(weakref.ref(image))
+        return image
+
+
+def bgr_graph(frame):
+    """FFmpeg filter graph turning frames of `frame`'s size and pixel format into bgr24, on the calling thread."""
+    import av
+
+    graph = av.filter.Graph()
+    graph.threads = 1   # as decoding: the conversion stays on the decoder's thread, no thread per frame
+    source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                              time_base=frame.time_base or Fraction(1, 1000))
+    bgr = graph.add("format", "bgr24")
+    sink = graph.add("buffersink")
+    source.link_to(bgr)
+    bgr.link_to(sink)
+    graph.configure()
+    return graph
 
 
 class ReplayCamera(Camera):
@@ -127,9 +176,10 @@ class ReplayCamera(Camera):
 
         if self._container is None:
             raise SourceError(f"replay source {self.source} is not open")
+        bgr = BgrFrames()
         try:
             for frame in self._container.decode(video=0):
-                yield frame.to_ndarray(format="bgr24"), video_luma(frame, self.detect_width)
+                yield bgr.convert(frame), video_luma(frame, self.detect_width)
         except av.error.FFmpegError as exc:
             raise SourceError(f"video {self.source} is corrupt or truncated: {exc}") from None
 
