@@ -286,6 +286,16 @@ class AgentConfig(Section):
         return device_id
 
     @model_validator(mode="after")
+    def _home_assistant_node_is_the_device_id(self) -> "AgentConfig":
+        # the discovery topics' node must be the device id for the broker's ACL to confine the unit to its own
+        # (docs/mqtt.md); Home Assistant's node ids have no '.', and a unit thrown off for publishing outside
+        # its ACL would lose its uplink at every reconnect
+        if self.homeassistant.enabled and "." in self.device_id:
+            raise ValueError(f"homeassistant.enabled needs a device_id without '.' (got {self.device_id!r}): it is "
+                             "the Home Assistant node id, which allows only letters, digits, '_' and '-'")
+        return self
+
+    @model_validator(mode="after")
     def _replay_needs_source(self) -> "AgentConfig":
         if self.camera.backend == "replay" and not self.camera.source:
             raise ValueError("camera.source is required when camera.backend is 'replay'")

@@ -90,10 +90,10 @@ def run_reps(video: Path, work: Path, mode: str) -> list[dict]:
     runs = []
     libraries = library_files()
     for rep in range(REPS):
-        drop_from_page_cache(libraries)  # each rep meets its libraries as a booted unit does
+        dropped = drop_from_page_cache(libraries)  # each rep meets its libraries as a booted unit does
         out = subprocess.run([sys.executable, __file__, mode, str(video), str(work / f"{mode}{rep}")],
                              check=True, capture_output=True, text=True, env=dict(os.environ, **UNIT_ENV)).stdout
-        runs.append(json.loads(out.strip().splitlines()[-1]))
+        runs.append({**json.loads(out.strip().splitlines()[-1]), "dropped_files": f"{dropped}/{len(libraries)}"})
         print(f"  {mode} rep {rep}: {runs[-1]}", flush=True)
     return runs
 
@@ -135,7 +135,8 @@ def report(fast: list[dict], live: list[dict]) -> None:
 def file_share(runs: list[dict]) -> str:
     """The row's note: how much of the peak is mapped library files (median over the reps), for the reader."""
     files = [run["file_mib"] for run in runs if run.get("file_mib") is not None]
-    return f"mapped library files {statistics.median(files):.1f} MiB of it (RssFile)" if files else ""
+    share = f"mapped library files {statistics.median(files):.1f} MiB of it (RssFile)" if files else ""
+    return f"{share}; page cache dropped first for {runs[0]['dropped_files']} shared objects" if runs else share
 
 
 def measure(video: Path, data_dir: Path, realtime: bool) -> dict:

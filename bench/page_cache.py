@@ -31,7 +31,8 @@ def library_files() -> list[Path]:
 
 
 def drop_from_page_cache(paths: list[Path]) -> int:
-    """Ask the kernel to drop each file's clean cached pages; returns how many files were asked."""
+    """Ask the kernel to drop each file's clean cached pages; returns how many files were asked (the bench row's
+    note says it, so a run where some could not be opened shows)."""
     asked = 0
     for path in paths:
         try:

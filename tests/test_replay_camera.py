@@ -9,7 +9,7 @@ from agent.config import AgentConfig, CameraSettings
 from common.clock import ManualClock
 from common.errors import SourceError
 from drivers.camera import open_camera
-from drivers.camera.replay import _TV_TO_FULL, POOL_KEEP, ReplayCamera, natural_key, tv_to_full
+from drivers.camera.replay import _TV_TO_FULL, POOL_KEEP, BgrFrames, ReplayCamera, natural_key, tv_to_full
 
 
 def write_images(folder, count):
@@ -134,6 +134,19 @@ def test_bt709_tag_is_what_the_conversion_follows(tmp_path):
         frame.colorspace = 2    # AVCOL_SPC_UNSPECIFIED: swscale's BT.601
         untagged = frame.to_ndarray(format="bgr24")
     assert np.abs(tagged.astype(np.int16) - untagged).max() > 5
+
+
+def test_colour_tags_that_change_mid_stream_are_followed(tmp_path):
+    # a stream's tags can change (an encoder restarted, a spliced recording): each frame converts by its own
+    clip = write_clip(tmp_path / "clip.mp4", colorspace=BT709, color_range=MPEG)
+    tags = [(BT709, MPEG), (2, MPEG), (BT709, MPEG), (BT709, JPEG), (2, 0), (BT709, MPEG)]  # 2, 0: unspecified
+    bgr = BgrFrames()
+    with av.open(str(clip)) as container:
+        for frame, (colorspace, color_range) in zip(container.decode(video=0), tags, strict=False):
+            frame.colorspace, frame.color_range = colorspace, color_range
+            image = bgr.convert(frame)   # let go before the next: one graph would serve them all
+            assert np.array_equal(image, frame.to_ndarray(format="bgr24")), (colorspace, color_range)
+            del image
 
 
 def address(image):

@@ -36,19 +36,16 @@ UNIT, OTHER, STATION, MONITOR = "pid-0042", "pid-0043", "station-command", "stat
 HOME = "home-assistant"
 NET_TIMEOUT = 20.0
 # the broker side of "one identity per unit" (docs/mqtt.md, "Broker connection")
-ACL = f"""pattern readwrite pids/%u/#
-pattern write homeassistant/+/%u/+/config
-user {HOME}
-topic read homeassistant/#
-topic read pids/+/status
-topic read pids/+/heartbeat
-topic read pids/+/event
-topic read pids/+/snapshot
-user {STATION}
-topic readwrite pids/#
-user {MONITOR}
-topic readwrite pids/#
-"""
+
+
+def documented_acl() -> str:
+    """The pids.acl block of docs/mqtt.md, as an operator would copy it (the test runs what the docs say)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "mqtt.md").read_text(encoding="utf-8")
+    block = next(part for part in text.split("```") if part.lstrip("\n").startswith("# pids.acl"))
+    return block.strip("\n") + "\n"
+
+
+ACL = documented_acl()
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +77,7 @@ def broker(tmp_path, pki):
     folder.mkdir()
     broker = Broker(folder)
     (folder / "acl").write_text(ACL)
+    assert f"user {STATION}" in ACL and f"user {MONITOR}" in ACL and f"user {HOME}" in ACL
     lines = broker.config.read_text().replace("allow_anonymous true", "allow_anonymous false").splitlines()
     listener = next(i for i, line in enumerate(lines) if line.startswith("listener"))
     lines[listener + 1:listener + 1] = [
@@ -238,20 +236,23 @@ def test_home_assistant_discovery_under_the_acl_keeps_the_unit_connected_and_its
     # would be disconnected at every connect; with it, each unit writes only its own discovery topics
     home = Client(broker.port, pki, HOME, "home-assistant")
     assert home.connect() == "connected"
+    home.subscribe("homeassistant/#")
+    home.publish("homeassistant/status", b"online")  # Home Assistant's birth message, at each of its connects
+    assert home.next_message() == ("homeassistant/status", b"online")  # allowed, and it is still connected
     uplink, _publisher, _key = unit_uplink(broker, pki, tmp_path, queue.Queue())
+    other = Client(broker.port, pki, OTHER, "other-unit")
     try:
         config = parse_config({"device_id": UNIT, "homeassistant": {"enabled": True}})
         expected = discovery_messages(config.homeassistant, UNIT, config.site_ref, config.topic_root, [])
         homeassistant.announce(uplink, config)
-        home.subscribe("homeassistant/#")
         received = dict(home.next_message() for _ in expected)
-        assert received == expected  # every entity's config, retained, as Home Assistant reads them
+        assert received == expected  # every entity's config, as Home Assistant reads them
         assert uplink.connected and uplink.connects == 1  # never thrown off for them
-        other = Client(broker.port, pki, OTHER, "other-unit")
         assert other.connect() == "connected"
         assert other.publish_refused(next(iter(expected)), b"{}")  # another unit cannot rewrite this unit's entities
         assert home.publish_refused(f"pids/{UNIT}/cmd", b'{"cmd": "disarm"}')  # Home Assistant only reads
         assert uplink.connected and uplink.connects == 1
     finally:
         uplink.stop()
-        home.client.loop_stop()
+        for client in (home, other):
+            client.close()

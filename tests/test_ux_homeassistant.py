@@ -11,7 +11,9 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from agent.uplink.homeassistant import snapshot_jpeg
+from agent.config import parse_config
+from agent.uplink.homeassistant import discovery_messages, snapshot_jpeg
+from common.errors import ConfigError
 from tests.test_ux import pid_agent, short_clip  # noqa: F401 - the module fixture is used by name
 
 __all__ = ["short_clip"]
@@ -93,3 +95,13 @@ def test_snapshot_is_shrunk_to_its_cap():
     assert len(jpeg) <= 15_000
     picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert picture.shape[1] < 1280  # noise does not compress: only a smaller picture fits
+
+
+def test_discovery_is_refused_for_a_device_id_that_cannot_be_a_node_id():
+    # a '.' is allowed in device ids, not in Home Assistant node ids; a unit publishing under a changed node would be
+    # thrown off by the ACL at every connect, so the config says so before the unit starts
+    with pytest.raises(ConfigError, match="homeassistant.enabled needs a device_id without '.'"):
+        parse_config({"device_id": "pid-0042.b", "homeassistant": {"enabled": True}})
+    assert parse_config({"device_id": "pid-0042.b"}).device_id == "pid-0042.b"  # without discovery it is fine
+    topics = discovery_messages(parse_config({}).homeassistant, "pid-0042_b-x", "site", "pids/x", [])
+    assert {topic.split("/")[2] for topic in topics} == {"pid-0042_b-x"}

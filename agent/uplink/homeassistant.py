@@ -33,10 +33,12 @@ def _object_id(text: str) -> str:
 
 
 def _node_id(device_id: str) -> str:
-    """The discovery topic's node: the device id itself wherever Home Assistant allows it ([A-Za-z0-9_-]), so the
-    broker's ACL can confine each unit to its own discovery topics by its certificate's CN (docs/mqtt.md);
-    a '.' (allowed in device ids, not in node ids) becomes '_'."""
-    return "".join(ch if ch.isascii() and (ch.isalnum() or ch in "_-") else "_" for ch in device_id)
+    """The discovery topic's node: the device id itself, so the broker's ACL can confine each unit to its own
+    discovery topics by its certificate's CN (docs/mqtt.md). The config refuses discovery for an id with a '.',
+    which Home Assistant's node ids do not allow."""
+    if "." in device_id:
+        raise ValueError(f"device_id {device_id!r} cannot be a Home Assistant node id")
+    return device_id
 
 
 def _zone_template(zone: str | None) -> str:

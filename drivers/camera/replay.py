@@ -83,12 +83,14 @@ class BgrFrames:
     def __init__(self, keep: int = POOL_KEEP) -> None:
         self.keep = keep
         self._graph = None
-        self._input: tuple | None = None    # the size and pixel format the graph was built for
+        self._input: tuple | None = None    # the size, pixel format and colour tags the graph was built for
         self._lent: list[weakref.ref] = []  # the images handed out and still alive (the pool's size, at least)
 
     def convert(self, frame) -> np.ndarray:
         self._lent = [ref for ref in self._lent if ref() is not None]
-        shape = (frame.width, frame.height, frame.format.name)
+        # the colour tags too: a graph's scaler keeps the matrix and range it was set up with, so a stream whose
+        # tags change (a camera's encoder restarted, a spliced recording) would convert later frames wrongly
+        shape = (frame.width, frame.height, frame.format.name, int(frame.colorspace), int(frame.color_range))
         if self._graph is None or shape != self._input or len(self._lent) >= self.keep:
             # a new graph, a new pool: the old one is freed as the images still out are let go
             self._graph, self._input, self._lent = bgr_graph(frame), shape, []

@@ -60,8 +60,7 @@ def test_soak_meets_its_targets(tmp_path):
 
 
 def test_the_fd_and_thread_figure_sees_a_leak_not_a_transient():
-    sys.path.insert(0, str(ROOT / "bench"))
-    from soak import floor_growth
+    from bench.soak import floor_growth
 
     # (seconds, RSS, fds, threads): a clip's file and encoder threads come and go; a sample catches them or not
     swinging = [(t, 100.0, 9 + (t % 3 == 0) * 6, 6 + (t % 4 == 0) * 8) for t in range(0, 600, 5)]
