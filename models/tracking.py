@@ -96,10 +96,11 @@ class Tracker:
 
         `demand` (per blob, >= 1) multiplies the travel needed to confirm: blobs in busy (nuisance) regions must
         travel further before they count."""
+        followed = {track.id for track in self.tracks if track.seen}  # seen in the previous frame
         for track in self.tracks:
             track.seen = track.held = False
         owners: list[Track | None] = [None] * len(blobs)
-        for index, track, held in self._match(blobs, ts):
+        for index, track, held in self._match(blobs, ts, followed):
             self._advance(track, blobs[index], ts, 1.0 if demand is None else demand[index], held)
             owners[index] = track
         for index, blob in enumerate(blobs):
@@ -108,8 +109,8 @@ class Tracker:
         self.tracks = [t for t in self.tracks if t.seen or ts - t.last_ts <= self.params.max_gap_s]
         return owners
 
-    def _match(self, blobs: list[tuple[int, int, int, int, int]],
-               ts: float) -> list[tuple[int, Track, bool]]:
+    def _match(self, blobs: list[tuple[int, int, int, int, int]], ts: float,
+               followed: set[int]) -> list[tuple[int, Track, bool]]:
         """(blob index, track, held) of each match; held: found only where it was last seen (_distance).
 
         The gate is small compared with the object, so fragments of foliage that reshuffle every frame do not
@@ -117,7 +118,7 @@ class Tracker:
         through foliage passes over the leaves' small tracks, and nearest-only would hand the person's blob to a
         leaf track (the person's own track then gets a leaf, or nothing, and their travel starts afresh every few
         frames); a size jump between pairs is a different object (see max_area_ratio), matched only when nothing
-        like it is near."""
+        like it is near. Like size is a claim only for a track `followed` (_claims)."""
         pairs = []
         for index, (x, y, w, h, area) in enumerate(blobs):
             cx, cy = x + w / 2, y + h / 2
@@ -125,12 +126,13 @@ class Tracker:
                 gate = max(self.params.gate_px, 0.5 * track.size)
                 predicted, last = self._distance(track, cx, cy, ts)
                 if min(predicted, last) <= gate:
-                    pairs.append((not self._alike(track, area), min(predicted, last), index, track, predicted > gate))
+                    claim = self._claims(track, area, followed)
+                    pairs.append((not claim, min(predicted, last), index, track, predicted > gate))
         pairs.sort(key=lambda item: item[:2])
         used_blobs: set[int] = set()
         used_tracks: set[int] = set()
         matched = []
-        for _unlike, _dist, index, track, held in pairs:
+        for _no_claim, _dist, index, track, held in pairs:
             if index in used_blobs or track.id in used_tracks:
                 continue
             used_blobs.add(index)
@@ -158,10 +160,16 @@ class Tracker:
             last = math.inf
         return predicted, last
 
-    def _alike(self, track: Track, area: float) -> bool:
-        """Whether a blob of `area` px is of the track's size (within max_area_ratio either way)."""
+    def _claims(self, track: Track, area: float, followed: set[int]) -> bool:
+        """Whether the track has first claim on a blob of `area` px: the blob is of its size (within
+        max_area_ratio either way) and the track has been followed without a break (matched before, and seen
+        in the previous frame). Like size is evidence of the same object only then: near-lens foliage flashes
+        up in big blobs, one here, the next a little further on; a big track seen once (no velocity yet) or lost
+        for frames would take them from the leaves' tracks they cover and count the jump between two flashes
+        as travel (sbi-foliage at travel or activity_demand 0.7, threshold 0.7)."""
         ratio = area / max(1.0, track.size ** 2)
-        return 1.0 / self.params.max_area_ratio <= ratio <= self.params.max_area_ratio
+        alike = 1.0 / self.params.max_area_ratio <= ratio <= self.params.max_area_ratio
+        return alike and track.hits >= 2 and track.id in followed
 
     def _start(self, blob: tuple[int, int, int, int, int], ts: float) -> Track:
         x, y, w, h, area = blob

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from models.tracking import Tracker, TrackerParams, patience
 
 PARAMS = TrackerParams(travel_px=8.0, move_px=2.0, gate_px=2.0, max_gap_s=0.5, still_s=2.0, min_hits=4,
@@ -59,6 +61,24 @@ def test_person_walking_over_leaf_tracks_keeps_their_own_track():
         owners.append(tracker.update(blobs, i / 10)[-1])
     assert len({track.id for track in owners}) == 1
     assert owners[-1].confirmed
+
+
+@pytest.mark.parametrize("big_seen", [(2,), (0, 1)], ids=["born-last-frame", "lost-for-a-frame"])
+def test_like_size_wins_a_blob_only_for_a_track_followed_without_a_break(big_seen):
+    # near-lens foliage: big blobs flash up at one spot and the next at another, over the small tracks of leaves.
+    # Like size is evidence of the same object only for a track followed frame after frame (its velocity known,
+    # seen last frame); a big track seen once, or lost for a frame, does not take a blob from the leaf track it
+    # covers, or the jump between two flashes would count as travel
+    tracker = Tracker(PARAMS)
+    big_track = None
+    for i in range(3):
+        blobs = [blob(64, 50, side=4)]
+        if i in big_seen:
+            blobs.append(blob(92 - 6 * i if big_seen == (0, 1) else 80, 50, side=40))
+        owners = tracker.update(blobs, i / 10)
+        big_track = owners[-1] if i in big_seen else big_track
+    owner = tracker.update([blob(66, 50, side=40)], 0.3)[0]
+    assert owner is not big_track
 
 
 def test_confirmed_object_is_kept_through_a_frame_of_changed_shape():
