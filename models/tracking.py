@@ -38,9 +38,13 @@ class Track:
     origin_ts: float = 0.0      # when travel started being counted (start, or the last restart)
     edge: float = 0.0           # edge width in px, smoothed (0 = not yet measured); out of focus = near the lens
     smooth: tuple[float, float] | None = None  # centroid smoothed over frames: travel is measured on it
+    expected_ts: float = 0.0    # last time it was found where its velocity predicted it (or its start)
+    held: bool = False          # this frame it was found only where it was last seen (see Tracker._distance)
 
     def moving(self, ts: float, still_s: float) -> bool:
-        return ts - self.anchor_ts <= still_s
+        """Whether it counts as motion: moved lately, and found this frame where its motion took it (a blob at the
+        spot a fast object was last seen is as likely whatever it left behind there: swaying leaves)."""
+        return not self.held and ts - self.anchor_ts <= still_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +96,12 @@ class Tracker:
 
         `demand` (per blob, >= 1) multiplies the travel needed to confirm: blobs in busy (nuisance) regions must
         travel further before they count."""
+        followed = {track.id for track in self.tracks if track.seen}  # seen in the previous frame
         for track in self.tracks:
-            track.seen = False
+            track.seen = track.held = False
         owners: list[Track | None] = [None] * len(blobs)
-        for index, track in self._match(blobs, ts):
-            self._advance(track, blobs[index], ts, 1.0 if demand is None else demand[index])
+        for index, track, held in self._match(blobs, ts, followed):
+            self._advance(track, blobs[index], ts, 1.0 if demand is None else demand[index], held)
             owners[index] = track
         for index, blob in enumerate(blobs):
             if owners[index] is None:
@@ -104,46 +109,92 @@ class Tracker:
         self.tracks = [t for t in self.tracks if t.seen or ts - t.last_ts <= self.params.max_gap_s]
         return owners
 
-    def _match(self, blobs: list[tuple[int, int, int, int, int]], ts: float) -> list[tuple[int, Track]]:
-        # match against the position predicted from the track's velocity; the gate is small compared with the
-        # object, so fragments of foliage that reshuffle every frame do not chain into one "travelling" track
+    def _match(self, blobs: list[tuple[int, int, int, int, int]], ts: float,
+               followed: set[int]) -> list[tuple[int, Track, bool]]:
+        """(blob index, track, held) of each match; held: found only where it was last seen (_distance).
+
+        The gate is small compared with the object, so fragments of foliage that reshuffle every frame do not
+        chain into one "travelling" track. Pairs of like size are matched first, nearest first: a person walking
+        through foliage passes over the leaves' small tracks, and nearest-only would hand the person's blob to a
+        leaf track (the person's own track then gets a leaf, or nothing, and their travel starts afresh every few
+        frames); a size jump between pairs is a different object (see max_area_ratio), matched only when nothing
+        like it is near. Like size is a claim only for a track `followed` (_claims)."""
         pairs = []
-        for index, (x, y, w, h, _area) in enumerate(blobs):
+        for index, (x, y, w, h, area) in enumerate(blobs):
             cx, cy = x + w / 2, y + h / 2
             for track in self.tracks:
-                dt = ts - track.last_ts
-                px, py = track.pos[0] + track.velocity[0] * dt, track.pos[1] + track.velocity[1] * dt
-                dist = math.hypot(cx - px, cy - py)
-                if dist <= max(self.params.gate_px, 0.5 * track.size):
-                    pairs.append((dist, index, track))
-        pairs.sort(key=lambda item: item[0])
+                gate = max(self.params.gate_px, 0.5 * track.size)
+                predicted, last = self._distance(track, cx, cy, ts)
+                if min(predicted, last) <= gate:
+                    claim = self._claims(track, area, followed)
+                    pairs.append((not claim, min(predicted, last), index, track, predicted > gate))
+        pairs.sort(key=lambda item: item[:2])
         used_blobs: set[int] = set()
         used_tracks: set[int] = set()
         matched = []
-        for _dist, index, track in pairs:
+        for _no_claim, _dist, index, track, held in pairs:
             if index in used_blobs or track.id in used_tracks:
                 continue
             used_blobs.add(index)
             used_tracks.add(track.id)
-            matched.append((index, track))
+            matched.append((index, track, held))
         return matched
+
+    def _distance(self, track: Track, cx: float, cy: float, ts: float) -> tuple[float, float]:
+        """Distances of a blob centre from the track's position predicted from its velocity and from where it was
+        last seen (inf where it is not to be looked for there).
+
+        A blob that changes shape (fragments, a light coming on around it) moves its centroid and so its velocity,
+        and a confirmed object must not be lost (its alarm break off) for a frame of a bad prediction; a tiny far
+        one's box edges flicker by a pixel, which at 25 fps is a velocity of tens of px/s, and its slow travel must
+        not start afresh for it. Unconfirmed tracks are looked for where they were last seen only within gate_px:
+        fragments of swaying foliage that hop about by more would chain into "travel". And only for max_gap_s
+        after the track was last found where predicted: when a person walks off past swaying leaves, the leaves'
+        blobs go on jittering where the person was last seen, and a track held there for longer is the leaves'
+        (see _advance for what a held match does and does not count for)."""
+        dt = ts - track.last_ts
+        px, py = track.pos[0] + track.velocity[0] * dt, track.pos[1] + track.velocity[1] * dt
+        predicted = math.hypot(cx - px, cy - py)
+        last = math.hypot(cx - track.pos[0], cy - track.pos[1])
+        if ts - track.expected_ts > self.params.max_gap_s or not (track.confirmed or last <= self.params.gate_px):
+            last = math.inf
+        return predicted, last
+
+    def _claims(self, track: Track, area: float, followed: set[int]) -> bool:
+        """Whether the track has first claim on a blob of `area` px: the blob is of its size (within
+        max_area_ratio either way) and the track has been followed without a break (matched before, and seen
+        in the previous frame). Like size is evidence of the same object only then: near-lens foliage flashes
+        up in big blobs, one here, the next a little further on; a big track seen once (no velocity yet) or lost
+        for frames would take them from the leaves' tracks they cover and count the jump between two flashes
+        as travel (sbi-foliage at travel or activity_demand 0.7, threshold 0.7)."""
+        ratio = area / max(1.0, track.size ** 2)
+        alike = 1.0 / self.params.max_area_ratio <= ratio <= self.params.max_area_ratio
+        return alike and track.hits >= 2 and track.id in followed
 
     def _start(self, blob: tuple[int, int, int, int, int], ts: float) -> Track:
         x, y, w, h, area = blob
         centre = (x + w / 2, y + h / 2)
         size = math.sqrt(area)
         track = Track(self._next_id, ts, centre, centre, size, size, ts, anchor=centre, anchor_ts=ts, box=blob,
-                      origin_ts=ts)
+                      origin_ts=ts, expected_ts=ts)
         self._next_id += 1
         self.tracks.append(track)
         return track
 
-    def _advance(self, track: Track, blob: tuple[int, int, int, int, int], ts: float, demand: float) -> None:
+    def _advance(self, track: Track, blob: tuple[int, int, int, int, int], ts: float, demand: float,
+                 held: bool = False) -> None:
+        """Follow the track to `blob`. A held match (found only where it was last seen) keeps the track and its
+        travel, but is no evidence of motion: its velocity is kept (learnt from leaves jittering where a walker
+        left, it would slow to theirs and the prediction hold the track on them for good), it does not move the
+        anchor or count as motion this frame (Track.moving), and it does not confirm."""
         p = self.params
         x, y, w, h, area = blob
         centre = (x + w / 2, y + h / 2)
         dt = ts - track.last_ts
-        if dt > 0:
+        track.held = held
+        if not held:
+            track.expected_ts = ts
+        if dt > 0 and not held:
             vx, vy = (centre[0] - track.pos[0]) / dt, (centre[1] - track.pos[1]) / dt
             track.velocity = (0.5 * track.velocity[0] + 0.5 * vx, 0.5 * track.velocity[1] + 0.5 * vy)
         step = math.hypot(centre[0] - track.pos[0], centre[1] - track.pos[1])
@@ -176,6 +227,8 @@ class Tracker:
         track.aspect = aspect if track.aspect == 0 else 0.8 * track.aspect + 0.2 * aspect
         net = math.hypot(track.smooth[0] - track.origin[0], track.smooth[1] - track.origin[1])
         track.far = max(track.far, net)
+        if held:
+            return
         if math.hypot(centre[0] - track.anchor[0], centre[1] - track.anchor[1]) >= p.move_px:
             track.anchor, track.anchor_ts = centre, ts
         # a far person at night crawls a pixel or two a second: a track held long without breaking up is evidence
