@@ -15,6 +15,54 @@ from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
+class Trend:
+    """Running sums of a least-squares line through a track's smoothed centroid against the time since its
+    origin: how much of its movement a steady drift explains (`coherence`), at a constant cost per frame."""
+
+    n: int = 0
+    t: float = 0.0
+    tt: float = 0.0
+    x: float = 0.0
+    y: float = 0.0
+    tx: float = 0.0
+    ty: float = 0.0
+    xx: float = 0.0
+    yy: float = 0.0
+
+    def add(self, t: float, x: float, y: float) -> None:
+        self.n += 1
+        self.t += t
+        self.tt += t * t
+        self.x += x
+        self.y += y
+        self.tx += t * x
+        self.ty += t * y
+        self.xx += x * x
+        self.yy += y * y
+
+    def coherence(self) -> float:
+        """How consistently the displacement grows with time (0-1). A straight line at constant speed must explain
+        both the position's spread (R^2 of the fit, both axes together) and the displacement from the origin
+        itself (R^2 of the fit through the origin: displacement proportional to time); the lesser counts.
+        Someone walking, however slowly, is near 1 on both (only the box's one-pixel steps and flicker are left
+        over). A swing fits the first until it turns back and, starting mid-swing, the second only until it
+        passes back by its start; a blob jittering about one spot fits neither. A random walk (a blob whose
+        fragments reshuffle) fits a line with R^2 of about a half on average, so coherence rises from 0 there to
+        1 at R^2 = 1."""
+        if self.n < 3:
+            return 0.0
+        stt = self.tt - self.t * self.t / self.n
+        spread = (self.xx - self.x * self.x / self.n) + (self.yy - self.y * self.y / self.n)
+        if stt <= 0.0 or spread <= 1e-9:
+            return 0.0
+        stx = self.tx - self.t * self.x / self.n
+        sty = self.ty - self.t * self.y / self.n
+        centred = (stx * stx + sty * sty) / (stt * spread)
+        from_origin = (self.tx * self.tx + self.ty * self.ty) / (self.tt * (self.xx + self.yy))
+        return max(0.0, 2.0 * min(1.0, centred, from_origin) - 1.0)
+
+
+@dataclass(slots=True)
 class Track:
     """One object followed over frames (positions in detection-image pixels, times in seconds)."""
 
@@ -40,6 +88,7 @@ class Track:
     smooth: tuple[float, float] | None = None  # centroid smoothed over frames: travel is measured on it
     expected_ts: float = 0.0    # last time it was found where its velocity predicted it (or its start)
     held: bool = False          # this frame it was found only where it was last seen (see Tracker._distance)
+    trend: Trend = field(default_factory=Trend)  # line through its smoothed centroid since the origin
 
     def moving(self, ts: float, still_s: float) -> bool:
         """Whether it counts as motion: moved lately, and found this frame where its motion took it (a blob at the
@@ -69,14 +118,20 @@ class TrackerParams:
 SMOOTHING = 0.4
 
 
-def patience(followed_s: float, patient_s: float, share: float) -> float:
+def patience(followed_s: float, patient_s: float, share: float, coherence: float = 0.0) -> float:
     """Share of its travel a track followed `followed_s` without a restart needs: all of it before patient_s, then
-    `share`, falling with the square root of the time held (a steady drift stands out of the centroid's jitter
-    as more frames average it) to half of `share` at 4x patient_s. A far person at night moves a pixel or two a
-    second; a swaying or flickering thing breaks up, restarts or fails the straightness test long before."""
+    `share`, falling with the time held to half of `share`. A far person at night moves a pixel or two a second;
+    a swaying or flickering thing breaks up, restarts or fails the straightness test long before.
+
+    How fast it falls depends on how `coherent` (0-1, Trend.coherence) the track's movement is. With none (a
+    position that jitters) it falls with the square root of the time held, to half of `share` at 4x patient_s: the
+    drift stands out of the centroid's jitter only as more frames average it. With a position that grows
+    steadily with time it falls with the time itself, to half of `share` at 2x patient_s: every frame then adds
+    to the same displacement (several frames of weak but coherent motion are the evidence of one strong one)."""
     if followed_s < patient_s:
         return 1.0
-    return max(0.5 * share, share * math.sqrt(patient_s / followed_s))
+    exponent = 0.5 + 0.5 * min(1.0, max(0.0, coherence))
+    return max(0.5 * share, share * (patient_s / followed_s) ** exponent)
 
 
 class Tracker:
@@ -209,6 +264,7 @@ class Tracker:
             track.origin_size = math.sqrt(area)
             track.origin_ts = ts
             track.smooth = centre
+            track.trend = Trend()
         # travel and path on the smoothed centroid: a box moves in whole pixels and its edges flicker by one, which
         # for an object a few pixels tall is most of a second's travel and lengthens the path with jitter
         before = track.smooth or track.origin
@@ -216,6 +272,9 @@ class Tracker:
                         before[1] + SMOOTHING * (centre[1] - before[1]))
         step = math.hypot(track.smooth[0] - before[0], track.smooth[1] - before[1])
         track.path += step
+        if not track.confirmed:  # (only confirmation asks for it)
+            track.trend.add(ts - track.origin_ts, track.smooth[0] - track.origin[0],
+                            track.smooth[1] - track.origin[1])
         track.pos = centre
         track.size = math.sqrt(area)
         track.last_ts = ts
@@ -233,7 +292,9 @@ class Tracker:
             track.anchor, track.anchor_ts = centre, ts
         # a far person at night crawls a pixel or two a second: a track held long without breaking up is evidence
         # in itself, so it needs less travel (still in a straight enough line)
-        held = patience(ts - track.origin_ts, p.patient_s, p.patient_share)
+        # (the less the more steadily it moves one way: Trend.coherence)
+        coherent = 0.0 if track.confirmed else track.trend.coherence()
+        held = patience(ts - track.origin_ts, p.patient_s, p.patient_share, coherent)
         # someone right in front of the camera fills much of the view and cannot travel far within it: from half
         # of large_px the travel needed falls with the size, to none at large_px (a step at one size would make
         # a person just under it wait for travel they have no room for)

@@ -69,12 +69,14 @@ def test_cli_sweep_prints_the_table_and_fails_when_a_row_fails(tmp_path, capsys)
 #: the waving trees and the foliage (false alarms) and the possum (animal alarms)
 SUBSET_CLIPS = ["night-lane-people-far", "thermal-possum", "wallflower-lightswitch", "wallflower-wavingtrees",
                 "sbi-foliage"]
-#: parameters whose 0.7x and 1.3x rows met every target in the full sweep of both manifests (00:06 UTC Dec 2)
+#: parameters whose 0.7x and 1.3x rows met every target in the full sweep of both manifests (20:00 UTC Dec 2:
+#: 51/53 rows; threshold and patient_travel joined once a steadily moving track needs less travel sooner)
 ROBUST_PARAMETERS = ("detection.settle_s", "detection.nuisance_gain", "detection.straightness",
-                     "detection.absorb_s", "events.min_motion_frames")
-#: ... and two that did not (threshold 0.7x: the light switch at 3.93 s, 1.3x: a miss in the waving trees;
-#: patient_travel 1.3x: the far walker at 2.16 s): issue 9's +-30 % target is not met for them yet
-FRAGILE_PARAMETERS = ("detection.threshold", "detection.patient_travel")
+                     "detection.absorb_s", "events.min_motion_frames", "detection.threshold",
+                     "detection.patient_travel")
+#: ... and two that did not (activity_gain 0.7x: a false alarm in the foliage; startup_s 0.7x: one in the waving
+#: trees): issue 9's +-30 % target is not met for them yet
+FRAGILE_PARAMETERS = ("detection.activity_gain", "detection.startup_s")
 
 
 def _footage_sweep(parameters):
@@ -96,7 +98,7 @@ def test_targets_hold_with_robust_parameters_off_by_30_percent_on_a_subset():
 
 @pytest.mark.footage
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="threshold and patient_travel at +-30 % break a target (issue 9, open)")
+@pytest.mark.xfail(strict=True, reason="activity_gain and startup_s at 0.7x raise a false alarm (issue 9, open)")
 def test_targets_hold_with_fragile_parameters_off_by_30_percent_on_a_subset():
     rows = _footage_sweep(FRAGILE_PARAMETERS)
     assert all(row.passed for row in rows), format_sweep(rows)

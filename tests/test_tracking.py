@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from models.tracking import Tracker, TrackerParams, patience
+from models.tracking import Tracker, TrackerParams, Trend, patience
 
 PARAMS = TrackerParams(travel_px=8.0, move_px=2.0, gate_px=2.0, max_gap_s=0.5, still_s=2.0, min_hits=4,
                        min_straightness=0.3)
@@ -183,6 +183,61 @@ def test_very_slow_steady_mover_confirms_sooner_than_with_half_travel_alone():
     # 0.8 px/s (whole pixels, as blob boxes are): half the travel (4 px) is reached at 5.0 s; held 3.75 s, 3 px
     # are more than the 0.5 x sqrt(1.5 / 3.75) x 8 = 2.5 px it then needs
     assert 3.6 <= _confirmed_after(patient, 0.8, 8.0) <= 3.9
+
+
+def _patient() -> TrackerParams:
+    return TrackerParams(**{**{f: getattr(PARAMS, f) for f in PARAMS.__dataclass_fields__},
+                            "patient_s": 1.5, "patient_share": 0.5})
+
+
+def test_slow_steady_mover_needs_less_travel_for_moving_coherently():
+    # 1.5 px/s in whole pixels (a far walker at night at detection size): its displacement grows in step with
+    # time, so once held patient_s its travel falls with the time held, not its square root. With the square
+    # root alone it confirms at 2.68 s (3.4 px); coherently, at 2.16 s (2.9 px)
+    confirmed = _confirmed_after(_patient(), 1.5, 6.0)
+    assert confirmed is not None and confirmed <= 2.3, confirmed
+
+
+def test_blob_swinging_as_far_as_the_steady_mover_travels_is_still_never_confirmed():
+    # +-3 px (the travel at which the 1.5 px/s mover above confirms), periods of 1 to 3 s, for 20 s: its
+    # displacement turns back with every swing and never grows with time
+    for period in (1.0, 1.5, 2.0, 3.0):
+        tracker = Tracker(_patient())
+        for i in range(500):
+            x = 50 + 3.0 * math.sin(2 * math.pi * i / 25 / period)
+            owner = tracker.update([blob(x, 50, side=6)], i / 25)[0]
+            assert not owner.confirmed, (period, i / 25)
+
+
+def _trend(positions: list[tuple[float, float]], fps: float = 25.0) -> Trend:
+    trend = Trend()
+    for i, (x, y) in enumerate(positions):
+        trend.add(i / fps, x, y)
+    return trend
+
+
+def test_coherence_is_high_for_steady_travel_and_none_for_swaying_or_jitter():
+    steady = _trend([(0.06 * i, 0.02 * i) for i in range(75)])  # 1.5 px/s for 3 s
+    stepped = _trend([(float(int(0.06 * i)), 0.0) for i in range(75)])  # the same in whole-pixel steps
+    swaying = _trend([(3.0 * math.sin(2 * math.pi * i / 50), 0.0) for i in range(150)])  # 2 s swings, 6 s
+    jitter = _trend([(math.sin(i * 1.1), math.cos(i * 0.7)) for i in range(75)])  # about one spot
+    from_extreme = _trend([(3.0 * math.cos(2 * math.pi * i / 50) - 3.0, 0.0) for i in range(100)])  # 2 swings
+    assert steady.coherence() > 0.99
+    assert stepped.coherence() > 0.8
+    assert swaying.coherence() == 0.0
+    assert jitter.coherence() == 0.0
+    assert from_extreme.coherence() == 0.0
+    assert Trend().coherence() == 0.0
+    assert _trend([(2.0, 1.0)] * 30).coherence() == 0.0  # at rest
+
+
+def test_coherent_motion_halves_the_time_to_the_least_travel():
+    assert patience(3.0, 1.5, 0.5, coherence=0.0) == patience(3.0, 1.5, 0.5)
+    assert patience(3.0, 1.5, 0.5, coherence=1.0) == 0.25  # half of share at 2x patient_s, not 4x
+    assert patience(1.0, 1.5, 0.5, coherence=1.0) == 1.0  # not before patient_s
+    shares = [patience(2.5, 1.5, 0.5, coherence=c) for c in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert shares == sorted(shares, reverse=True) and shares[0] > shares[-1]
+    assert patience(60.0, 1.5, 0.5, coherence=1.0) == patience(60.0, 1.5, 0.5) == 0.25  # the same floor
 
 
 def test_box_edge_flicker_does_not_make_a_slow_mover_look_crooked():
