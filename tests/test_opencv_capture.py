@@ -20,9 +20,9 @@ from agent.config import CameraSettings
 from common.backoff import Backoff
 from common.clock import ManualClock
 from common.errors import SourceError
-from drivers.camera.buffers import POOL_KEEP
 from drivers.camera.opencv_capture import OpenCVCamera, OpenCVSettings, parse_source
 from drivers.camera.watchdog import CameraFault, CameraRestored, CameraWatchdog, WatchdogSettings
+from tests.held_frames import assert_kept_frames_keep_their_pixels
 
 FRAMES = 12
 
@@ -89,29 +89,15 @@ def test_reads_a_real_mp4_and_reopens_it_when_it_ends(tmp_path):
     assert frames[FRAMES].ts == pytest.approx(0.5) and frames[-1].ts == pytest.approx(1.0)
 
 
-def _address(image) -> int:
-    return image.__array_interface__["data"][0]
-
-
 def test_a_held_frame_keeps_its_pixels_while_buffers_are_used_again(tmp_path):
     video = _write_mp4(tmp_path / "cam.mp4", frames=24)
     capture = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
     expected = [capture.read()[1] for _ in range(24)]     # a fresh array each, as the camera read before its pool
     capture.release()
-    held, corner, seen = None, None, []
     with _camera(video, OpenCVSettings(), ManualClock()) as camera:
-        for frame in itertools.islice(camera.frames(), 24):
-            seen.append(_address(frame.image))
-            if frame.index == 3:
-                held = frame                        # kept, as an alarm keeps its first frame
-            if frame.index == 5:
-                corner = frame.image[20:60, 30:90]  # only a view kept, as a crop would be
-            del frame
-    assert np.array_equal(held.image, expected[3])   # every frame differs everywhere (its brightness)
-    assert np.array_equal(corner, expected[5][20:60, 30:90])
-    # neither buffer was written into again while kept, and the frames let go went round a few buffers
-    assert seen[3] not in seen[4:] and seen[5] not in seen[6:]
-    assert len(set(seen)) <= POOL_KEEP
+        # every frame differs everywhere (its brightness)
+        assert_kept_frames_keep_their_pixels(itertools.islice(camera.frames(), 24), expected,
+                                             (slice(20, 60), slice(30, 90)))
 
 
 def test_missing_device_and_file_are_clear_errors(tmp_path):
