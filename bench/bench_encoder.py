@@ -1,12 +1,13 @@
-"""CPU cost of the software clip per 1280x720 frame, per x264 preset (one thread, tune zerolatency, crf 26 as
-configured by default), on real night footage and on the demo's noisy synthetic yard, and the pre-roll ring's
-bytes per second. The clip's budget on a unit: half of one Pi 4 core at 10 fps, i.e. 50 ms of Pi CPU per frame,
-4.2 ms here at the slow end of the Pi assumption (12x). Why half: at an alarm's start the encoder thread has the
-pre-roll to encode while live frames keep coming; at a share f of its core it catches up after
-pre-roll x f / (1 - f) seconds, and an alarm shorter than that makes the loop wait in finish() for the backlog.
-The shortest clip tail is the 10 s post-roll, and the longest usual pre-roll is 10 s: f <= 50 % catches up within it
-(a 5 s pre-roll within 5 s). ultrafast is x264's cheapest preset; only crf buys more (crf 28: ~12 % less CPU on
-noise, 1.4 dB less PSNR on the night footage), less than this shared machine's own swing between runs.
+"""CPU cost of the software clip per 1280x720 frame, per x264 preset (one thread, tune zerolatency, the configured
+default quality: one constant quantizer, qp 24, and a keyframe a second, as a unit's clip has them), on real night
+footage and on the demo's noisy synthetic yard, and the pre-roll ring's bytes per second. The clip's budget on a
+unit: half of one Pi 4 core at 10 fps, i.e. 50 ms of Pi CPU per frame, 4.2 ms here at the slow end of the Pi
+assumption (12x). Why half: at an alarm's start the encoder thread has the pre-roll to encode while live frames
+keep coming; at a share f of its core it catches up after pre-roll x f / (1 - f) seconds, and an alarm shorter than
+that makes the loop wait in finish() for the backlog. The shortest clip tail is the 10 s post-roll, and the longest
+usual pre-roll is 10 s: f <= 50 % catches up within it (a 5 s pre-roll within 5 s). ultrafast is x264's cheapest
+preset; the constant quantizer costs 30-45 % less CPU than crf 26 did (which spent its bits, and x264's time, on
+the sensor noise of dark, static frames), at the same worst-frame PSNR (README, Performance).
 
 Each rep encodes the same 40 frames (already yuv420p, as the encoder thread gets them, and handed to PyAV as
 ClipWriter hands them: the array wrapped, not copied) into an in-memory MP4, under the unit's malloc settings;
@@ -29,7 +30,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from agent.config import RecorderSettings  # noqa: E402
-from agent.storage.encoding import PTS_PER_SECOND, encoder_options, to_yuv420, video_frame  # noqa: E402
+from agent.storage.encoding import PTS_PER_SECOND, encoder_options, keyframe_options, to_yuv420, video_frame  # noqa: E402
 from bench.rows import PI_SLOWDOWN, emit, pi_estimate, run_as_the_unit  # noqa: E402
 from common.clock import ManualClock  # noqa: E402
 from drivers.camera.synthetic import SyntheticCamera  # noqa: E402
@@ -75,7 +76,7 @@ def encode_ms(yuv: list[np.ndarray], preset: str) -> float:
     stream = out.add_stream("libx264", rate=10)
     stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
     stream.codec_context.time_base = Fraction(1, PTS_PER_SECOND)
-    stream.options = encoder_options(settings)
+    stream.options = {**encoder_options(settings), **keyframe_options(10.0)}
     began = cpu_s()
     for index, plane in enumerate(yuv):
         for packet in stream.encode(video_frame(plane, index * 100)):   # as ClipWriter hands it over

@@ -76,7 +76,7 @@ def write_video(path: Path) -> None:
     from drivers.camera.synthetic import WALK_START_S, SyntheticCamera
 
     camera = SyntheticCamera(clock=ManualClock(), width=1280, height=720, fps=FPS, duration_s=DEMO_S)
-    writer = ClipWriter(path, parse_config({}).recorder.model_copy(update={"crf": 20}), FPS, 1280, 720)
+    writer = ClipWriter(path, parse_config({}).recorder.model_copy(update={"qp": 20}), FPS, 1280, 720)
     with camera:
         frames = list(camera.frames())
     empty = [frame for frame in frames if frame.ts < WALK_START_S - 0.5]

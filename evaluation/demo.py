@@ -13,7 +13,7 @@ from drivers.camera.synthetic import SyntheticCamera
 def write_demo(path: Path, seconds: float = 30.0, fps: float = 10.0, width: int = 640, height: int = 360) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     camera = SyntheticCamera(clock=ManualClock(), width=width, height=height, fps=fps, duration_s=seconds)
-    writer = ClipWriter(path, RecorderSettings(crf=20), fps, width, height)
+    writer = ClipWriter(path, RecorderSettings(qp=20), fps, width, height)
     with camera:
         for frame in camera.frames():
             writer.add(frame.ts, frame.image)

@@ -162,8 +162,8 @@ def _agent(recording: str, data: Path, broker_url: str, max_bytes: int, realtime
     from drivers.camera.replay import ReplayCamera
     from tests.faults.harness import ALARM_SETTINGS, DEVICE
 
-    # near-lossless clips (crf 6): a unit's ~1 MB clips from a small, cheap recording
-    settings = {**ALARM_SETTINGS, "recorder": {**ALARM_SETTINGS["recorder"], "crf": 6, "preset": "ultrafast"}}
+    # near-lossless clips (qp 6): a unit's ~1 MB clips from a small, cheap recording
+    settings = {**ALARM_SETTINGS, "recorder": {**ALARM_SETTINGS["recorder"], "qp": 6, "preset": "ultrafast"}}
     config = parse_config({"device_id": DEVICE, "data_dir": str(data), "outbox": {"max_bytes": max_bytes},
                            "heartbeat": {"interval_s": 5},
                            "broker": {"url": broker_url, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0},

@@ -30,7 +30,7 @@ def _floor() -> np.ndarray:
 
 def write_fisheye_walk(path: Path, seconds: float = 12.0) -> Path:
     floor = _floor()
-    writer = ClipWriter(path, RecorderSettings(crf=20), FPS, SIZE, SIZE)
+    writer = ClipWriter(path, RecorderSettings(qp=20), FPS, SIZE, SIZE)
     for index in range(round(seconds * FPS)):
         image = floor.copy()
         if WALK_FRAMES[0] <= index < WALK_FRAMES[1]:

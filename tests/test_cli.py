@@ -131,7 +131,7 @@ def test_a_misspelt_preset_is_refused_by_check_config(tmp_path):
 
 def test_a_clip_the_outbox_cannot_hold_is_a_storage_fault_not_a_crash(tmp_path, demo_clip):
     config = write_config(tmp_path / "c.toml", f"data_dir = '{tmp_path / 'data'}'\n[outbox]\nmax_bytes = 1048576\n"
-                                                "[recorder]\ncrf = 0\n")  # lossless: the clip is far over 1 MiB
+                                                "[recorder]\nqp = 0\n")  # lossless: the clip is far over 1 MiB
     events_path = tmp_path / "events.jsonl"
     result = pid_agent("replay", demo_clip, "--fast", "--offline", "--config", config, "--events", events_path)
     assert result.returncode == 0, result.stderr

@@ -45,19 +45,35 @@ def x264_options(settings: RecorderSettings, tmp_path) -> dict[str, str]:
     return dict(item.split("=", 1) for item in found.group(1).decode().split() if "=" in item)
 
 
-def test_preset_threads_and_crf_reach_x264(tmp_path):
-    fast = x264_options(RecorderSettings(pre_roll_s=1.0, preset="ultrafast", threads=1, crf=31), tmp_path / "a")
-    assert (fast["threads"], fast["crf"], fast["cabac"]) == ("1", "31.0", "0")   # ultrafast: no CABAC
-    slower = x264_options(RecorderSettings(pre_roll_s=1.0, preset="superfast", threads=2, crf=20), tmp_path / "b")
-    assert (slower["threads"], slower["crf"], slower["cabac"]) == ("2", "20.0", "1")
+def test_preset_threads_and_quality_reach_x264(tmp_path):
+    fast = x264_options(RecorderSettings(pre_roll_s=1.0, preset="ultrafast", threads=1, qp=31), tmp_path / "a")
+    assert (fast["threads"], fast["rc"], fast["qp"], fast["cabac"]) == ("1", "cqp", "31", "0")   # ultrafast: no CABAC
+    slower = x264_options(RecorderSettings(pre_roll_s=1.0, preset="superfast", threads=2, rate_control="crf", crf=20),
+                          tmp_path / "b")
+    assert (slower["threads"], slower["rc"], slower["crf"], slower["cabac"]) == ("2", "crf", "20.0", "1")
 
 
-def test_the_default_encoder_is_one_thread_at_ultrafast(tmp_path):
+def test_the_default_quality_is_one_constant_quantizer(tmp_path):
+    """A constant quantizer by default: crf 26 spends most of its bits (and x264's CPU) keeping the sensor noise of
+    a dark, static scene (README, Performance)."""
     used = x264_options(RecorderSettings(pre_roll_s=1.0), tmp_path)
-    assert (used["threads"], used["cabac"], used["subme"]) == ("1", "0", "0")   # ultrafast: no CABAC, subme 0
+    assert (used["rc"], used["qp"]) == ("cqp", str(RecorderSettings().qp))
 
 
-@pytest.mark.parametrize(("key", "value"), [("preset", "fastest"), ("threads", -1), ("crf", 60),
+def test_a_config_that_sets_crf_alone_keeps_crf(tmp_path):
+    """A unit set up before rate_control existed says `crf = 26`: it keeps that rule, not the new default's."""
+    old = parse_config({"data_dir": str(tmp_path), "recorder": {"crf": 22}}).recorder
+    assert (old.rate_control, old.crf) == ("crf", 22)
+    used = x264_options(old.model_copy(update={"pre_roll_s": 1.0}), tmp_path / "clip")
+    assert (used["rc"], used["crf"]) == ("crf", "22.0")
+    explicit = parse_config({"data_dir": str(tmp_path), "recorder": {"rate_control": "qp", "crf": 22}}).recorder
+    assert explicit.rate_control == "qp"
+    dumped = parse_config(parse_config({"data_dir": str(tmp_path)}).model_dump(mode="json", exclude_none=True))
+    assert dumped.recorder.rate_control == "qp"   # a config written back whole (commissioning) keeps its rule
+
+
+@pytest.mark.parametrize(("key", "value"), [("preset", "fastest"), ("threads", -1), ("qp", 52),
+                                            ("rate_control", "cbr"),
                                             ("pre_roll_max_bytes", -1), ("clip_queue_bytes", 1024)])
 def test_bad_encoder_settings_are_refused_by_name(tmp_path, key, value):
     with pytest.raises(ConfigError, match=rf"recorder\.{key}"):

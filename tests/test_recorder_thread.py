@@ -32,7 +32,7 @@ def decoded_count(path) -> int:
 
 def test_a_full_queue_drops_clip_frames_and_counts_them(tmp_path, caplog):
     one_frame = SIZE[0] * SIZE[1] * 3 // 2     # a queued frame is yuv420p
-    sink = SoftwareClipSink(RecorderSettings(pre_roll_s=0.5, preset="slower", crf=10), queue_bytes=2 * one_frame)
+    sink = SoftwareClipSink(RecorderSettings(pre_roll_s=0.5, preset="slower", qp=10), queue_bytes=2 * one_frame)
     frames = textured_frames(66)
     for _ in range(6):
         sink.push(next(frames))    # pre-roll: frames 0..5
@@ -76,7 +76,7 @@ def test_the_agent_starts_without_importing_libraries_it_may_not_use():
 def test_a_recordings_clip_waits_for_the_encoder_and_loses_no_frame(tmp_path):
     """The same overload as above, from a recording (no camera to keep up with): every frame is in the clip."""
     one_frame = SIZE[0] * SIZE[1] * 3 // 2
-    sink = SoftwareClipSink(RecorderSettings(pre_roll_s=0.5, preset="slower", crf=10), queue_bytes=2 * one_frame,
+    sink = SoftwareClipSink(RecorderSettings(pre_roll_s=0.5, preset="slower", qp=10), queue_bytes=2 * one_frame,
                             wait_when_full=True)
     frames = textured_frames(66)
     for _ in range(6):
@@ -122,7 +122,7 @@ def test_frames_arriving_while_the_pre_roll_is_encoded_wait_as_jpeg_not_dropped(
         image[100:200, 10 * index % 500:10 * index % 500 + 80] = 30
         return Frame(ts=index / 10, index=index, image=image, luma=image[::4, ::4, 0].copy())
 
-    settings = RecorderSettings(pre_roll_s=3.0, preset="slower", crf=10, clip_queue_bytes=2 * 1024 * 1024)
+    settings = RecorderSettings(pre_roll_s=3.0, preset="slower", qp=10, clip_queue_bytes=2 * 1024 * 1024)
     sink = SoftwareClipSink(settings)
     for index in range(30):
         sink.push(frame(index))        # 3 s of pre-roll: a second or more of work for x264 'slower'
@@ -163,7 +163,7 @@ def test_frames_converted_into_reused_buffers_each_reach_the_clip_as_they_were(t
     from agent.storage.encoding import ClipWriter, EncoderThread
 
     levels = [20 + 15 * index for index in range(12)]
-    writer = ClipWriter(tmp_path / "clip.mp4", RecorderSettings(crf=0), 10.0, 320, 240)
+    writer = ClipWriter(tmp_path / "clip.mp4", RecorderSettings(qp=0), 10.0, 320, 240)
     encoder = EncoderThread(writer, [], queue_bytes=64 * 1024 * 1024)
     for index, level in enumerate(levels):     # all queued at once, faster than x264 takes them
         assert encoder.offer(index / 10, np.full((240, 320, 3), level, np.uint8))
@@ -182,7 +182,7 @@ def test_pre_roll_jpegs_reach_the_clip_in_the_colours_of_the_live_frames(tmp_pat
 
     colours = [(30, 60, 200), (200, 120, 40), (90, 200, 90), (128, 128, 128), (240, 240, 240), (10, 10, 10)]
     images = [np.full((240, 320, 3), colour, np.uint8) for colour in colours]
-    sink = SoftwareClipSink(RecorderSettings(pre_roll_s=1.0, crf=0))
+    sink = SoftwareClipSink(RecorderSettings(pre_roll_s=1.0, qp=0))
     for index, image in enumerate(images[:-1]):    # the pre-roll, through the JPEG ring
         sink.push(Frame(ts=index / 10, index=index, image=image, luma=image[::4, ::4, 0].copy()))
     alarm = images[-1]

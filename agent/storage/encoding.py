@@ -78,8 +78,8 @@ def encoder_options(settings: RecorderSettings) -> dict[str, str]:
     flat and a clip closes promptly. Other encoders (a Pi 4's h264_v4l2m2m) take their defaults."""
     if settings.codec != "libx264":
         return {}
-    return {"crf": str(settings.crf), "preset": settings.preset, "tune": "zerolatency",
-            "threads": str(settings.threads or "auto")}
+    quality = {"qp": str(settings.qp)} if settings.rate_control == "qp" else {"crf": str(settings.crf)}
+    return {**quality, "preset": settings.preset, "tune": "zerolatency", "threads": str(settings.threads or "auto")}
 
 
 def keyframe_options(fps: float) -> dict[str, str]:

@@ -31,7 +31,7 @@ def write_walks(path: Path, walks: int, width: int = 320, height: int = 180, fps
     seconds of the empty yard: a replay that ends while the broker is down leaves the rest in the outbox for the
     next run (by design), so a fault test's recording must outlast its fault and the reconnect."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = ClipWriter(path, RecorderSettings(crf=20), fps, width, height)
+    writer = ClipWriter(path, RecorderSettings(qp=20), fps, width, height)
     camera = SyntheticCamera(clock=ManualClock(), width=width, height=height, fps=fps, duration_s=SEGMENT_S)
     quiet = SyntheticCamera(clock=ManualClock(), width=width, height=height, fps=fps, duration_s=5.0)  # no figure
     with camera, quiet:

@@ -58,7 +58,7 @@ def small_grey(image: np.ndarray) -> np.ndarray:
 
 def write_walk(path: Path) -> list[np.ndarray]:
     """The walk from TRIM_S on; returns its frames as the agent decodes them (small, grey), index = frame."""
-    writer = ClipWriter(path, RecorderSettings(crf=20), FPS, 320, 180)
+    writer = ClipWriter(path, RecorderSettings(qp=20), FPS, 320, 180)
     with SyntheticCamera(clock=ManualClock(), width=320, height=180, fps=FPS, duration_s=SEGMENT_S) as camera:
         for frame in camera.frames():
             if frame.ts >= TRIM_S - 1e-9:
