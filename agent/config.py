@@ -66,6 +66,10 @@ class EventSettings(Section):
                                                                          "many seconds (lights flicker, IR toggles).")
     animal_quiet_s: float = Field(30.0, ge=0, le=3600, description="At most one animal event per this many seconds "
                                                                    "(detection.animals = 'report').")
+    tampered_motion_s: float = Field(1.0, ge=0, le=60, description="While a tamper condition is held (the view "
+                                                                   "is not the one learnt: turned, covered, "
+                                                                   "defocused), an alarm starts only on motion "
+                                                                   "sustained this long.")
     update_interval_s: float = Field(0.0, ge=0, le=3600, description="A running alarm sends an `update` event "
                                                                      "(boxes, labels, score) at most this often; "
                                                                      "0: none (start and end only), else >= 1.")

@@ -112,6 +112,7 @@ class EventEngine:
     armed: bool | None = None
     phase: Phase = field(default=Phase.IDLE, init=False)
     _streak: int = field(default=0, init=False)
+    _streak_since: float = field(default=0.0, init=False)   # time of the streak's first frame
     _alarm: _ActiveAlarm | None = field(default=None, init=False)
     _tamper: Hold = field(init=False)
     _last_scene_change: float | None = field(default=None, init=False)
@@ -133,6 +134,8 @@ class EventEngine:
     def update(self, ts: float, frame: int, result: MotionResult) -> list[EngineEvent]:
         events = self._conditions(ts, frame, result)
         self._streak = self._streak + 1 if result.motion else 0
+        if self._streak == 1:
+            self._streak_since = ts
         if self.phase is Phase.IDLE:
             return events + self._from_idle(ts, frame, result)
         return events + self._while_active(ts, frame, result)
@@ -156,6 +159,11 @@ class EventEngine:
 
     def _from_idle(self, ts: float, frame: int, result: MotionResult) -> list[EngineEvent]:
         if not self.armed or self._streak < self.settings.min_motion_frames:
+            return []
+        if self._tamper.active and ts - self._streak_since < self.settings.tampered_motion_s:
+            # the view is not the one the background and nuisance levels were learnt on (a branch pressed onto
+            # the lens, the housing knocked round): a moment's motion there is as likely the view itself moving,
+            # and the ARC already has the tamper alarm; someone walking in it moves for longer
             return []
         self._alarm = _ActiveAlarm(self.new_id(), ts, frame, ts, result.score)
         self.phase = Phase.ALARM

@@ -116,6 +116,9 @@ class TrackerParams:
 
 #: weight of a frame's centroid in the smoothed one (about 2 frames of lag)
 SMOOTHING = 0.4
+#: furthest ahead (s) an unconfirmed track's position is predicted from its velocity: 3-4 frames at 10-15 fps,
+#: so a mover missing two frames is found where it went, a flicker seen again after half a second is not
+UNCONFIRMED_PREDICTION_S = 0.3
 
 
 def patience(followed_s: float, patient_s: float, share: float, coherence: float = 0.0) -> float:
@@ -208,7 +211,11 @@ class Tracker:
         blobs go on jittering where the person was last seen, and a track held there for longer is the leaves'
         (see _advance for what a held match does and does not count for)."""
         dt = ts - track.last_ts
-        px, py = track.pos[0] + track.velocity[0] * dt, track.pos[1] + track.velocity[1] * dt
+        # an unconfirmed track's velocity is one or two frames' centroid shifts, of a blob that may be changing
+        # shape: extrapolated over a long gap it predicts the next flicker pixels on, and the jump is matched as
+        # travel (a sky patch between leaves, wallflower-wavingtrees at startup_s x0.7)
+        ahead = dt if track.confirmed else min(dt, UNCONFIRMED_PREDICTION_S)
+        px, py = track.pos[0] + track.velocity[0] * ahead, track.pos[1] + track.velocity[1] * ahead
         predicted = math.hypot(cx - px, cy - py)
         last = math.hypot(cx - track.pos[0], cy - track.pos[1])
         if ts - track.expected_ts > self.params.max_gap_s or not (track.confirmed or last <= self.params.gate_px):

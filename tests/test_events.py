@@ -123,6 +123,32 @@ def test_tamper_needs_to_persist_and_is_reported_disarmed_too():
     assert engine.tampered is None
 
 
+def test_while_tampered_an_alarm_needs_motion_sustained_for_a_second():
+    # sbi-foliage at activity_gain x0.7: a branch pressed on the lens turns the view (tamper held) and big leaf
+    # blobs count for 3-6 frames at a time; someone walking in the turned view moves for longer
+    engine = make_engine(tamper_hold_s=1.0, tampered_motion_s=1.0)
+    timeline = Timeline(engine)
+    timeline.run(1.5, tamper="turned")
+    assert engine.tampered == "turned"
+    bursts = []
+    for _ in range(3):  # 0.6 s of motion, 0.3 s still
+        for moving in [True] * 6 + [False] * 3:
+            result = MotionResult(motion=moving, score=0.05, boxes=MOVING.boxes if moving else (), tamper="turned")
+            bursts += engine.update(timeline.frame / FPS, timeline.frame, result)
+            timeline.frame += 1
+    assert not any(isinstance(event, AlarmStarted) for event in bursts)
+    started = []
+    for _ in range(12):
+        result = MotionResult(motion=True, score=0.05, boxes=MOVING.boxes, tamper="turned")
+        started += [(timeline.frame, e) for e in engine.update(timeline.frame / FPS, timeline.frame, result)]
+        timeline.frame += 1
+    first = timeline.frame - 12
+    assert [(frame - first, type(e)) for frame, e in started] == [(10, AlarmStarted)]   # 1.0 s into the motion
+    # and with the view as learnt, 3 frames as ever
+    untampered = make_engine(tampered_motion_s=1.0)
+    assert [frame for frame, e in feed(untampered, [True] * 6)] == [2]
+
+
 def test_scene_changes_are_reported_at_most_once_per_quiet_period():
     timeline = Timeline(make_engine(scene_change_quiet_s=10.0))
     first = timeline.run(0.1, scene_change=True)

@@ -66,39 +66,24 @@ def test_cli_sweep_prints_the_table_and_fails_when_a_row_fails(tmp_path, capsys)
 
 
 #: the sweep's slow tests run on the clips that decide most rows: the far slow walker at night, the light switch,
-#: the waving trees and the foliage (false alarms) and the possum (animal alarms)
+#: the waving trees (both cuts) and the foliage (false alarms) and the possum (animal alarms)
 SUBSET_CLIPS = ["night-lane-people-far", "thermal-possum", "wallflower-lightswitch", "wallflower-wavingtrees",
-                "sbi-foliage"]
-#: parameters whose 0.7x and 1.3x rows met every target in the full sweep of both manifests (20:00 UTC Dec 2:
-#: 51/53 rows; threshold and patient_travel joined once a steadily moving track needs less travel sooner)
-ROBUST_PARAMETERS = ("detection.settle_s", "detection.nuisance_gain", "detection.straightness",
-                     "detection.absorb_s", "events.min_motion_frames", "detection.threshold",
-                     "detection.patient_travel")
-#: ... and two that did not (activity_gain 0.7x: a false alarm in the foliage; startup_s 0.7x: one in the waving
-#: trees): issue 9's +-30 % target is not met for them yet
-FRAGILE_PARAMETERS = ("detection.activity_gain", "detection.startup_s")
+                "wallflower-wavingtrees-raw", "sbi-foliage"]
+#: the parameters whose 0.7x or 1.3x rows failed in an earlier full sweep of both manifests (3 Dec: 53/53 rows once
+#: an unconfirmed track's prediction is limited and a tampered view needs a second of motion): activity_gain 0.7x
+#: (foliage), startup_s 0.7x and background_s 1.3x (waving trees), threshold and patient_travel 1.3x (far walker)
+DECIDING_PARAMETERS = ("detection.activity_gain", "detection.startup_s", "detection.background_s",
+                       "detection.threshold", "detection.patient_travel", "detection.settle_s",
+                       "detection.nuisance_gain", "events.min_motion_frames")
 
 
-def _footage_sweep(parameters):
+@pytest.mark.footage
+@pytest.mark.slow
+def test_targets_hold_with_the_deciding_parameters_off_by_30_percent_on_a_subset():
     if os.environ.get("SWEEP") != "1":
-        pytest.skip("11 evaluations of 5 clips, minutes on 2 cores: SWEEP=1 runs it (the whole sweep: "
+        pytest.skip("17 evaluations of 6 clips, minutes on 2 cores: SWEEP=1 runs it (the whole sweep: "
                     "pid-agent eval clips.json clips_night.json --sweep)")
     manifests = [require_footage("clips.json"), require_footage("clips_night.json")]
-    rows = sweep(manifests, AgentConfig(), parameters, clip_ids=SUBSET_CLIPS, jobs=2)
-    assert len(rows) == 1 + 2 * len(parameters)
-    return rows
-
-
-@pytest.mark.footage
-@pytest.mark.slow
-def test_targets_hold_with_robust_parameters_off_by_30_percent_on_a_subset():
-    rows = _footage_sweep(ROBUST_PARAMETERS)
-    assert all(row.passed for row in rows), format_sweep(rows)
-
-
-@pytest.mark.footage
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="activity_gain and startup_s at 0.7x raise a false alarm (issue 9, open)")
-def test_targets_hold_with_fragile_parameters_off_by_30_percent_on_a_subset():
-    rows = _footage_sweep(FRAGILE_PARAMETERS)
+    rows = sweep(manifests, AgentConfig(), DECIDING_PARAMETERS, clip_ids=SUBSET_CLIPS, jobs=2)
+    assert len(rows) == 1 + 2 * len(DECIDING_PARAMETERS)
     assert all(row.passed for row in rows), format_sweep(rows)
