@@ -121,6 +121,8 @@ class RecorderSettings(Section):
     def _crf_alone_means_crf(cls, data: object) -> object:
         # a unit's config from before rate_control says `crf = 26`: it keeps the quality rule it was set up with
         if isinstance(data, dict) and "crf" in data and "rate_control" not in data:
+            if "qp" in data:   # which one did the installer mean? refuse rather than silently drop one of them
+                raise ValueError("sets both qp and crf: set rate_control ('qp' or 'crf') to say which one is used")
             return {**data, "rate_control": "crf"}
         return data
 

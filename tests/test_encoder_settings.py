@@ -70,6 +70,10 @@ def test_a_config_that_sets_crf_alone_keeps_crf(tmp_path):
     assert explicit.rate_control == "qp"
     dumped = parse_config(parse_config({"data_dir": str(tmp_path)}).model_dump(mode="json", exclude_none=True))
     assert dumped.recorder.rate_control == "qp"   # a config written back whole (commissioning) keeps its rule
+    with pytest.raises(ConfigError, match=r"recorder.*both qp and crf.*rate_control"):
+        parse_config({"data_dir": str(tmp_path), "recorder": {"qp": 20, "crf": 22}})
+    both = parse_config({"data_dir": str(tmp_path), "recorder": {"rate_control": "crf", "qp": 20, "crf": 22}})
+    assert both.recorder.rate_control == "crf"   # said which: both values may stay in the file
 
 
 @pytest.mark.parametrize(("key", "value"), [("preset", "fastest"), ("threads", -1), ("qp", 52),
