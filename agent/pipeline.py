@@ -177,8 +177,7 @@ class Agent:
         self.service.link = lambda: "up" if self.uplink.connected else "down"
         self.uplink.start()
         stack.callback(self.uplink.stop)
-        if self.config.homeassistant.enabled:
-            homeassistant.announce(self.uplink, self.config)
+        homeassistant.announce(self.uplink, self.config)   # with discovery off, it clears what was announced
 
     def _watch_mqtt_path(self) -> None:
         """MQTT lost for twice its keepalive: the ARC hears it over DC-09 (YC), and again when it is back (YK)."""

@@ -9,12 +9,16 @@ Discovery configs and the snapshot are retained messages the uplink (re)publishe
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 from pydantic import Field
 
 from agent import __version__
+from agent.uplink.retained_record import load_topics, save_topics, stale_topics
 from common.settings import Section
+
+log = logging.getLogger(__name__)
 
 SNAPSHOT_TOPIC = "snapshot"
 
@@ -104,11 +108,28 @@ def snapshot_jpeg(image: np.ndarray, max_bytes: int, quality: int = 85) -> bytes
 
 
 def announce(uplink, config) -> None:
-    """Publish (retained, again at every reconnect) the discovery config of every entity of this unit."""
-    zones = [zone.name for zone in config.detection.zones if zone.kind == "detect"]
-    for topic, payload in discovery_messages(config.homeassistant, config.device_id, config.site_ref,
-                                             config.topic_root, zones).items():
+    """Publish (retained, again at every reconnect) the discovery config of every entity of this unit, and clear
+    what an earlier run announced that this config does not (a zone renamed or removed, discovery switched off):
+    an empty retained message deletes the broker's copy, and Home Assistant the entity."""
+    snapshot = f"{config.topic_root}/{SNAPSHOT_TOPIC}"
+    messages: dict[str, bytes] = {}
+    if config.homeassistant.enabled:
+        zones = [zone.name for zone in config.detection.zones if zone.kind == "detect"]
+        messages = discovery_messages(config.homeassistant, config.device_id, config.site_ref, config.topic_root,
+                                      zones)
+    current = [*messages, snapshot] if messages else []
+    previous = load_topics(config.data_dir)
+    if not current and not previous:
+        return   # discovery never used on this unit: no record to keep
+    stale = stale_topics(previous, current, config.device_id, {snapshot})   # the node id is the device id
+    for topic in stale:
+        uplink.retain(topic, b"")
+    for topic, payload in messages.items():
         uplink.retain(topic, payload)
+    if stale:
+        log.info("Home Assistant: clearing %d retained topic(s) this config no longer announces", len(stale))
+    # the stale ones stay recorded: if the broker is down for the whole run, the next run clears them again
+    save_topics(config.data_dir, current + stale)
 
 
 def snapshot_observer(uplink, config):
