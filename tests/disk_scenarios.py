@@ -133,6 +133,33 @@ def write_sites(mount: Path) -> dict:
     return found
 
 
+def evict_for_the_disk(mount: Path, max_bytes: str) -> dict:
+    """Clips queued until the disk (or the bound) is nearly full, then alarms, which older clips make room for:
+    each eviction's reason is the limit that made it, the filesystem or the bound."""
+    clock = ManualClock(wall_start=time.time())
+    box = Outbox(mount / "data", int(max_bytes), clock, reserve_bytes=256 * 1024)
+    queued = 0
+    for n in range(14):   # 14 x 500 kB of clips: 7 MB, nearly all of an 8 MiB disk, more than a 4 MiB bound
+        folder = box.media_dir / f"ev-{n}"
+        folder.mkdir(parents=True)
+        try:
+            (folder / "clip.mp4").write_bytes(bytes([n]) * 500_000)
+        except OSError:
+            break
+        queued += outcome(lambda n=n, folder=folder: box.put_media(f"ev-{n}", "clip.mp4", folder / "clip.mp4",
+                                                                   "video/mp4", 65536)) == "ok"
+    stored = 0
+    for n in range(12):   # alarms: 1.2 MB, more than what is left
+        stored += outcome(lambda n=n: box.put_message("event", {"kind": "intrusion", "phase": "start",
+                                                                "event_id": f"al-{n}", "pad": "a" * 100_000},
+                                                      "event")) == "ok"
+    reasons = [item["reason"] for _, item in box.unreported_evictions(limit=1000)]
+    found = {"clips_queued": queued, "alarms_stored": stored, "evicted": len(reasons),
+             "reasons": sorted(set(reasons)), "fs_bytes": _fs_size(mount)}
+    box.close()
+    return found
+
+
 class DiskSampler:
     """The filesystem's peak use, sampled while the agent runs (what df would say)."""
 
@@ -257,7 +284,7 @@ def _fs_size(mount: Path) -> int:
     return fs.f_blocks * fs.f_frsize
 
 
-SCENARIOS = {"write_sites": write_sites, "agent_replay": agent_replay}
+SCENARIOS = {"write_sites": write_sites, "agent_replay": agent_replay, "evict_for_the_disk": evict_for_the_disk}
 
 if __name__ == "__main__":
     name, mount_point, *rest = sys.argv[1:]

@@ -34,6 +34,15 @@ def test_every_write_site_survives_a_full_disk_and_recovers_when_space_returns()
     assert found["log_tail"][1].endswith("space is back"), found
 
 
+@pytest.mark.parametrize(("max_bytes", "reason"), [(2 * 1024**3, "disk_full"), (4 * 1024**2, "outbox_full")])
+def test_an_eviction_to_make_room_says_which_limit_made_it(max_bytes, reason):
+    # the put path once said outbox_full whatever the limit: a station told "outbox full" on a unit whose 2 GiB
+    # bound was nowhere near would look for the wrong fault (the disk is what to check or swap)
+    found = run_in_tmpfs("8m", "evict_for_the_disk", str(max_bytes))
+    assert found["alarms_stored"] == 12 and found["evicted"] > 0, found   # alarms stay, clips went for them
+    assert found["reasons"] == [reason], found
+
+
 @pytest.mark.broker
 @pytest.mark.faults
 @pytest.mark.slow

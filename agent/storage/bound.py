@@ -135,7 +135,7 @@ class Bound:
                     self.max_bytes:
                 break  # what holds the bound is no alarm (the clip being recorded): alarms stay, see below
             while not self._fits(incoming, keep, incoming_file):
-                if not self._evict_one(victim, "outbox_full", what):
+                if not self._evict_one(victim, self._binding(self.disk_use()), what):
                     break
         if self._fits(incoming, keep, incoming_file):
             return True
@@ -201,8 +201,8 @@ class Bound:
         if row is None:
             return False
         self._evicted_since_check += 1
-        log.warning("outbox full (max_bytes=%d): evicted %s #%d on %s (%d bytes) to make room for %s",
-                    self.max_bytes, kind, row[0], row[1], row[2], what)
+        log.warning("%s (max_bytes=%d): evicted %s #%d on %s (%d bytes) to make room for %s",
+                    reason.replace("_", " "), self.max_bytes, kind, row[0], row[1], row[2], what)
         return True
 
     def _retrying(self, write, allowed: tuple[str, ...], keep: bool, what: str):
@@ -276,7 +276,7 @@ class Bound:
             elif evicted or not reserve_ok or (
                     self._problem is not None and use.committed > DRAINED_FRACTION * self._limit(use)):
                 # evicting because the filesystem is smaller than the bound is a full disk too
-                problem = "disk_full" if self._limit(use) < self.max_bytes else "outbox_full"
+                problem = self._binding(use)
                 detail = (f"outbox holds {use.committed} of max_bytes={self.max_bytes}; "
                           f"{evicted} item(s) evicted since the last check")
             else:
@@ -308,6 +308,11 @@ class Bound:
         """The outbox's real bound: max_bytes, or less when the filesystem cannot hold that much."""
         return min(self.max_bytes, use.committed + use.fs_free)
 
+    def _binding(self, use: DiskUse) -> str:
+        """Which limit an eviction now is for: the filesystem (disk_full) when it holds less than max_bytes, else
+        the bound (outbox_full). What the station is told an item went for, and what the fault says."""
+        return "disk_full" if self._limit(use) < self.max_bytes else "outbox_full"
+
     def _over_bound(self) -> bool:
         """Whether the reserve (if it is out) and the headroom do not fit, in the bound or on the filesystem.
         The headroom (reserve_bytes again) is room for the clip being recorded to grow until the next check."""
@@ -320,7 +325,7 @@ class Bound:
         is free."""
         with self._lock:
             use = self.disk_use()
-            reason = "disk_full" if self._limit(use) < self.max_bytes else "outbox_full"  # which one binds
+            reason = self._binding(use)
             for victim in ("heartbeat", "media"):
                 while self._over_bound() and self._evict_one(victim, reason, "the alarm's media"):
                     pass
