@@ -18,6 +18,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from agent.security_parse import Refused, load_json
+from common.settings import describe_errors
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,7 @@ def load_topics(data_dir: Path) -> list[str]:
     except Refused as refusal:
         reason = str(refusal)
     except ValidationError as exc:
-        reason = "; ".join(f"{'.'.join(map(str, error['loc'])) or 'the file'}: {error['msg']}"
-                           for error in exc.errors()[:3])
+        reason = "; ".join(describe_errors(exc)[:3])
     log.warning("retained-topic record %s ignored (%s): stale Home Assistant entities are not cleared", path, reason)
     return []
 
